@@ -1,0 +1,360 @@
+//! Configuration: flags > config file > built-in defaults.
+//!
+//! Every key is declared once, with its doc comment, through `section!`; the
+//! same text is what `cortend config` prints, so the documentation of the
+//! file cannot drift from the structs that read it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the config file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/corten/config.toml";
+
+/// Declares a config section: the struct (serde, unknown keys refused,
+/// missing keys defaulted), its `Default`, and its keys' documentation.
+macro_rules! section {
+    (
+        $(#[doc = $sdoc:literal])*
+        pub struct $name:ident {
+            $(
+                $(#[doc = $doc:literal])+
+                pub $field:ident : $ty:ty = $default:expr,
+            )*
+        }
+    ) => {
+        $(#[doc = $sdoc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $name {
+            $( $(#[doc = $doc])+ pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        impl Documented for $name {
+            const SECTION_DOC: &'static [&'static str] = &[$($sdoc),*];
+            const KEYS: &'static [(&'static str, &'static [&'static str])] =
+                &[$( (stringify!($field), &[$($doc),+]) ),*];
+        }
+    };
+}
+
+/// A config section whose keys carry their documentation.
+pub trait Documented {
+    /// The section's own documentation.
+    const SECTION_DOC: &'static [&'static str];
+    /// Each key with its documentation lines, in declaration order.
+    const KEYS: &'static [(&'static str, &'static [&'static str])];
+}
+
+section! {
+    /// The whole cortend configuration: top-level keys, then sections.
+    pub struct Config {
+        /// Persistent state: the metadata database, image content and
+        /// layer snapshots. Must be an absolute path.
+        pub root_dir: PathBuf = PathBuf::from("/var/lib/corten"),
+        /// Runtime state that does not survive a reboot: shim sockets, pod
+        /// namespaces, the daemon lock. Must be an absolute path.
+        pub state_dir: PathBuf = PathBuf::from("/run/corten"),
+        /// The Unix socket serving CRI (RuntimeService and ImageService).
+        /// Created with mode 0660; its directory is created if missing.
+        pub listen: PathBuf = PathBuf::from("/run/corten/corten.sock"),
+        /// Log verbosity on stderr: error, warn, info, debug or trace.
+        pub log_level: String = "info".to_string(),
+        /// Seconds that in-flight calls get to finish after SIGTERM or
+        /// SIGINT before the daemon exits anyway. Containers keep running.
+        pub shutdown_grace_seconds: u64 = 10,
+        /// Control groups.
+        pub cgroup: Cgroup = Cgroup::default(),
+        /// CNI networking for pods.
+        pub cni: Cni = Cni::default(),
+    }
+}
+
+section! {
+    /// Control groups.
+    pub struct Cgroup {
+        /// The cgroup driver, as reported to kubelet by the RuntimeConfig
+        /// call. Only "cgroupfs" is supported.
+        pub driver: CgroupDriver = CgroupDriver::Cgroupfs,
+    }
+}
+
+section! {
+    /// CNI networking for pods.
+    pub struct Cni {
+        /// Directory searched for the network configuration (.conflist,
+        /// .conf or .json; the first valid file in name order is used).
+        pub conf_dir: PathBuf = PathBuf::from("/etc/cni/net.d"),
+        /// Directories searched, in order, for CNI plugin binaries.
+        pub bin_dirs: Vec<PathBuf> = vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+    }
+}
+
+/// The supported cgroup drivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    /// cgroups managed directly through the cgroup filesystem.
+    Cgroupfs,
+}
+
+/// A configuration that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the line, the key and what was expected.
+        message: String,
+    },
+    /// A value parses but is not acceptable.
+    #[error("invalid config ({origin}): key `{key}`: expected {expected}, got {got}")]
+    Value {
+        /// The file, or "command line".
+        origin: String,
+        /// The dotted key.
+        key: &'static str,
+        /// What would be accepted.
+        expected: &'static str,
+        /// What was given.
+        got: String,
+    },
+}
+
+impl Config {
+    /// Reads `path`; with `required` false a missing file means defaults.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses and validates the text of a config file.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone do not.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key, expected, got: String| ConfigError::Value {
+            origin: origin.to_string(),
+            key,
+            expected,
+            got,
+        };
+        let absolute = "an absolute path";
+        for (key, path) in [
+            ("root_dir", &self.root_dir),
+            ("state_dir", &self.state_dir),
+            ("listen", &self.listen),
+            ("cni.conf_dir", &self.cni.conf_dir),
+        ] {
+            if !path.is_absolute() {
+                return Err(bad(key, absolute, format!("{path:?}")));
+            }
+        }
+        if let Some(p) = self.cni.bin_dirs.iter().find(|p| !p.is_absolute()) {
+            return Err(bad("cni.bin_dirs", "absolute paths", format!("{p:?}")));
+        }
+        if parse_level(&self.log_level).is_none() {
+            return Err(bad(
+                "log_level",
+                "one of error, warn, info, debug, trace",
+                format!("{:?}", self.log_level),
+            ));
+        }
+        if self.shutdown_grace_seconds > 3600 {
+            return Err(bad(
+                "shutdown_grace_seconds",
+                "at most 3600",
+                self.shutdown_grace_seconds.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This configuration, complete, as commented TOML that parses back to it.
+    pub fn template(&self) -> String {
+        let table = match toml::Table::try_from(self) {
+            Ok(t) => t,
+            Err(e) => return format!("# cannot render the configuration: {e}\n"),
+        };
+        let mut out = String::new();
+        out.push_str(
+            "# cortend configuration (default path /etc/corten/config.toml).\n\
+             # Command-line flags override these values; a missing key takes the\n\
+             # default shown; an unknown key is refused.\n\n",
+        );
+        write_section::<Config>(&mut out, None, &table);
+        write_section::<Cgroup>(&mut out, Some("cgroup"), &table);
+        write_section::<Cni>(&mut out, Some("cni"), &table);
+        out
+    }
+}
+
+fn write_section<S: Documented>(out: &mut String, name: Option<&str>, root: &toml::Table) {
+    let table = match name {
+        Some(n) => root.get(n).and_then(toml::Value::as_table),
+        None => Some(root),
+    };
+    for line in S::SECTION_DOC {
+        let _ = writeln!(out, "#{line}");
+    }
+    if let Some(n) = name {
+        let _ = writeln!(out, "[{n}]");
+    }
+    for (key, doc) in S::KEYS {
+        if table
+            .and_then(|t| t.get(*key))
+            .is_some_and(toml::Value::is_table)
+        {
+            continue;
+        }
+        for line in *doc {
+            let _ = writeln!(out, "#{line}");
+        }
+        match table.and_then(|t| t.get(*key)) {
+            // Sections are written after the top-level keys, by the caller.
+            Some(toml::Value::Table(_)) | None => {}
+            Some(value) => {
+                let _ = writeln!(out, "{key} = {value}");
+            }
+        }
+    }
+    out.push('\n');
+}
+
+/// Parses a log level name.
+pub fn parse_level(level: &str) -> Option<tracing::Level> {
+    level.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_parses_back_to_the_defaults() {
+        let text = Config::default().template();
+        let parsed = Config::parse(Path::new("template.toml"), &text).expect("template parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn template_sets_and_documents_every_key() {
+        let text = Config::default().template();
+        let value = toml::Value::try_from(Config::default()).expect("serialise");
+        let mut keys = Vec::new();
+        for (k, v) in value.as_table().expect("table") {
+            match v.as_table() {
+                Some(t) => keys.extend(t.keys().map(|sub| (Some(k.clone()), sub.clone()))),
+                None => keys.push((None, k.clone())),
+            }
+        }
+        for (section, key) in keys {
+            let line = format!("\n{key} = ");
+            assert!(
+                text.contains(&line),
+                "{section:?}.{key} not set in template"
+            );
+            let pos = text.find(&line).expect("found");
+            let above = text[..pos].lines().last().unwrap_or_default();
+            assert!(above.starts_with("# "), "{key} has no doc comment above it");
+        }
+    }
+
+    #[test]
+    fn missing_file_means_defaults_unless_required() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("none.toml");
+        assert_eq!(
+            Config::load(&path, false).expect("defaults"),
+            Config::default()
+        );
+        assert!(matches!(
+            Config::load(&path, true),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "log_level = \"debug\"\n[cni]\nconf_dir = \"/x\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.cni.conf_dir, PathBuf::from("/x"));
+        assert_eq!(c.cni.bin_dirs, Cni::default().bin_dirs);
+        assert_eq!(c.root_dir, Config::default().root_dir);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_naming_file_and_key() {
+        for (text, key) in [
+            ("bogus = 1\n", "bogus"),
+            ("[cni]\nconfdir = \"/x\"\n", "confdir"),
+            ("[nosuch]\n", "nosuch"),
+        ] {
+            let err = Config::parse(Path::new("/etc/x.toml"), text)
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains("/etc/x.toml"), "{err}");
+            assert!(err.contains(&format!("unknown field `{key}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_what_was_expected() {
+        for (text, needle) in [
+            ("root_dir = 5\n", "root_dir"),
+            (
+                "root_dir = \"relative\"\n",
+                "key `root_dir`: expected an absolute path",
+            ),
+            (
+                "log_level = \"loud\"\n",
+                "key `log_level`: expected one of error, warn",
+            ),
+            ("[cgroup]\ndriver = \"systemd\"\n", "expected `cgroupfs`"),
+            ("shutdown_grace_seconds = -1\n", "shutdown_grace_seconds"),
+            ("[cni]\nbin_dirs = [\"x\"]\n", "cni.bin_dirs"),
+        ] {
+            let err = Config::parse(Path::new("/c.toml"), text)
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+            assert!(err.contains("/c.toml"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Runtime errors to gRPC statuses, in one place.
+
+use corten_runtime::ErrorKind;
+use tonic::{Code, Status};
+
+/// A runtime error on its way out of a handler.
+///
+/// The orphan rule wants a local type to convert from; handlers use `?` on
+/// `corten_runtime::Result` and get the mapping below.
+#[derive(Debug)]
+pub struct CriError(pub corten_runtime::Error);
+
+impl From<corten_runtime::Error> for CriError {
+    fn from(e: corten_runtime::Error) -> Self {
+        CriError(e)
+    }
+}
+
+/// The gRPC code of each runtime error kind. Exhaustive on purpose: a new
+/// kind does not compile until someone decides its code.
+pub fn code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::Internal => Code::Internal,
+    }
+}
+
+impl From<CriError> for Status {
+    fn from(CriError(e): CriError) -> Status {
+        Status::new(code(e.kind()), e.to_string())
+    }
+}
+
+/// The answer of an RPC whose issue has not built it yet.
+pub fn unimplemented(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented by corten yet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_errors_keep_their_kind_and_message() {
+        let err = corten_runtime::Error::from(corten_runtime::network::Error::NoConfig {
+            dir: "/etc/cni/net.d".into(),
+            skipped: vec![],
+        });
+        let status = Status::from(CriError::from(err));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(
+            status.message().contains("/etc/cni/net.d"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn unimplemented_names_the_rpc() {
+        let s = unimplemented("RunPodSandbox");
+        assert_eq!(s.code(), Code::Unimplemented);
+        assert!(s.message().contains("RunPodSandbox"));
+    }
+}

@@ -1,0 +1,129 @@
+//! `Status`: RuntimeReady and NetworkReady, and with `verbose` the
+//! effective configuration (what `crictl info` prints).
+
+use std::collections::HashMap;
+
+use corten_runtime::network;
+use k8s_cri::v1::{
+    RuntimeCondition, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
+    StatusResponse,
+};
+use tonic::Status;
+
+use crate::service::Cri;
+
+/// Condition types and the reason kubelet knows for a network that is not ready.
+const RUNTIME_READY: &str = "RuntimeReady";
+const NETWORK_READY: &str = "NetworkReady";
+const NETWORK_NOT_READY_REASON: &str = "NetworkPluginNotReady";
+
+pub fn status(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
+    let cni = &cri.config.cni;
+    // Read on every call: a config dropped in later makes the node ready
+    // without restarting the daemon.
+    let network = network::find_network(&cni.conf_dir, &cni.bin_dirs);
+    let network_condition = match &network {
+        Ok(_) => condition(NETWORK_READY, true, "", String::new()),
+        Err(e) => condition(
+            NETWORK_READY,
+            false,
+            NETWORK_NOT_READY_REASON,
+            e.to_string(),
+        ),
+    };
+    let mut info = HashMap::new();
+    if req.verbose {
+        let config = serde_json::to_string(&cri.config)
+            .map_err(|e| Status::internal(format!("cannot render the configuration: {e}")))?;
+        info.insert("config".to_string(), config);
+        let cni_status = match &network {
+            Ok(net) => serde_json::json!({
+                "status": "OK",
+                "name": net.name,
+                "path": net.path,
+                "cniVersion": net.cni_version,
+                "plugins": net.plugin_types().collect::<Vec<_>>(),
+            }),
+            Err(e) => serde_json::json!({ "status": "NotReady", "error": e.to_string() }),
+        };
+        info.insert("cniconfig".to_string(), cni_status.to_string());
+    }
+    Ok(StatusResponse {
+        status: Some(RuntimeStatus {
+            conditions: vec![
+                condition(RUNTIME_READY, true, "", String::new()),
+                network_condition,
+            ],
+        }),
+        info,
+        runtime_handlers: vec![RuntimeHandler {
+            name: String::new(),
+            features: Some(RuntimeHandlerFeatures {
+                recursive_read_only_mounts: false,
+                user_namespaces: false,
+            }),
+        }],
+        features: None,
+    })
+}
+
+fn condition(kind: &str, status: bool, reason: &str, message: String) -> RuntimeCondition {
+    RuntimeCondition {
+        r#type: kind.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn cri_with_cni(conf_dir: &std::path::Path, bin_dir: &std::path::Path) -> Cri {
+        let mut config = Config::default();
+        config.cni.conf_dir = conf_dir.to_path_buf();
+        config.cni.bin_dirs = vec![bin_dir.to_path_buf()];
+        Cri { config }
+    }
+
+    fn network_condition(resp: &StatusResponse) -> &RuntimeCondition {
+        let conds = &resp.status.as_ref().expect("status").conditions;
+        conds
+            .iter()
+            .find(|c| c.r#type == NETWORK_READY)
+            .expect("NetworkReady")
+    }
+
+    #[test]
+    fn network_becomes_ready_when_a_config_appears() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cri = cri_with_cni(tmp.path(), tmp.path());
+        let resp = status(&cri, StatusRequest { verbose: false }).expect("status");
+        let net = network_condition(&resp);
+        assert!(!net.status);
+        assert_eq!(net.reason, NETWORK_NOT_READY_REASON);
+        assert!(
+            net.message.contains("no valid CNI network config"),
+            "{}",
+            net.message
+        );
+        assert!(resp.info.is_empty());
+
+        std::fs::write(tmp.path().join("loopback"), "").expect("plugin");
+        std::fs::write(
+            tmp.path().join("10-lo.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"lo","plugins":[{"type":"loopback"}]}"#,
+        )
+        .expect("conf");
+        let resp = status(&cri, StatusRequest { verbose: true }).expect("status");
+        assert!(network_condition(&resp).status);
+        let cni: serde_json::Value =
+            serde_json::from_str(&resp.info["cniconfig"]).expect("cniconfig json");
+        assert_eq!(cni["name"], "lo");
+        let config: serde_json::Value =
+            serde_json::from_str(&resp.info["config"]).expect("config json");
+        assert_eq!(config["cni"]["conf_dir"], tmp.path().display().to_string());
+    }
+}

@@ -1,0 +1,44 @@
+//! The runtime's error type: one enum per module, folded together here.
+
+use crate::network;
+
+/// What kind of failure an [`Error`] is, independent of any wire protocol.
+///
+/// The CRI server maps each kind to one gRPC status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The named object does not exist.
+    NotFound,
+    /// An object with that name or id exists already.
+    AlreadyExists,
+    /// The request itself is malformed.
+    InvalidArgument,
+    /// The request is valid but the object is not in a state that allows it.
+    FailedPrecondition,
+    /// A dependency (registry, plugin, shim) cannot be reached right now.
+    Unavailable,
+    /// The operation ran out of time.
+    DeadlineExceeded,
+    /// A fault of ours or of the host.
+    Internal,
+}
+
+/// Every error the runtime crate returns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A CNI network configuration or plugin problem.
+    #[error(transparent)]
+    Network(#[from] network::Error),
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Network(e) => e.kind(),
+        }
+    }
+}
+
+/// Result with the runtime's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,13 @@
+//! corten-runtime: the isolated-container core of corten.
+//!
+//! This crate knows nothing of gRPC or protobuf. It speaks in runtime terms
+//! (images, snapshots, sandboxes, containers, networks) and reports failures
+//! as [`Error`], whose [`Error::kind`] the CRI layer maps to a gRPC code.
+
+pub mod error;
+pub mod network;
+
+pub use error::{Error, ErrorKind, Result};
+
+/// The crate version, reported by the CRI `Version` RPC.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
