@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole corten test suite, from a fresh machine: installs every test
+# dependency (Debian packages; crictl built by the Go toolchain from the Go
+# module proxy), checks formatting and lints, builds, and runs every test.
+# Needs root (namespaces, mounts, cgroups), as CI has. .ci/run calls this.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+CRI_TOOLS_VERSION=v1.34.0
+TOOLS="$PWD/.test-tools"
+export PATH="$PATH:/usr/local/go/bin:$HOME/.cargo/bin:$HOME/go/bin"
+
+if [ "$(id -u)" != 0 ]; then
+    echo "crictl-tests/run.sh: run as root (the tests create namespaces, mounts and cgroups)" >&2
+    exit 1
+fi
+
+# Debian packages: protoc for the CRI bindings; the real parts the tests use.
+packages=(protobuf-compiler containernetworking-plugins iptables iproute2)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# crictl, pinned, built from the Go module proxy into .test-tools/bin.
+command -v go >/dev/null || { echo "go is required to build crictl" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "cargo is required" >&2; exit 1; }
+# (go install leaves the binary's own version "unknown"; the module version
+# recorded in the binary tells which one it is.)
+if ! go version -m "$TOOLS/bin/crictl" 2>/dev/null | grep -qE "mod\s+sigs.k8s.io/cri-tools\s+$CRI_TOOLS_VERSION\b"; then
+    echo "== building crictl $CRI_TOOLS_VERSION"
+    GOBIN="$TOOLS/bin" go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+fi
+export CRICTL="$TOOLS/bin/crictl"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo build"
+cargo build --workspace --quiet
+echo "== cargo test"
+cargo test --workspace

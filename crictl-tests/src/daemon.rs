@@ -1,0 +1,291 @@
+//! A cortend of the test's own, and the real crictl pointed at it.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+use crate::tools;
+
+/// How long a daemon gets to come up or go down.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Prepares a daemon: a temporary directory holding its root dir, state dir,
+/// socket, CNI conf dir and config file.
+pub struct DaemonBuilder {
+    dir: TempDir,
+    config: toml::Table,
+    args: Vec<String>,
+}
+
+impl DaemonBuilder {
+    /// A builder with the test defaults: everything under a fresh tempdir,
+    /// debug logs, an empty CNI conf dir and the Debian CNI plugins.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("corten-test-")
+            .tempdir()
+            .expect("create test tempdir");
+        let p = |sub: &str| dir.path().join(sub).display().to_string();
+        let text = format!(
+            r#"
+root_dir = "{root}"
+state_dir = "{state}"
+listen = "{sock}"
+log_level = "debug"
+shutdown_grace_seconds = 5
+
+[cni]
+conf_dir = "{netd}"
+bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
+"#,
+            root = p("root"),
+            state = p("state"),
+            sock = p("cortend.sock"),
+            netd = p("net.d"),
+        );
+        let config = text.parse::<toml::Table>().expect("test config parses");
+        std::fs::create_dir(dir.path().join("net.d")).expect("create net.d");
+        DaemonBuilder {
+            dir,
+            config,
+            args: Vec::new(),
+        }
+    }
+
+    /// The directory everything lives in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Changes the config before the daemon starts.
+    pub fn config(mut self, edit: impl FnOnce(&mut toml::Table)) -> Self {
+        edit(&mut self.config);
+        self
+    }
+
+    /// Extra command-line arguments for cortend.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Writes the config and starts cortend, waiting until its socket answers.
+    pub fn start(self) -> Result<Daemon, String> {
+        let config_path = self.dir.path().join("config.toml");
+        std::fs::write(
+            &config_path,
+            toml::to_string(&self.config).expect("render config"),
+        )
+        .expect("write config");
+        let socket = PathBuf::from(self.config["listen"].as_str().expect("listen is a string"));
+        let log_path = self.dir.path().join("cortend.log");
+        let crictl_config = self.dir.path().join("crictl.yaml");
+        std::fs::write(&crictl_config, "").expect("write crictl.yaml");
+        let log = std::fs::File::create(&log_path).expect("create log");
+        let child = Command::new(tools::cortend())
+            .arg("--config")
+            .arg(&config_path)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start cortend: {e}"))?;
+        let mut daemon = Daemon {
+            child: Some(child),
+            socket,
+            log_path,
+            crictl_config,
+            config_path,
+            dir: self.dir,
+        };
+        daemon.wait_ready()?;
+        Ok(daemon)
+    }
+}
+
+impl Default for DaemonBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running cortend. Dropping it stops it (SIGTERM, then SIGKILL) and
+/// removes its directory; a panicking test gets the daemon log printed.
+pub struct Daemon {
+    child: Option<Child>,
+    socket: PathBuf,
+    log_path: PathBuf,
+    crictl_config: PathBuf,
+    config_path: PathBuf,
+    dir: TempDir,
+}
+
+impl Daemon {
+    /// A daemon with the test defaults.
+    pub fn start() -> Daemon {
+        DaemonBuilder::new().start().expect("cortend starts")
+    }
+
+    /// The test's directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The CRI socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The config file the daemon was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Everything the daemon has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Runs the real crictl against this daemon.
+    pub fn crictl(&self, args: &[&str]) -> Crictl {
+        let endpoint = format!("unix://{}", self.socket.display());
+        let output = Command::new(tools::crictl())
+            .arg("--config")
+            .arg(&self.crictl_config)
+            .args([
+                "--runtime-endpoint",
+                &endpoint,
+                "--image-endpoint",
+                &endpoint,
+            ])
+            .args(["--timeout", "30s"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run crictl");
+        Crictl {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            output,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal_and_wait(Signal::SIGTERM)
+            .expect("cortend exits after SIGTERM")
+    }
+
+    fn signal_and_wait(&mut self, signal: Signal) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            self.child = None;
+            return Some(status);
+        }
+        let pid = Pid::from_raw(i32::try_from(child.id()).ok()?);
+        let _ = kill(pid, signal);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(format!("cortend exited with {status}:\n{}", self.log()));
+                }
+            }
+            if UnixStream::connect(&self.socket).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("cortend did not come up:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.signal_and_wait(Signal::SIGTERM).is_none() {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("---- cortend log ----\n{}---- end of log ----", self.log());
+        }
+    }
+}
+
+/// What one crictl invocation did.
+pub struct Crictl {
+    args: Vec<String>,
+    /// The process output.
+    pub output: Output,
+}
+
+impl Crictl {
+    /// Standard output as text.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// Standard error as text.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Standard output, after checking crictl succeeded.
+    pub fn ok(&self) -> String {
+        assert!(
+            self.output.status.success(),
+            "crictl {:?} failed ({}):\nstdout: {}\nstderr: {}",
+            self.args,
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        );
+        self.stdout()
+    }
+
+    /// Standard error, after checking crictl failed.
+    pub fn fails(&self) -> String {
+        assert!(
+            !self.output.status.success(),
+            "crictl {:?} should have failed:\nstdout: {}",
+            self.args,
+            self.stdout()
+        );
+        self.stderr()
+    }
+
+    /// Standard output parsed as JSON, after checking crictl succeeded.
+    pub fn json(&self) -> serde_json::Value {
+        let out = self.ok();
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("crictl output is not JSON ({e}): {out}"))
+    }
+}

@@ -1,0 +1,66 @@
+//! Where the binaries under test and the test tools are.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The `cortend` binary: `$CORTEND_BIN`, or the workspace's debug build,
+/// brought up to date once per test process so a test never runs a stale one.
+pub fn cortend() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("CORTEND_BIN") {
+            return PathBuf::from(bin);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "corten-cri", "--bin", "cortend"])
+            .current_dir(workspace_root())
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            other => panic!("cannot build cortend: {other:?}"),
+        }
+        target_dir().join("debug").join("cortend")
+    })
+    .clone()
+}
+
+/// The real `crictl`: `$CRICTL`, the copy the test script installs under
+/// `.test-tools/bin`, or the one on `PATH`.
+pub fn crictl() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CRICTL") {
+        return PathBuf::from(bin);
+    }
+    let local = workspace_root().join(".test-tools/bin/crictl");
+    if local.is_file() {
+        return local;
+    }
+    if let Some(found) = which("crictl") {
+        return found;
+    }
+    panic!(
+        "crictl not found: run crictl-tests/run.sh (it installs crictl into .test-tools/bin), \
+         or set CRICTL"
+    );
+}
+
+/// The first executable called `name` on `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
