@@ -1,6 +1,6 @@
 //! The runtime's error type: one enum per module, folded together here.
 
-use crate::network;
+use crate::{network, store};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -29,6 +29,9 @@ pub enum Error {
     /// A CNI network configuration or plugin problem.
     #[error(transparent)]
     Network(#[from] network::Error),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
 }
 
 impl Error {
@@ -36,6 +39,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Network(e) => e.kind(),
+            Error::Store(e) => e.kind(),
         }
     }
 }

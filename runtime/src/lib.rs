@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod network;
+pub mod store;
 
 pub use error::{Error, ErrorKind, Result};
 
