@@ -1,6 +1,6 @@
 //! The runtime's error type: one enum per module, folded together here.
 
-use crate::network;
+use crate::{image, network};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -26,6 +26,9 @@ pub enum ErrorKind {
 /// Every error the runtime crate returns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An image reference, digest, or image content problem.
+    #[error(transparent)]
+    Image(#[from] image::Error),
     /// A CNI network configuration or plugin problem.
     #[error(transparent)]
     Network(#[from] network::Error),
@@ -35,6 +38,7 @@ impl Error {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
+            Error::Image(e) => e.kind(),
             Error::Network(e) => e.kind(),
         }
     }

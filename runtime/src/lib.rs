@@ -5,6 +5,7 @@
 //! as [`Error`], whose [`Error::kind`] the CRI layer maps to a gRPC code.
 
 pub mod error;
+pub mod image;
 pub mod network;
 
 pub use error::{Error, ErrorKind, Result};
