@@ -1,6 +1,6 @@
 //! The runtime's error type: one enum per module, folded together here.
 
-use crate::{image, network};
+use crate::{image, network, snapshot};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -32,6 +32,9 @@ pub enum Error {
     /// A CNI network configuration or plugin problem.
     #[error(transparent)]
     Network(#[from] network::Error),
+    /// A layer unpacking or snapshot problem.
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::Error),
 }
 
 impl Error {
@@ -40,6 +43,7 @@ impl Error {
         match self {
             Error::Image(e) => e.kind(),
             Error::Network(e) => e.kind(),
+            Error::Snapshot(e) => e.kind(),
         }
     }
 }
