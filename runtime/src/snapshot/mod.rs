@@ -3,6 +3,8 @@
 
 mod compression;
 mod confined;
+mod header;
+mod stream;
 mod unpack;
 mod whiteout;
 

@@ -16,11 +16,13 @@ use nix::sys::stat::{
     SFlag, UtimensatFlags,
 };
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchown, fchownat, linkat, symlinkat, Gid, Uid};
+use nix::unistd::{fchown, fchownat, linkat, symlinkat};
 use sha2::Digest as _;
 use tar::EntryType;
 
 use super::confined::{self, Components, Root};
+use super::header::{link_name, meta, Meta};
+use super::stream::{classify_stream_error, HashingReader, SourceReader};
 use super::whiteout;
 use super::{Compression, Error};
 use crate::image::Digest;
@@ -96,57 +98,6 @@ pub fn unpack_layer<R: Read>(
         diff_id: Digest::from_sha256(reader.hasher.finalize().into()),
         uncompressed_size: reader.len,
     })
-}
-
-/// A read error is the layer's fault (corrupt compression or tar) unless
-/// the caller's reader failed under it.
-fn classify_stream_error(e: io::Error, source_failed: bool) -> Error {
-    if source_failed {
-        Error::Read { source: e }
-    } else {
-        Error::Corrupt { source: e }
-    }
-}
-
-/// The caller's (compressed) reader, noting whether it ever failed.
-struct SourceReader<R> {
-    inner: R,
-    failed: Rc<Cell<bool>>,
-}
-
-impl<R: Read> Read for SourceReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let result = self.inner.read(buf);
-        if matches!(&result, Err(e) if e.kind() != io::ErrorKind::Interrupted) {
-            self.failed.set(true);
-        }
-        result
-    }
-}
-
-/// Hashes and counts the uncompressed stream as the tar reader reads it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-    len: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(buf.get(..n).unwrap_or_default());
-        self.len += n as u64;
-        Ok(n)
-    }
-}
-
-/// Ownership, mode and mtime from an entry header.
-#[derive(Debug, Clone, Copy)]
-struct Meta {
-    mode: Mode,
-    uid: Uid,
-    gid: Gid,
-    mtime: TimeSpec,
 }
 
 struct Unpacker {
@@ -442,7 +393,7 @@ impl Unpacker {
         for (path, mtime) in self.dir_times.iter().rev() {
             let name = String::from_utf8_lossy(path);
             let components = confined::components(path).unwrap_or_default();
-            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
             // Resolved again: a later entry may have replaced the directory.
             match self.root.resolve(&components, flags) {
                 Ok(fd) => futimens(&fd, mtime, mtime).map_err(fs(&name, "set mtime"))?,
@@ -461,51 +412,6 @@ fn fs(entry: &str, op: &'static str) -> impl FnOnce(Errno) -> Error {
         op,
         source: e.into(),
     }
-}
-
-fn link_name<R: Read>(entry: &tar::Entry<'_, R>, name: &str) -> Result<Vec<u8>, Error> {
-    match entry.link_name_bytes() {
-        Some(target) if !target.is_empty() => Ok(target.into_owned()),
-        _ => Err(Error::BadHeader {
-            entry: name.to_string(),
-            field: "linkname",
-            source: io::Error::new(io::ErrorKind::InvalidData, "empty link target"),
-        }),
-    }
-}
-
-fn meta(header: &tar::Header, name: &str) -> Result<Meta, Error> {
-    let bad = |field: &'static str| {
-        move |source| Error::BadHeader {
-            entry: name.to_string(),
-            field,
-            source,
-        }
-    };
-    let id = |v: u64, field| {
-        u32::try_from(v).map_err(|_| {
-            bad(field)(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "id above 2^32-1",
-            ))
-        })
-    };
-    let mode = header.mode().map_err(bad("mode"))?;
-    let uid = id(header.uid().map_err(bad("uid"))?, "uid")?;
-    let gid = id(header.gid().map_err(bad("gid"))?, "gid")?;
-    let mtime = header.mtime().map_err(bad("mtime"))?;
-    let mtime = i64::try_from(mtime).map_err(|_| {
-        bad("mtime")(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "mtime out of range",
-        ))
-    })?;
-    Ok(Meta {
-        mode: Mode::from_bits_truncate(mode & 0o7777),
-        uid: Uid::from_raw(uid),
-        gid: Gid::from_raw(gid),
-        mtime: TimeSpec::new(mtime, 0),
-    })
 }
 
 #[cfg(test)]

@@ -69,13 +69,19 @@ impl Layer {
     }
 
     fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
-        self.raw(
-            EntryType::Link,
-            name.as_bytes(),
-            target.as_bytes(),
-            0o644,
-            b"",
-        );
+        if target.contains("..") {
+            // The tar crate refuses such targets: write them raw.
+            self.raw(
+                EntryType::Link,
+                name.as_bytes(),
+                target.as_bytes(),
+                0o644,
+                b"",
+            );
+        } else {
+            let mut h = Self::header(EntryType::Link, 0o644, 0, 0, MTIME);
+            self.0.append_link(&mut h, name, target).unwrap();
+        }
         self
     }
 
@@ -280,6 +286,26 @@ fn later_entries_replace_earlier_ones() {
         fs::metadata(dest.join("keep")).unwrap().mode() & 0o7777,
         0o755
     );
+}
+
+#[test]
+fn long_names_and_link_targets() {
+    let long_dir = "d".repeat(90);
+    let long_file = format!("{long_dir}/{}", "f".repeat(120));
+    let long_target = format!("/{long_file}");
+    let mut l = Layer::new();
+    l.file(&long_file, b"long", 0o644, 0, 0)
+        .symlink("s", &long_target)
+        .hardlink("h", &long_file);
+    let dirs = Dirs::new();
+    dirs.unpack(&l.finish()).unwrap();
+    let dest = dirs.dest();
+    assert_eq!(fs::read(dest.join(&long_file)).unwrap(), b"long");
+    assert_eq!(
+        fs::read_link(dest.join("s")).unwrap(),
+        Path::new(&long_target)
+    );
+    assert_eq!(fs::read(dest.join("h")).unwrap(), b"long");
 }
 
 mod hostile;

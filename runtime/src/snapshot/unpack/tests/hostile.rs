@@ -168,6 +168,19 @@ fn hardlink_to_host_file_is_refused() {
 }
 
 #[test]
+fn hardlink_to_symlink_links_the_symlink_itself() {
+    let mut l = Layer::new();
+    l.symlink("s", "/etc/passwd").hardlink("h", "s");
+    let dirs = Dirs::new();
+    dirs.unpack(&l.finish()).unwrap();
+    let dest = dirs.dest();
+    let h = fs::symlink_metadata(dest.join("h")).unwrap();
+    assert!(h.file_type().is_symlink());
+    assert_eq!(h.ino(), fs::symlink_metadata(dest.join("s")).unwrap().ino());
+    assert_ne!(h.ino(), fs::metadata("/etc/passwd").unwrap().ino());
+}
+
+#[test]
 fn hardlink_to_absent_or_directory_target_is_refused() {
     for (target, reason) in [
         ("nothere", "not in the layer"),
