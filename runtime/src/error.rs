@@ -1,6 +1,6 @@
 //! The runtime's error type: one enum per module, folded together here.
 
-use crate::{network, store};
+use crate::{image, network, snapshot, store};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -26,20 +26,28 @@ pub enum ErrorKind {
 /// Every error the runtime crate returns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An image reference, digest, or image content problem.
+    #[error(transparent)]
+    Image(#[from] image::Error),
     /// A CNI network configuration or plugin problem.
     #[error(transparent)]
     Network(#[from] network::Error),
     /// The metadata store failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// A layer unpacking or snapshot problem.
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::Error),
 }
 
 impl Error {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
+            Error::Image(e) => e.kind(),
             Error::Network(e) => e.kind(),
             Error::Store(e) => e.kind(),
+            Error::Snapshot(e) => e.kind(),
         }
     }
 }

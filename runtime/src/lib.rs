@@ -5,8 +5,10 @@
 //! as [`Error`], whose [`Error::kind`] the CRI layer maps to a gRPC code.
 
 pub mod error;
+pub mod image;
 pub mod network;
 pub mod store;
+pub mod snapshot;
 
 pub use error::{Error, ErrorKind, Result};
 
