@@ -44,7 +44,11 @@ impl RegistryClient {
     /// `base` is `http://HOST:PORT` or `https://HOST:PORT`. With
     /// `ca_pem`, TLS trusts only that CA; without it, the platform's
     /// roots (so a test registry's self-signed cert is refused).
-    pub fn new(base: &str, ca_pem: Option<&[u8]>, basic_auth: Option<(&str, &str)>) -> Result<Self> {
+    pub fn new(
+        base: &str,
+        ca_pem: Option<&[u8]>,
+        basic_auth: Option<(&str, &str)>,
+    ) -> Result<Self> {
         let mut tls = TlsConfig::builder();
         if let Some(pem) = ca_pem {
             let cert = Certificate::from_pem(pem).context("parse registry CA PEM")?;
@@ -117,9 +121,14 @@ impl RegistryClient {
             .send_empty()
             .with_context(|| format!("POST {url}"))?;
         if resp.status() != StatusCode::ACCEPTED {
-            bail!("POST {url}: status {}: {}", resp.status(), body_text(&mut resp));
+            bail!(
+                "POST {url}: status {}: {}",
+                resp.status(),
+                body_text(&mut resp)
+            );
         }
-        let location = header(&resp, "Location").with_context(|| format!("POST {url}: no Location"))?;
+        let location =
+            header(&resp, "Location").with_context(|| format!("POST {url}: no Location"))?;
         let location = if location.starts_with('/') {
             self.url(&location)
         } else {
@@ -143,7 +152,13 @@ impl RegistryClient {
     }
 
     /// `PUT /v2/<repo>/manifests/<reference>`; returns the manifest digest.
-    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> Result<String> {
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<String> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let mut resp = self
             .with_auth(self.agent.put(&url))
@@ -151,7 +166,11 @@ impl RegistryClient {
             .send(bytes)
             .with_context(|| format!("PUT {url}"))?;
         if resp.status() != StatusCode::CREATED {
-            bail!("PUT {url}: status {}: {}", resp.status(), body_text(&mut resp));
+            bail!(
+                "PUT {url}: status {}: {}",
+                resp.status(),
+                body_text(&mut resp)
+            );
         }
         let digest = sha256_digest(bytes);
         if let Some(sent) = header(&resp, "Docker-Content-Digest") {
@@ -163,7 +182,12 @@ impl RegistryClient {
     }
 
     /// `GET /v2/<repo>/manifests/<reference>` accepting `accept`.
-    pub fn get_manifest(&self, repo: &str, reference: &str, accept: &[&str]) -> Result<FetchedManifest> {
+    pub fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        accept: &[&str],
+    ) -> Result<FetchedManifest> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let mut resp = self
             .with_auth(self.agent.get(&url))
@@ -171,7 +195,11 @@ impl RegistryClient {
             .call()
             .with_context(|| format!("GET {url}"))?;
         if resp.status() != StatusCode::OK {
-            bail!("GET {url}: status {}: {}", resp.status(), body_text(&mut resp));
+            bail!(
+                "GET {url}: status {}: {}",
+                resp.status(),
+                body_text(&mut resp)
+            );
         }
         let content_type = header(&resp, "Content-Type").unwrap_or_default();
         let digest_header = header(&resp, "Docker-Content-Digest");
@@ -191,7 +219,11 @@ impl RegistryClient {
             .call()
             .with_context(|| format!("GET {url}"))?;
         if resp.status() != StatusCode::OK {
-            bail!("GET {url}: status {}: {}", resp.status(), body_text(&mut resp));
+            bail!(
+                "GET {url}: status {}: {}",
+                resp.status(),
+                body_text(&mut resp)
+            );
         }
         read_body(&mut resp).with_context(|| format!("GET {url}: body"))
     }
@@ -205,11 +237,20 @@ fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String>
 }
 
 fn read_body(resp: &mut ureq::http::Response<ureq::Body>) -> Result<Vec<u8>> {
-    Ok(resp.body_mut().with_config().limit(MAX_BODY).read_to_vec()?)
+    Ok(resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_vec()?)
 }
 
 fn body_text(resp: &mut ureq::http::Response<ureq::Body>) -> String {
-    match resp.body_mut().with_config().limit(64 << 10).read_to_string() {
+    match resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 10)
+        .read_to_string()
+    {
         Ok(s) => s.trim().to_string(),
         Err(e) => format!("(unreadable body: {e})"),
     }

@@ -113,7 +113,11 @@ impl LayerBuilder {
             .file_name()
             .and_then(|n| n.to_str())
             .with_context(|| format!("whiteout of {path:?} has no file name"))?;
-        let wh = match p.parent().and_then(|d| d.to_str()).filter(|d| !d.is_empty()) {
+        let wh = match p
+            .parent()
+            .and_then(|d| d.to_str())
+            .filter(|d| !d.is_empty())
+        {
             Some(dir) => format!("{dir}/.wh.{name}"),
             None => format!(".wh.{name}"),
         };
@@ -128,7 +132,11 @@ impl LayerBuilder {
     /// An entry written with raw name and link bytes, unchecked: this is how
     /// `..` and absolute names get into hostile layers.
     pub fn raw(&mut self, kind: EntryType, name: &[u8], link: &[u8], data: &[u8]) -> Result<()> {
-        let mode = if kind == EntryType::Symlink { 0o777 } else { 0o644 };
+        let mode = if kind == EntryType::Symlink {
+            0o777
+        } else {
+            0o644
+        };
         let mut h = Self::header(kind, mode, 0, 0, data.len() as u64);
         let old = h.as_old_mut();
         ensure!(name.len() < old.name.len(), "raw tar name too long");
@@ -163,7 +171,10 @@ pub fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
         .filter(|a| !a.is_empty() && *a != "busybox" && !a.contains('/') && !a.contains(".."))
         .map(String::from)
         .collect();
-    ensure!(applets.iter().any(|a| a == "sh"), "busybox has no sh applet");
+    ensure!(
+        applets.iter().any(|a| a == "sh"),
+        "busybox has no sh applet"
+    );
     Ok(applets)
 }
 
@@ -180,7 +191,9 @@ pub fn busybox_rootfs(busybox: &Path) -> Result<Vec<u8>> {
     })?;
     let applets = busybox_applets(busybox)?;
     let mut l = LayerBuilder::new();
-    for dir in ["bin", "dev", "etc", "home", "proc", "root", "sys", "usr", "usr/bin", "var"] {
+    for dir in [
+        "bin", "dev", "etc", "home", "proc", "root", "sys", "usr", "usr/bin", "var",
+    ] {
         let mode = if dir == "root" { 0o700 } else { 0o755 };
         l.dir(dir, mode)?;
     }
@@ -253,7 +266,12 @@ impl HostileLayer {
             }
             HostileLayer::RelativeSymlinkEscape => {
                 l.raw(EntryType::Symlink, b"up", b"../../../../", b"")?;
-                l.raw(EntryType::Regular, b"up/tmp/corten-escape-marker", b"", marker)?;
+                l.raw(
+                    EntryType::Regular,
+                    b"up/tmp/corten-escape-marker",
+                    b"",
+                    marker,
+                )?;
             }
         }
         l.finish()

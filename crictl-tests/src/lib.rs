@@ -8,13 +8,15 @@
 
 pub mod client;
 pub mod images;
+pub mod index;
 pub mod layers;
 pub mod oci;
 pub mod registry;
 mod registry_setup;
 
 pub use client::RegistryClient;
-pub use images::{Image, ImageBuilder, ImageIndex};
+pub use images::{Image, ImageBuilder};
+pub use index::ImageIndex;
 pub use layers::{HostileLayer, LayerBuilder};
 pub use oci::{sha256_digest, Blob, Compression, ManifestFormat};
 pub use registry::{Registry, RegistryOptions};

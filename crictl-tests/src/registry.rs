@@ -191,7 +191,10 @@ impl Registry {
         loop {
             match self.spawn_and_wait() {
                 Ok(()) => return Ok(()),
-                Err(e) if Instant::now() < deadline && self.log().contains("address already in use") => {
+                Err(e)
+                    if Instant::now() < deadline
+                        && self.log().contains("address already in use") =>
+                {
                     drop(e);
                     std::thread::sleep(Duration::from_millis(200));
                 }
@@ -217,7 +220,10 @@ impl Registry {
     pub fn overwrite_blob(&self, digest: &str, bytes: &[u8]) -> Result<()> {
         let path = self.blob_data_path(digest)?;
         if !path.is_file() {
-            bail!("blob {digest} is not in the registry storage ({})", path.display());
+            bail!(
+                "blob {digest} is not in the registry storage ({})",
+                path.display()
+            );
         }
         std::fs::write(&path, bytes).with_context(|| format!("overwrite {}", path.display()))
     }
@@ -275,7 +281,10 @@ impl Registry {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("registry on {} not answering GET /v2/ after {READY_TIMEOUT:?}", self.addr());
+                bail!(
+                    "registry on {} not answering GET /v2/ after {READY_TIMEOUT:?}",
+                    self.addr()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

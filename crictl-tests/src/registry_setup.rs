@@ -31,16 +31,25 @@ pub(crate) fn write_tls(dir: &Path) -> Result<TlsFiles> {
     let ca_cert = ca_params.self_signed(&ca_key).context("self-sign CA")?;
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let names = vec!["127.0.0.1".to_string(), "::1".to_string(), "localhost".to_string()];
+    let names = vec![
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "localhost".to_string(),
+    ];
     let mut params = CertificateParams::new(names).context("server cert params")?;
     params
         .distinguished_name
         .push(DnType::CommonName, "127.0.0.1");
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     let key = KeyPair::generate().context("server key")?;
-    let cert = params.signed_by(&key, &issuer).context("sign server cert")?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .context("sign server cert")?;
 
     let files = TlsFiles {
         ca_pem: dir.join("ca.pem"),
