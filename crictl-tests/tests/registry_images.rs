@@ -279,6 +279,14 @@ fn whiteout_and_hostile_layers_push_verbatim() {
 fn corrupt_blob_and_wrong_diff_id_are_served_as_pushed() {
     let registry = start(RegistryOptions::plain());
     let client = registry.client().expect("client");
+    // The registry verifies uploads, so a lying digest cannot be pushed:
+    // corrupt blobs are made by rewriting its storage instead.
+    let lie = sha256_digest(b"other bytes");
+    let err = client
+        .push_blob("test/corrupt", &lie, b"these bytes")
+        .expect_err("registry checks digests on upload");
+    assert!(format!("{err:#}").contains("400"), "{err:#}");
+
     let img = ImageBuilder::busybox()
         .marker("corrupt")
         .expect("marker layer")
