@@ -43,7 +43,7 @@ impl std::fmt::Debug for RegistryClient {
 impl RegistryClient {
     /// `base` is `http://HOST:PORT` or `https://HOST:PORT`. With
     /// `ca_pem`, TLS trusts only that CA; without it, the platform's
-    /// roots (so a test registry's self-signed cert is refused).
+    /// roots ureq bundles (webpki-roots), so a test CA is refused.
     pub fn new(
         base: &str,
         ca_pem: Option<&[u8]>,

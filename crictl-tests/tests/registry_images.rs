@@ -476,3 +476,39 @@ fn missing_packages_are_named_in_the_error() {
         .expect_err("no busybox, no image");
     assert!(format!("{err:#}").contains("busybox-static"), "{err:#}");
 }
+
+#[test]
+fn stop_cuts_a_download_and_restart_serves_it_again() {
+    use std::io::Write;
+    let mut registry = start(RegistryOptions::plain());
+    let img = ImageBuilder::new()
+        .layer(crictl_tests::layers::random_layer(42, 32 << 20).expect("layer"))
+        .build(Compression::None)
+        .expect("build");
+    img.push(&registry, "test/cut", "latest").expect("push");
+    let blob = &img.layers[0];
+
+    // 32 MiB: more than loopback socket buffers can hold at once.
+    let mut conn = std::net::TcpStream::connect(registry.addr()).expect("connect");
+    write!(
+        conn,
+        "GET /v2/test/cut/blobs/{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        blob.digest,
+        registry.addr()
+    )
+    .expect("send request");
+    let mut first = [0u8; 4096];
+    let n = conn.read(&mut first).expect("first bytes");
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    registry.stop().expect("stop mid-download");
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    assert!(n + rest.len() < blob.bytes.len(), "download was cut short");
+
+    registry.restart().expect("restart");
+    let client = registry.client().expect("client");
+    let again = client
+        .get_blob("test/cut", &blob.digest)
+        .expect("GET after restart");
+    assert_eq!(sha256_digest(&again), blob.digest);
+}
