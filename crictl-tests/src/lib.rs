@@ -1,10 +1,26 @@
 //! The end-to-end harness of corten: a cortend of its own on temporary
-//! directories and socket, driven by the real `crictl`.
+//! directories and socket, driven by the real `crictl`; a real OCI registry
+//! per test (Debian's `docker-registry`) and real OCI images built from
+//! Debian's `busybox-static`, pushed to it over the Registry HTTP API v2.
 //!
 //! Everything a test starts is owned by a guard that stops it and removes
 //! its files when dropped, so a failing test leaves nothing behind.
+//! Certificates and htpasswd files are generated in-process.
 
+pub mod client;
 pub mod daemon;
+pub mod images;
+pub mod index;
+pub mod layers;
+pub mod oci;
+pub mod registry;
+mod registry_setup;
 pub mod tools;
 
+pub use client::RegistryClient;
 pub use daemon::{Daemon, DaemonBuilder};
+pub use images::{Image, ImageBuilder};
+pub use index::ImageIndex;
+pub use layers::{HostileLayer, LayerBuilder};
+pub use oci::{sha256_digest, Blob, Compression, ManifestFormat};
+pub use registry::{Registry, RegistryOptions};
