@@ -4,6 +4,7 @@
 //! same text is what `cortend config` prints, so the documentation of the
 //! file cannot drift from the structs that read it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -74,6 +75,27 @@ section! {
         pub cgroup: Cgroup = Cgroup::default(),
         /// CNI networking for pods.
         pub cni: Cni = Cni::default(),
+        /// Image registries.
+        pub registry: Registry = Registry::default(),
+    }
+}
+
+section! {
+    /// Image registries: mirrors, plain-HTTP registries, CAs, credentials.
+    /// Registries on loopback (localhost, 127.0.0.0/8, ::1) are tried over
+    /// TLS first and over plain HTTP when they do not speak TLS.
+    pub struct Registry {
+        /// Mirrors per registry host, tried in order before the registry
+        /// itself; each is host[:port], optionally with http:// or https://.
+        /// Example: { "docker.io" = ["http://127.0.0.1:5000"] }
+        pub mirrors: BTreeMap<String, Vec<String>> = BTreeMap::new(),
+        /// Registries (host[:port]) reached over plain HTTP, never TLS.
+        pub insecure: Vec<String> = Vec::new(),
+        /// PEM files of extra certificate authorities trusted for registries.
+        pub ca_files: Vec<PathBuf> = Vec::new(),
+        /// A docker-style config.json with credentials per registry, used
+        /// when a pull request carries none. Empty: none.
+        pub auth_file: PathBuf = PathBuf::new(),
     }
 }
 
@@ -185,6 +207,22 @@ impl Config {
         if let Some(p) = self.cni.bin_dirs.iter().find(|p| !p.is_absolute()) {
             return Err(bad("cni.bin_dirs", "absolute paths", format!("{p:?}")));
         }
+        if let Some(p) = self.registry.ca_files.iter().find(|p| !p.is_absolute()) {
+            return Err(bad("registry.ca_files", "absolute paths", format!("{p:?}")));
+        }
+        let auth = &self.registry.auth_file;
+        if !auth.as_os_str().is_empty() && !auth.is_absolute() {
+            return Err(bad("registry.auth_file", "an absolute path or \"\"", format!("{auth:?}")));
+        }
+        for (registry, mirrors) in &self.registry.mirrors {
+            if let Some(m) = mirrors.iter().chain([registry]).find(|m| !valid_endpoint(m)) {
+                return Err(bad(
+                    "registry.mirrors",
+                    "registry hosts as host[:port], mirrors optionally with http:// or https://",
+                    format!("{m:?}"),
+                ));
+            }
+        }
         if parse_level(&self.log_level).is_none() {
             return Err(bad(
                 "log_level",
@@ -217,6 +255,7 @@ impl Config {
         write_section::<Config>(&mut out, None, &table);
         write_section::<Cgroup>(&mut out, Some("cgroup"), &table);
         write_section::<Cni>(&mut out, Some("cni"), &table);
+        write_section::<Registry>(&mut out, Some("registry"), &table);
         out
     }
 }
@@ -233,24 +272,35 @@ fn write_section<S: Documented>(out: &mut String, name: Option<&str>, root: &tom
         let _ = writeln!(out, "[{n}]");
     }
     for (key, doc) in S::KEYS {
-        if table
-            .and_then(|t| t.get(*key))
-            .is_some_and(toml::Value::is_table)
-        {
+        // Top-level tables are sections, written after the top-level keys.
+        let value = table.and_then(|t| t.get(*key));
+        if name.is_none() && value.is_some_and(toml::Value::is_table) {
             continue;
         }
         for line in *doc {
             let _ = writeln!(out, "#{line}");
         }
-        match table.and_then(|t| t.get(*key)) {
-            // Sections are written after the top-level keys, by the caller.
-            Some(toml::Value::Table(_)) | None => {}
+        match value {
             Some(value) => {
                 let _ = writeln!(out, "{key} = {value}");
+            }
+            // The serialiser leaves out empty tables; the key is still documented and set.
+            None => {
+                let _ = writeln!(out, "{key} = {{}}");
             }
         }
     }
     out.push('\n');
+}
+
+/// host[:port] with an optional scheme, nothing else.
+fn valid_endpoint(entry: &str) -> bool {
+    let host = entry
+        .strip_prefix("http://")
+        .or_else(|| entry.strip_prefix("https://"))
+        .unwrap_or(entry)
+        .trim_end_matches('/');
+    !host.is_empty() && !host.contains('/') && !host.contains(char::is_whitespace)
 }
 
 /// Parses a log level name.
@@ -349,6 +399,9 @@ mod tests {
             ("[cgroup]\ndriver = \"systemd\"\n", "expected `cgroupfs`"),
             ("shutdown_grace_seconds = -1\n", "shutdown_grace_seconds"),
             ("[cni]\nbin_dirs = [\"x\"]\n", "cni.bin_dirs"),
+            ("[registry]\nmirrors = { \"docker.io\" = [\"a b\"] }\n", "registry.mirrors"),
+            ("[registry]\nmirrors = { \"docker.io\" = \"x\" }\n", "mirrors"),
+            ("[registry]\nauth_file = \"rel\"\n", "registry.auth_file"),
         ] {
             let err = Config::parse(Path::new("/c.toml"), text)
                 .expect_err(text)

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod convert;
 mod error;
 mod image_service;
 mod rpc_log;

@@ -36,7 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = bind_socket(&socket)?;
     let bound_inode = std::fs::metadata(&socket).map(|m| m.ino()).ok();
 
-    let service = CriService::new(Cri { config });
+    let service = CriService::new(Cri::open(config)?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .layer(RpcLogLayer)

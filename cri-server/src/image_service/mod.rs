@@ -1,50 +1,65 @@
 //! The CRI `ImageService`: one file per RPC, named after it.
 
+mod image_fs_info;
+mod image_status;
+mod list_images;
+mod pull_image;
+mod remove_image;
+
 use k8s_cri::v1::image_service_server::ImageService;
 use k8s_cri::v1::{
     ImageFsInfoRequest, ImageFsInfoResponse, ImageStatusRequest, ImageStatusResponse,
-    ListImagesRequest, ListImagesResponse, PullImageRequest, PullImageResponse, RemoveImageRequest,
-    RemoveImageResponse,
+    ListImagesRequest, ListImagesResponse, PullImageRequest, PullImageResponse,
+    RemoveImageRequest, RemoveImageResponse,
 };
 use tonic::{Request, Response, Status};
 
-use crate::error::unimplemented;
 use crate::service::CriService;
 
 #[tonic::async_trait]
 impl ImageService for CriService {
     async fn list_images(
         &self,
-        _: Request<ListImagesRequest>,
+        request: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, Status> {
-        Err(unimplemented("ListImages"))
+        list_images::list_images(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn image_status(
         &self,
-        _: Request<ImageStatusRequest>,
+        request: Request<ImageStatusRequest>,
     ) -> Result<Response<ImageStatusResponse>, Status> {
-        Err(unimplemented("ImageStatus"))
+        image_status::image_status(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn pull_image(
         &self,
-        _: Request<PullImageRequest>,
+        request: Request<PullImageRequest>,
     ) -> Result<Response<PullImageResponse>, Status> {
-        Err(unimplemented("PullImage"))
+        pull_image::pull_image(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn remove_image(
         &self,
-        _: Request<RemoveImageRequest>,
+        request: Request<RemoveImageRequest>,
     ) -> Result<Response<RemoveImageResponse>, Status> {
-        Err(unimplemented("RemoveImage"))
+        remove_image::remove_image(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn image_fs_info(
         &self,
-        _: Request<ImageFsInfoRequest>,
+        request: Request<ImageFsInfoRequest>,
     ) -> Result<Response<ImageFsInfoResponse>, Status> {
-        Err(unimplemented("ImageFsInfo"))
+        image_fs_info::image_fs_info(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }

@@ -83,9 +83,10 @@ mod tests {
 
     fn cri_with_cni(conf_dir: &std::path::Path, bin_dir: &std::path::Path) -> Cri {
         let mut config = Config::default();
+        config.root_dir = conf_dir.join("root");
         config.cni.conf_dir = conf_dir.to_path_buf();
         config.cni.bin_dirs = vec![bin_dir.to_path_buf()];
-        Cri { config }
+        Cri::open(config).expect("open")
     }
 
     fn network_condition(resp: &StatusResponse) -> &RuntimeCondition {

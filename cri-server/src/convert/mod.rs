@@ -1,0 +1,3 @@
+//! CRI messages <-> runtime types.
+
+pub mod image;

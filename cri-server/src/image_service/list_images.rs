@@ -1,0 +1,28 @@
+//! `ListImages`, optionally filtered to one image.
+
+use k8s_cri::v1::{ListImagesRequest, ListImagesResponse};
+use tonic::Status;
+
+use crate::convert::image::image;
+use crate::error::CriError;
+use crate::service::Cri;
+
+pub async fn list_images(cri: &Cri, req: ListImagesRequest) -> Result<ListImagesResponse, Status> {
+    let wanted = req
+        .filter
+        .and_then(|f| f.image)
+        .map(|s| s.image)
+        .filter(|s| !s.is_empty());
+    let images = match wanted {
+        // A filter that names nothing we have lists nothing.
+        Some(name) => cri
+            .images
+            .status(&name)
+            .map_err(CriError)?
+            .iter()
+            .map(image)
+            .collect(),
+        None => cri.images.list().iter().map(image).collect(),
+    };
+    Ok(ListImagesResponse { images })
+}

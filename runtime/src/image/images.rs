@@ -1,0 +1,80 @@
+//! The image half of the runtime in one handle: the index of pulled images
+//! and the puller that fills it. This is what the CRI server calls.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::pull::{Credentials, Puller, RegistryConfig};
+use super::{ContentStore, ImageIndex, ImageRecord, Reference};
+use crate::snapshot::{Snapshotter, Usage};
+use crate::store::MetaStore;
+
+/// Pulled images, their content and snapshots.
+#[derive(Debug)]
+pub struct Images {
+    index: Arc<ImageIndex>,
+    puller: Puller,
+    snapshot_root: PathBuf,
+}
+
+impl Images {
+    /// Opens the image stores under `root_dir` (`content/`, `snapshots/`),
+    /// clearing what a crash left half-made, with records in `store`.
+    pub fn open(
+        store: Arc<MetaStore>,
+        root_dir: &Path,
+        registry: RegistryConfig,
+    ) -> Result<Images, crate::Error> {
+        let snapshot_root = root_dir.join("snapshots");
+        let content = ContentStore::open(&root_dir.join("content"))?;
+        let snapshots = Arc::new(Snapshotter::open(&snapshot_root)?);
+        let index = Arc::new(ImageIndex::open(store, content, snapshots)?);
+        let puller = Puller::new(registry)?;
+        Ok(Images {
+            index,
+            puller,
+            snapshot_root,
+        })
+    }
+
+    /// Pulls `image` (any reference form; normalised first).
+    pub async fn pull(
+        &self,
+        image: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<ImageRecord, crate::Error> {
+        let reference = Reference::parse(image)?;
+        self.puller.pull(&self.index, &reference, credentials).await
+    }
+
+    /// The image named by id, id prefix, tag or digest reference, if present.
+    pub fn status(&self, name_or_id: &str) -> Result<Option<ImageRecord>, crate::Error> {
+        self.index.resolve(name_or_id)
+    }
+
+    /// Every image.
+    pub fn list(&self) -> Vec<ImageRecord> {
+        self.index.list()
+    }
+
+    /// Removes a tag, or the whole image; false when nothing matched.
+    pub async fn remove(&self, name_or_id: &str) -> Result<bool, crate::Error> {
+        self.index.remove(name_or_id).await
+    }
+
+    /// Bytes and inodes of the snapshot store (walked off the async threads).
+    pub async fn usage(&self) -> Result<Usage, crate::Error> {
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || index.usage())
+            .await
+            .map_err(|e| super::pull::Error::Task {
+                what: "measuring the snapshot store".into(),
+                reason: e.to_string(),
+            })?
+    }
+
+    /// Where the layer snapshots live.
+    pub fn snapshot_root(&self) -> &Path {
+        &self.snapshot_root
+    }
+}
