@@ -7,8 +7,8 @@
 pub mod error;
 pub mod image;
 pub mod network;
-pub mod store;
 pub mod snapshot;
+pub mod store;
 
 pub use error::{Error, ErrorKind, Result};
 

@@ -161,12 +161,18 @@ mod tests {
         let path = tmp.path().join("meta.redb");
         {
             let store = MetaStore::open(&path).expect("open");
-            assert!(store.load_all::<u32>(Table::Images).expect("empty").is_empty());
+            assert!(store
+                .load_all::<u32>(Table::Images)
+                .expect("empty")
+                .is_empty());
             let a = store.encode("a", &1u32).expect("encode");
             let b = store.encode("b", &2u32).expect("encode");
             store.apply(Table::Images, vec![a, b]).expect("apply");
             store
-                .apply(Table::Images, vec![Change::Delete("a".into()), Change::Delete("zz".into())])
+                .apply(
+                    Table::Images,
+                    vec![Change::Delete("a".into()), Change::Delete("zz".into())],
+                )
                 .expect("delete");
         }
         let store = MetaStore::open(&path).expect("reopen");
@@ -179,9 +185,14 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = MetaStore::open(&tmp.path().join("m.redb")).expect("open");
         store
-            .apply(Table::Images, vec![Change::Put("k".into(), b"not json".to_vec())])
+            .apply(
+                Table::Images,
+                vec![Change::Put("k".into(), b"not json".to_vec())],
+            )
             .expect("apply");
-        let err = store.load_all::<u32>(Table::Images).expect_err("bad record");
+        let err = store
+            .load_all::<u32>(Table::Images)
+            .expect_err("bad record");
         assert!(err.to_string().contains("\"k\""), "{err}");
     }
 }
