@@ -90,3 +90,6 @@ fn collect_blocking(inner: &Inner) -> Result<GcStats, crate::Error> {
     }
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests;

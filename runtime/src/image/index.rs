@@ -282,4 +282,4 @@ fn repo_of(name: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

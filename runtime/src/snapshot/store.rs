@@ -93,6 +93,12 @@ fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{n}-{nanos}", std::process::id())
 }
 
+/// What rename(2) reports when the target directory exists.
+fn is_exists_error(e: &io::Error) -> bool {
+    e.raw_os_error()
+        .is_some_and(|c| c == Errno::EEXIST as i32 || c == Errno::ENOTEMPTY as i32)
+}
+
 /// Parses a directory name that is a digest's hex part.
 fn chain_id_of(name: &str) -> Option<Digest> {
     let algorithm = match name.len() {
@@ -185,9 +191,8 @@ impl Snapshotter {
                 tmp.committed = true;
                 Ok(())
             }
-            Err(e) if matches!(e.raw_os_error(), Some(c) if c == Errno::EEXIST as i32 || c == Errno::ENOTEMPTY as i32) => {
-                Ok(())
-            }
+            // A racing pull committed the same layer first: use theirs.
+            Err(e) if is_exists_error(&e) && target.is_dir() => Ok(()),
             Err(e) => Err(io_err("commit snapshot", &target)(e)),
         }
     }

@@ -95,6 +95,16 @@ fn commit_never_replaces_an_existing_directory() {
     s.commit(tmp, &id).expect("commit");
     assert_eq!(fs::read_dir(s.path(&id)).expect("read").count(), 0);
     assert_eq!(tmp_entries(&s), 0);
+
+    // A file squatting on the name is not a snapshot: an error, not success.
+    let squatted = digest("squatted");
+    fs::write(s.path(&squatted), b"junk").expect("write");
+    let err = s
+        .commit(s.prepare().expect("prepare"), &squatted)
+        .expect_err("junk");
+    assert!(err.to_string().contains(squatted.hex()), "{err}");
+    assert_eq!(err.kind(), crate::ErrorKind::Internal);
+    assert_eq!(tmp_entries(&s), 0);
 }
 
 #[test]
