@@ -355,3 +355,12 @@ fn list_is_sorted_by_pull_time_then_id() {
     assert_eq!(index.list(), records);
     assert_eq!(index.usage().expect("usage"), snapshot::Usage::default());
 }
+
+#[test]
+fn stores_are_send_and_sync() {
+    fn check<T: Send + Sync + std::fmt::Debug>() {}
+    check::<ImageIndex>();
+    check::<ContentStore>();
+    check::<Snapshotter>();
+    check::<crate::snapshot::TempSnapshot>();
+}
