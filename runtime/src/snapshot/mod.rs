@@ -1,14 +1,17 @@
-//! Layer snapshots. For now: unpacking one layer tar into a directory,
-//! confined to it whatever the layer contains.
+//! Layer snapshots: unpacking one layer tar into a directory, confined to it
+//! whatever the layer contains, and the store of committed snapshots by
+//! chain id.
 
 mod compression;
 mod confined;
 mod header;
+mod store;
 mod stream;
 mod unpack;
 mod whiteout;
 
 pub use compression::Compression;
+pub use store::{chain_ids, Snapshotter, TempSnapshot, Usage};
 pub use unpack::{unpack_layer, Unpacked};
 
 use std::io;
@@ -114,6 +117,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A file system operation of the snapshot store failed.
+    #[error("snapshot store: {op} {path}: {source}")]
+    Io {
+        /// The operation, e.g. "commit snapshot".
+        op: &'static str,
+        /// The path it failed on.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -121,7 +135,7 @@ impl Error {
     /// host's is `Internal`.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Dest { .. } | Error::Read { .. } => ErrorKind::Internal,
+            Error::Dest { .. } | Error::Read { .. } | Error::Io { .. } => ErrorKind::Internal,
             Error::Corrupt { .. }
             | Error::Truncated { .. }
             | Error::EmptyName { .. }

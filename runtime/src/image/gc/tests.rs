@@ -1,0 +1,100 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::image::index::tests::{image, setup};
+use crate::image::{Digest, GcStats, ImageRecord};
+use crate::store::Table;
+
+#[tokio::test]
+async fn remove_by_last_tag_removes_and_collects_unshared_content() {
+    let (_dir, index) = setup();
+    let a = image(&index, "a", &["a:1"], &["base", "a-top"]);
+    let b = image(&index, "b", &["b:1"], &["base", "b-top"]);
+    index.add(a.clone()).expect("add a");
+    index.add(b.clone()).expect("add b");
+    // Garbage from an interrupted pull, no record refers to it.
+    let stray = Digest::sha256_of(b"stray");
+    index.content().put(&stray, b"stray").expect("put");
+
+    assert!(index.remove("a:1").await.expect("remove"));
+    assert_eq!(index.resolve(&a.id.to_string()).expect("resolve"), None);
+    assert!(!index.snapshots().exists(&a.layers[1].chain_id));
+    assert!(!index.content().exists(&a.id));
+    assert!(!index.content().exists(&a.manifest_digest));
+    assert!(!index.content().exists(&stray));
+    assert!(
+        index.snapshots().exists(&a.layers[0].chain_id),
+        "base is b's too"
+    );
+    for layer in &b.layers {
+        assert!(index.snapshots().exists(&layer.chain_id));
+    }
+    assert!(index.content().exists(&b.id));
+    assert!(index.content().exists(&b.manifest_digest));
+    assert!(
+        index
+            .inner
+            .store
+            .load_all::<ImageRecord>(Table::Images)
+            .expect("load")
+            .len()
+            == 1
+    );
+    assert_eq!(index.gc().await.expect("gc"), GcStats::default());
+}
+
+#[tokio::test]
+async fn remove_by_id_or_digest_removes_every_name() {
+    let (_dir, index) = setup();
+    let mut a = image(&index, "a", &["a:1", "a:2"], &["la"]);
+    let named = Digest::sha256_of(b"index of a");
+    index.content().put(&named, b"index of a").expect("put");
+    a.repo_digests = vec![format!("docker.io/library/a@{named}")];
+    let b = image(&index, "b", &["b:1", "b:2"], &["lb"]);
+    index.add(a.clone()).expect("add a");
+    index.add(b.clone()).expect("add b");
+    assert!(index.content().exists(&named));
+    assert_eq!(
+        index.gc().await.expect("gc"),
+        GcStats::default(),
+        "named index kept"
+    );
+
+    assert!(index
+        .remove(&format!("a@{named}"))
+        .await
+        .expect("by digest"));
+    assert_eq!(index.list(), vec![b.clone()]);
+    assert!(!index.content().exists(&named));
+    assert!(index.remove(&b.id.hex()[..8]).await.expect("by id prefix"));
+    assert!(index.list().is_empty());
+    assert!(index.snapshots().list().expect("list").is_empty());
+    assert!(index.content().list().expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn gc_waits_for_pulls_in_flight() {
+    let (_dir, index) = setup();
+    let index = Arc::new(index);
+    let guard = index.pull_guard().await;
+    // What a pull has committed before its add: no record refers to it yet.
+    let r = image(&index, "pulling", &["p:1"], &["l"]);
+
+    let gc = tokio::spawn({
+        let index = index.clone();
+        async move { index.gc().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!gc.is_finished(), "gc must wait for the pull");
+    assert!(index.snapshots().exists(&r.layers[0].chain_id));
+    index.add(r.clone()).expect("add");
+    drop(guard);
+
+    let stats = tokio::time::timeout(Duration::from_secs(5), gc)
+        .await
+        .expect("gc finishes")
+        .expect("join")
+        .expect("gc");
+    assert_eq!(stats, GcStats::default());
+    assert!(index.snapshots().exists(&r.layers[0].chain_id));
+}

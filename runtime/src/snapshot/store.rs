@@ -1,0 +1,299 @@
+//! The layer snapshot store: one directory per committed snapshot, named by
+//! the layer's chain id, usable as an overlayfs lower directory as it is.
+//!
+//! ```text
+//! <root>/<chain-id-hex>/   a committed snapshot (the layer's files)
+//! <root>/tmp/              work in progress and snapshots being removed
+//! ```
+//!
+//! A snapshot becomes visible only by an atomic rename out of `tmp/`, and
+//! disappears by an atomic rename back into it, so a crash never leaves a
+//! half-made or half-deleted snapshot under its chain id. `open` clears
+//! whatever a crash left in `tmp/`.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+use sha2::Digest as _;
+
+use super::Error;
+use crate::image::Digest;
+
+/// The name of the work directory under the root.
+const TMP_DIR: &str = "tmp";
+
+/// Disk usage of the committed snapshots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes allocated (`st_blocks * 512`), each inode counted once.
+    pub bytes: u64,
+    /// Distinct inodes.
+    pub inodes: u64,
+}
+
+/// The snapshot store rooted at one directory.
+#[derive(Debug)]
+pub struct Snapshotter {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+/// A new, empty snapshot directory under `tmp/`, removed when dropped unless
+/// it was committed with [`Snapshotter::commit`].
+#[derive(Debug)]
+pub struct TempSnapshot {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl TempSnapshot {
+    /// The directory to unpack into.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempSnapshot {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        match fs::remove_dir_all(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %self.path.display(), error = %e,
+                "cannot remove temporary snapshot; the next start removes it"),
+        }
+    }
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A name unique within this host for a directory under `tmp/`.
+fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{n}-{nanos}", std::process::id())
+}
+
+/// What rename(2) reports when the target directory exists.
+fn is_exists_error(e: &io::Error) -> bool {
+    e.raw_os_error()
+        .is_some_and(|c| c == Errno::EEXIST as i32 || c == Errno::ENOTEMPTY as i32)
+}
+
+/// Parses a directory name that is a digest's hex part.
+fn chain_id_of(name: &str) -> Option<Digest> {
+    let algorithm = match name.len() {
+        64 => "sha256",
+        128 => "sha512",
+        _ => return None,
+    };
+    Digest::parse(&format!("{algorithm}:{name}")).ok()
+}
+
+impl Snapshotter {
+    /// Opens the store at `root`, creating it if needed, and removes every
+    /// leftover of interrupted work from `tmp/`.
+    pub fn open(root: &Path) -> Result<Snapshotter, Error> {
+        let tmp = root.join(TMP_DIR);
+        fs::create_dir_all(&tmp).map_err(io_err("create snapshot directory", &tmp))?;
+        for entry in fs::read_dir(&tmp).map_err(io_err("list", &tmp))? {
+            let entry = entry.map_err(io_err("list", &tmp))?;
+            let path = entry.path();
+            let is_dir = entry.file_type().map_err(io_err("stat", &path))?.is_dir();
+            let removed = if is_dir {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove leftover", &path)(e)),
+            }
+        }
+        Ok(Snapshotter {
+            root: root.to_path_buf(),
+            tmp,
+        })
+    }
+
+    /// Whether the snapshot `chain_id` is committed.
+    pub fn exists(&self, chain_id: &Digest) -> bool {
+        self.path(chain_id).is_dir()
+    }
+
+    /// Where the snapshot `chain_id` is (or would be) committed.
+    pub fn path(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join(chain_id.hex())
+    }
+
+    /// A new empty directory (mode 0755) to unpack a layer into.
+    pub fn prepare(&self) -> Result<TempSnapshot, Error> {
+        loop {
+            let path = self.tmp.join(unique_name("new"));
+            match fs::DirBuilder::new().mode(0o755).create(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("create temporary snapshot", &path)(e)),
+            }
+            let snapshot = TempSnapshot {
+                path,
+                committed: false,
+            };
+            // The umask may have narrowed the mode; a lower dir must be 0755.
+            fs::set_permissions(
+                &snapshot.path,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .map_err(io_err("chmod temporary snapshot", &snapshot.path))?;
+            return Ok(snapshot);
+        }
+    }
+
+    /// Makes `tmp` the snapshot `chain_id` by an atomic rename. If that
+    /// snapshot exists already (a concurrent pull committed it first), `tmp`
+    /// is discarded and this is still a success.
+    pub fn commit(&self, mut tmp: TempSnapshot, chain_id: &Digest) -> Result<(), Error> {
+        let target = self.path(chain_id);
+        let renamed = match renameat2(
+            AT_FDCWD,
+            tmp.path.as_path(),
+            AT_FDCWD,
+            target.as_path(),
+            RenameFlags::RENAME_NOREPLACE,
+        ) {
+            // File systems without RENAME_NOREPLACE: a plain rename still
+            // refuses to replace a non-empty directory.
+            Err(Errno::EINVAL) => fs::rename(&tmp.path, &target),
+            other => other.map_err(io::Error::from),
+        };
+        match renamed {
+            Ok(()) => {
+                tmp.committed = true;
+                Ok(())
+            }
+            // A racing pull committed the same layer first: use theirs.
+            Err(e) if is_exists_error(&e) && target.is_dir() => Ok(()),
+            Err(e) => Err(io_err("commit snapshot", &target)(e)),
+        }
+    }
+
+    /// Removes the snapshot `chain_id`; an absent one is a success.
+    pub fn remove(&self, chain_id: &Digest) -> Result<(), Error> {
+        let path = self.path(chain_id);
+        let doomed = self.tmp.join(unique_name("rm"));
+        match fs::rename(&path, &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("move snapshot out of sight", &path)(e)),
+        }
+        fs::remove_dir_all(&doomed).map_err(io_err("remove snapshot", &doomed))
+    }
+
+    /// The chain ids of all committed snapshots, sorted.
+    pub fn list(&self) -> Result<Vec<Digest>, Error> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(io_err("list", &self.root))? {
+            let entry = entry.map_err(io_err("list", &self.root))?;
+            let Some(chain_id) = entry.file_name().to_str().and_then(chain_id_of) else {
+                continue;
+            };
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(chain_id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Disk usage of all committed snapshots, without following symlinks;
+    /// hard-linked files are counted once.
+    pub fn usage(&self) -> Result<Usage, Error> {
+        let mut walk = UsageWalk::default();
+        for chain_id in self.list()? {
+            walk.visit(&self.path(&chain_id))?;
+        }
+        Ok(walk.usage)
+    }
+}
+
+#[derive(Default)]
+struct UsageWalk {
+    usage: Usage,
+    /// Inodes with more than one link seen so far.
+    linked: HashSet<(u64, u64)>,
+}
+
+impl UsageWalk {
+    /// Adds `path` and, if it is a directory, everything below it. Entries
+    /// that vanish meanwhile (a concurrent remove) are skipped.
+    fn visit(&mut self, path: &Path) -> Result<(), Error> {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(path) = stack.pop() {
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("stat", &path)(e)),
+            };
+            let is_dir = meta.is_dir();
+            if is_dir || meta.nlink() <= 1 || self.linked.insert((meta.dev(), meta.ino())) {
+                self.usage.bytes += meta.blocks() * 512;
+                self.usage.inodes += 1;
+            }
+            if !is_dir {
+                continue;
+            }
+            let entries = match fs::read_dir(&path) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("list", &path)(e)),
+            };
+            for entry in entries {
+                stack.push(entry.map_err(io_err("list", &path))?.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The chain ids of a stack of layers, bottom first (OCI image spec):
+/// `chain(0) = diff(0)`, `chain(n) = sha256(chain(n-1) + " " + diff(n))`.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for diff_id in diff_ids {
+        let next = match out.last() {
+            None => diff_id.clone(),
+            Some(parent) => {
+                let mut hasher = sha2::Sha256::new();
+                hasher.update(parent.to_string().as_bytes());
+                hasher.update(b" ");
+                hasher.update(diff_id.to_string().as_bytes());
+                Digest::from_sha256(hasher.finalize().into())
+            }
+        };
+        out.push(next);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
