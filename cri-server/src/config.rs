@@ -212,10 +212,18 @@ impl Config {
         }
         let auth = &self.registry.auth_file;
         if !auth.as_os_str().is_empty() && !auth.is_absolute() {
-            return Err(bad("registry.auth_file", "an absolute path or \"\"", format!("{auth:?}")));
+            return Err(bad(
+                "registry.auth_file",
+                "an absolute path or \"\"",
+                format!("{auth:?}"),
+            ));
         }
         for (registry, mirrors) in &self.registry.mirrors {
-            if let Some(m) = mirrors.iter().chain([registry]).find(|m| !valid_endpoint(m)) {
+            if let Some(m) = mirrors
+                .iter()
+                .chain([registry])
+                .find(|m| !valid_endpoint(m))
+            {
                 return Err(bad(
                     "registry.mirrors",
                     "registry hosts as host[:port], mirrors optionally with http:// or https://",
@@ -399,8 +407,14 @@ mod tests {
             ("[cgroup]\ndriver = \"systemd\"\n", "expected `cgroupfs`"),
             ("shutdown_grace_seconds = -1\n", "shutdown_grace_seconds"),
             ("[cni]\nbin_dirs = [\"x\"]\n", "cni.bin_dirs"),
-            ("[registry]\nmirrors = { \"docker.io\" = [\"a b\"] }\n", "registry.mirrors"),
-            ("[registry]\nmirrors = { \"docker.io\" = \"x\" }\n", "mirrors"),
+            (
+                "[registry]\nmirrors = { \"docker.io\" = [\"a b\"] }\n",
+                "registry.mirrors",
+            ),
+            (
+                "[registry]\nmirrors = { \"docker.io\" = \"x\" }\n",
+                "mirrors",
+            ),
             ("[registry]\nauth_file = \"rel\"\n", "registry.auth_file"),
         ] {
             let err = Config::parse(Path::new("/c.toml"), text)

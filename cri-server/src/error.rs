@@ -23,6 +23,7 @@ pub fn code(kind: ErrorKind) -> Code {
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::AlreadyExists => Code::AlreadyExists,
         ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,

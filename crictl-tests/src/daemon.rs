@@ -69,6 +69,38 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
         self
     }
 
+    /// Adds `endpoint` as a mirror of `registry` (e.g. `docker.io`).
+    pub fn mirror(self, registry: &str, endpoint: &str) -> Self {
+        self.config(|c| {
+            let section = registry_section(c);
+            let mirrors = section
+                .entry("mirrors")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let Some(m) = mirrors.as_table_mut() {
+                let list = m
+                    .entry(registry)
+                    .or_insert_with(|| toml::Value::Array(Vec::new()));
+                if let Some(list) = list.as_array_mut() {
+                    list.push(toml::Value::String(endpoint.to_string()));
+                }
+            }
+        })
+    }
+
+    /// Trusts the CA in `pem` for registries.
+    pub fn ca_file(self, pem: &Path) -> Self {
+        let pem = pem.display().to_string();
+        self.config(|c| {
+            let section = registry_section(c);
+            let files = section
+                .entry("ca_files")
+                .or_insert_with(|| toml::Value::Array(Vec::new()));
+            if let Some(files) = files.as_array_mut() {
+                files.push(toml::Value::String(pem));
+            }
+        })
+    }
+
     /// Extra command-line arguments for cortend.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
@@ -87,26 +119,30 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
         let log_path = self.dir.path().join("cortend.log");
         let crictl_config = self.dir.path().join("crictl.yaml");
         std::fs::write(&crictl_config, "").expect("write crictl.yaml");
-        let log = std::fs::File::create(&log_path).expect("create log");
-        let child = Command::new(tools::cortend())
-            .arg("--config")
-            .arg(&config_path)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start cortend: {e}"))?;
         let mut daemon = Daemon {
-            child: Some(child),
+            child: None,
             socket,
             log_path,
             crictl_config,
             config_path,
+            args: self.args,
             dir: self.dir,
         };
-        daemon.wait_ready()?;
+        daemon.spawn()?;
         Ok(daemon)
+    }
+}
+
+fn registry_section(config: &mut toml::Table) -> &mut toml::Table {
+    let section = config
+        .entry("registry")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if !section.is_table() {
+        *section = toml::Value::Table(toml::Table::new());
+    }
+    match section {
+        toml::Value::Table(t) => t,
+        _ => unreachable!("made a table above"),
     }
 }
 
@@ -124,10 +160,39 @@ pub struct Daemon {
     log_path: PathBuf,
     crictl_config: PathBuf,
     config_path: PathBuf,
+    args: Vec<String>,
     dir: TempDir,
 }
 
 impl Daemon {
+    /// Starts cortend on this daemon's directory and waits until it answers.
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(|e| format!("cannot open the daemon log: {e}"))?;
+        let err_log = log.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(tools::cortend())
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .spawn()
+            .map_err(|e| format!("cannot start cortend: {e}"))?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// Stops the daemon (SIGTERM) and starts it again on the same state.
+    pub fn restart(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "cortend exited with {status}");
+        self.spawn().expect("cortend restarts");
+    }
+
     /// A daemon with the test defaults.
     pub fn start() -> Daemon {
         DaemonBuilder::new().start().expect("cortend starts")
@@ -156,6 +221,11 @@ impl Daemon {
     /// Everything the daemon has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The daemon's root directory.
+    pub fn root_dir(&self) -> PathBuf {
+        self.dir.path().join("root")
     }
 
     /// Runs the real crictl against this daemon.

@@ -1,5 +1,6 @@
 //! The runtime's error type: one enum per module, folded together here.
 
+use crate::image::pull;
 use crate::{image, network, snapshot, store};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
@@ -13,6 +14,8 @@ pub enum ErrorKind {
     AlreadyExists,
     /// The request itself is malformed.
     InvalidArgument,
+    /// A registry (or other service) refused our credentials.
+    Unauthenticated,
     /// The request is valid but the object is not in a state that allows it.
     FailedPrecondition,
     /// A dependency (registry, plugin, shim) cannot be reached right now.
@@ -32,6 +35,9 @@ pub enum Error {
     /// A CNI network configuration or plugin problem.
     #[error(transparent)]
     Network(#[from] network::Error),
+    /// Pulling an image failed.
+    #[error(transparent)]
+    Pull(#[from] pull::Error),
     /// The metadata store failed.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -46,6 +52,7 @@ impl Error {
         match self {
             Error::Image(e) => e.kind(),
             Error::Network(e) => e.kind(),
+            Error::Pull(e) => e.kind(),
             Error::Store(e) => e.kind(),
             Error::Snapshot(e) => e.kind(),
         }

@@ -67,7 +67,9 @@ pub fn credentials(auth: Option<&AuthConfig>) -> Result<Option<Credentials>, Sta
 pub fn spec_image(spec: Option<&ImageSpec>) -> Result<&str, Status> {
     match spec.map(|s| s.image.trim()) {
         Some(image) if !image.is_empty() => Ok(image),
-        _ => Err(Status::invalid_argument("no image given (ImageSpec.image is empty)")),
+        _ => Err(Status::invalid_argument(
+            "no image given (ImageSpec.image is empty)",
+        )),
     }
 }
 
@@ -78,26 +80,63 @@ mod tests {
     #[test]
     fn user_splits_uid_and_name() {
         assert_eq!(user(None), (None, String::new()));
-        assert_eq!(user(Some("1000")), (Some(Int64Value { value: 1000 }), String::new()));
-        assert_eq!(user(Some("1000:50")), (Some(Int64Value { value: 1000 }), String::new()));
+        assert_eq!(
+            user(Some("1000")),
+            (Some(Int64Value { value: 1000 }), String::new())
+        );
+        assert_eq!(
+            user(Some("1000:50")),
+            (Some(Int64Value { value: 1000 }), String::new())
+        );
         assert_eq!(user(Some("nobody:nogroup")), (None, "nobody".to_string()));
     }
 
     #[test]
     fn credentials_from_every_form() {
-        let basic = AuthConfig { username: "u".into(), password: "p".into(), ..Default::default() };
-        assert!(matches!(credentials(Some(&basic)), Ok(Some(Credentials::Basic { .. }))));
-        let auth = AuthConfig { auth: "dTpw".into(), ..Default::default() };
+        let basic = AuthConfig {
+            username: "u".into(),
+            password: "p".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            credentials(Some(&basic)),
+            Ok(Some(Credentials::Basic { .. }))
+        ));
+        let auth = AuthConfig {
+            auth: "dTpw".into(),
+            ..Default::default()
+        };
         assert_eq!(
             credentials(Some(&auth)).expect("ok"),
-            Some(Credentials::Basic { username: "u".into(), password: "p".into() })
+            Some(Credentials::Basic {
+                username: "u".into(),
+                password: "p".into()
+            })
         );
-        let token = AuthConfig { registry_token: "t".into(), ..Default::default() };
-        assert_eq!(credentials(Some(&token)).expect("ok"), Some(Credentials::Bearer("t".into())));
-        let identity = AuthConfig { identity_token: "i".into(), ..Default::default() };
-        assert_eq!(credentials(Some(&identity)).expect_err("refused").code(), tonic::Code::InvalidArgument);
-        let bad = AuthConfig { auth: "%%%".into(), ..Default::default() };
-        assert_eq!(credentials(Some(&bad)).expect_err("refused").code(), tonic::Code::InvalidArgument);
+        let token = AuthConfig {
+            registry_token: "t".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            credentials(Some(&token)).expect("ok"),
+            Some(Credentials::Bearer("t".into()))
+        );
+        let identity = AuthConfig {
+            identity_token: "i".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            credentials(Some(&identity)).expect_err("refused").code(),
+            tonic::Code::InvalidArgument
+        );
+        let bad = AuthConfig {
+            auth: "%%%".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            credentials(Some(&bad)).expect_err("refused").code(),
+            tonic::Code::InvalidArgument
+        );
         assert_eq!(credentials(None).expect("ok"), None);
         assert_eq!(credentials(Some(&AuthConfig::default())).expect("ok"), None);
     }

@@ -8,7 +8,10 @@ use tonic::Status;
 use crate::error::CriError;
 use crate::service::Cri;
 
-pub async fn image_fs_info(cri: &Cri, _: ImageFsInfoRequest) -> Result<ImageFsInfoResponse, Status> {
+pub async fn image_fs_info(
+    cri: &Cri,
+    _: ImageFsInfoRequest,
+) -> Result<ImageFsInfoResponse, Status> {
     let usage = cri.images.usage().await.map_err(CriError)?;
     let timestamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -20,7 +23,9 @@ pub async fn image_fs_info(cri: &Cri, _: ImageFsInfoRequest) -> Result<ImageFsIn
             mountpoint: cri.images.snapshot_root().display().to_string(),
         }),
         used_bytes: Some(UInt64Value { value: usage.bytes }),
-        inodes_used: Some(UInt64Value { value: usage.inodes }),
+        inodes_used: Some(UInt64Value {
+            value: usage.inodes,
+        }),
     };
     Ok(ImageFsInfoResponse {
         image_filesystems: vec![fs],

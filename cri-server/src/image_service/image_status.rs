@@ -9,7 +9,10 @@ use crate::convert::image::{image, spec_image};
 use crate::error::CriError;
 use crate::service::Cri;
 
-pub async fn image_status(cri: &Cri, req: ImageStatusRequest) -> Result<ImageStatusResponse, Status> {
+pub async fn image_status(
+    cri: &Cri,
+    req: ImageStatusRequest,
+) -> Result<ImageStatusResponse, Status> {
     let name = spec_image(req.image.as_ref())?;
     // api.proto: an image that is not present is a nil image, not an error.
     let Some(record) = cri.images.status(name).map_err(CriError)? else {

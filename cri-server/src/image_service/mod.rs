@@ -9,8 +9,8 @@ mod remove_image;
 use k8s_cri::v1::image_service_server::ImageService;
 use k8s_cri::v1::{
     ImageFsInfoRequest, ImageFsInfoResponse, ImageStatusRequest, ImageStatusResponse,
-    ListImagesRequest, ListImagesResponse, PullImageRequest, PullImageResponse,
-    RemoveImageRequest, RemoveImageResponse,
+    ListImagesRequest, ListImagesResponse, PullImageRequest, PullImageResponse, RemoveImageRequest,
+    RemoveImageResponse,
 };
 use tonic::{Request, Response, Status};
 

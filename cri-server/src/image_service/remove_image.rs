@@ -7,7 +7,10 @@ use crate::convert::image::spec_image;
 use crate::error::CriError;
 use crate::service::Cri;
 
-pub async fn remove_image(cri: &Cri, req: RemoveImageRequest) -> Result<RemoveImageResponse, Status> {
+pub async fn remove_image(
+    cri: &Cri,
+    req: RemoveImageRequest,
+) -> Result<RemoveImageResponse, Status> {
     let name = spec_image(req.image.as_ref())?;
     // api.proto: "This call is idempotent, and must not return an error if
     // the image has already been removed."

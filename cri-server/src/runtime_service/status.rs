@@ -82,8 +82,10 @@ mod tests {
     use crate::config::Config;
 
     fn cri_with_cni(conf_dir: &std::path::Path, bin_dir: &std::path::Path) -> Cri {
-        let mut config = Config::default();
-        config.root_dir = conf_dir.join("root");
+        let mut config = Config {
+            root_dir: conf_dir.join("root"),
+            ..Config::default()
+        };
         config.cni.conf_dir = conf_dir.to_path_buf();
         config.cni.bin_dirs = vec![bin_dir.to_path_buf()];
         Cri::open(config).expect("open")

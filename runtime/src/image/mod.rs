@@ -4,14 +4,18 @@
 mod content;
 mod digest;
 mod gc;
+mod images;
 mod index;
+pub mod pull;
 mod record;
 mod reference;
 
 pub use content::ContentStore;
 pub use digest::{Algorithm, Digest};
 pub use gc::GcStats;
+pub use images::Images;
 pub use index::ImageIndex;
+pub use pull::{Credentials, RegistryConfig};
 pub use record::{ImageRecord, LayerRecord};
 pub use reference::{Reference, DEFAULT_REGISTRY, DEFAULT_TAG, NAME_MAX, TAG_MAX};
 

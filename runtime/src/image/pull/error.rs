@@ -182,22 +182,50 @@ impl Error {
         };
         match &e {
             E::ImageManifestNotFoundError(_) | E::ServerError { code: 404, .. } => {
-                Error::NotFound { reference, endpoint, detail }
+                Error::NotFound {
+                    reference,
+                    endpoint,
+                    detail,
+                }
             }
             E::RegistryError { envelope, .. }
-                if codes(envelope, &[C::ManifestUnknown, C::NameUnknown, C::BlobUnknown, C::NotFound]) =>
+                if codes(
+                    envelope,
+                    &[
+                        C::ManifestUnknown,
+                        C::NameUnknown,
+                        C::BlobUnknown,
+                        C::NotFound,
+                    ],
+                ) =>
             {
-                Error::NotFound { reference, endpoint, detail }
+                Error::NotFound {
+                    reference,
+                    endpoint,
+                    detail,
+                }
             }
             E::UnauthorizedError { .. }
             | E::AuthenticationFailure(_)
-            | E::ServerError { code: 401 | 403, .. } => {
-                Error::Unauthorized { reference, endpoint, detail }
-            }
+            | E::ServerError {
+                code: 401 | 403, ..
+            } => Error::Unauthorized {
+                reference,
+                endpoint,
+                detail,
+            },
             E::RegistryError { envelope, .. } if codes(envelope, &[C::Unauthorized, C::Denied]) => {
-                Error::Unauthorized { reference, endpoint, detail }
+                Error::Unauthorized {
+                    reference,
+                    endpoint,
+                    detail,
+                }
             }
-            _ => Error::Registry { reference, endpoint, detail },
+            _ => Error::Registry {
+                reference,
+                endpoint,
+                detail,
+            },
         }
     }
 

@@ -40,8 +40,9 @@ pub async fn fetch(job: LayerJob<'_>, snapshots: &Snapshotter) -> Result<u64, cr
     let tmp = snapshots.prepare()?;
     let dest = tmp.path().to_path_buf();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(PIPE_DEPTH);
-    let unpacker =
-        tokio::task::spawn_blocking(move || unpack_layer(ChannelReader::new(rx), compression, &dest));
+    let unpacker = tokio::task::spawn_blocking(move || {
+        unpack_layer(ChannelReader::new(rx), compression, &dest)
+    });
 
     let downloaded = download(&job, tx).await;
     // The sender is gone now: the unpacker sees the end of the stream and
@@ -89,7 +90,9 @@ async fn download(
         .pull_blob_stream(job.reference, job.digest.to_string().as_str())
         .await
         .map_err(|e| failed(e.to_string()))?;
-    let total = blob.content_length.unwrap_or(job.descriptor.size.max(0) as u64);
+    let total = blob
+        .content_length
+        .unwrap_or(job.descriptor.size.max(0) as u64);
     let mut hasher = Sha256::new();
     let mut received = 0u64;
     let started = Instant::now();
@@ -149,11 +152,14 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let writer = std::thread::spawn(move || {
             for part in [&b"hello "[..], b"", b"chunked ", b"world"] {
-                tx.blocking_send(Bytes::copy_from_slice(part)).expect("send");
+                tx.blocking_send(Bytes::copy_from_slice(part))
+                    .expect("send");
             }
         });
         let mut out = String::new();
-        ChannelReader::new(rx).read_to_string(&mut out).expect("read");
+        ChannelReader::new(rx)
+            .read_to_string(&mut out)
+            .expect("read");
         writer.join().expect("join");
         assert_eq!(out, "hello chunked world");
     }

@@ -23,7 +23,11 @@ impl KeyedLocks {
     pub async fn lock(&self, key: &str) -> KeyedGuard {
         let slot = match self.slots.lock() {
             Ok(mut slots) => slots.entry(key.to_string()).or_default().clone(),
-            Err(poisoned) => poisoned.into_inner().entry(key.to_string()).or_default().clone(),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .entry(key.to_string())
+                .or_default()
+                .clone(),
         };
         let guard = slot.lock_owned().await;
         KeyedGuard {
@@ -42,7 +46,10 @@ impl Drop for KeyedGuard {
             Err(poisoned) => poisoned.into_inner(),
         };
         // Only the map holds the slot: nobody waits on it any more.
-        if slots.get(&self.key).is_some_and(|s| Arc::strong_count(s) == 1) {
+        if slots
+            .get(&self.key)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+        {
             slots.remove(&self.key);
         }
     }
@@ -66,6 +73,10 @@ mod tests {
         assert!(!waiter.is_finished());
         drop(a);
         waiter.await.expect("waiter");
-        assert_eq!(locks.slots.lock().expect("map").len(), 1, "unused slot dropped");
+        assert_eq!(
+            locks.slots.lock().expect("map").len(),
+            1,
+            "unused slot dropped"
+        );
     }
 }

@@ -172,13 +172,34 @@ mod tests {
 
     #[test]
     fn selects_the_node_platform_variant_aware() {
-        let amd = Platform { architecture: "amd64".into(), os: "linux".into(), variant: None };
-        let arm = Platform { architecture: "arm64".into(), os: "linux".into(), variant: Some("v8".into()) };
-        let list = vec![entry("arm64", Some("v8"), 1), entry("amd64", None, 2), entry("arm", Some("v7"), 3)];
-        assert_eq!(select("r", &list, &amd).expect("amd64").digest, list[1].digest);
-        assert_eq!(select("r", &list, &arm).expect("arm64").digest, list[0].digest);
+        let amd = Platform {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            variant: None,
+        };
+        let arm = Platform {
+            architecture: "arm64".into(),
+            os: "linux".into(),
+            variant: Some("v8".into()),
+        };
+        let list = vec![
+            entry("arm64", Some("v8"), 1),
+            entry("amd64", None, 2),
+            entry("arm", Some("v7"), 3),
+        ];
+        assert_eq!(
+            select("r", &list, &amd).expect("amd64").digest,
+            list[1].digest
+        );
+        assert_eq!(
+            select("r", &list, &arm).expect("arm64").digest,
+            list[0].digest
+        );
         let only_v1 = vec![entry("amd64", Some("v1"), 4)];
-        assert_eq!(select("r", &only_v1, &amd).expect("v1").digest, only_v1[0].digest);
+        assert_eq!(
+            select("r", &only_v1, &amd).expect("v1").digest,
+            only_v1[0].digest
+        );
         let err = select("r", &[entry("s390x", None, 5)], &amd).expect_err("none");
         assert!(err.to_string().contains("linux/s390x"), "{err}");
     }
@@ -189,7 +210,9 @@ mod tests {
         assert!(matches!(parse("r", idx).expect("index"), Manifest::Index(l) if l.len() == 1));
         let m = br#"{"schemaVersion":2,"config":{"mediaType":"c","digest":"d","size":2},
                      "layers":[{"mediaType":"l","digest":"e","size":3}]}"#;
-        assert!(matches!(parse("r", m).expect("manifest"), Manifest::Image { layers, .. } if layers.len() == 1));
+        assert!(
+            matches!(parse("r", m).expect("manifest"), Manifest::Image { layers, .. } if layers.len() == 1)
+        );
         let v1 = br#"{"schemaVersion":1,"fsLayers":[]}"#;
         assert!(parse("r", v1).is_err());
         assert!(parse("r", b"nope").is_err());

@@ -108,7 +108,10 @@ impl Puller {
     ) -> Result<Resolved, crate::Error> {
         let mut failure: Option<Error> = None;
         for endpoint in self.config.endpoints(reference.registry()) {
-            match self.resolve_at(index, reference, &endpoint, credentials).await {
+            match self
+                .resolve_at(index, reference, &endpoint, credentials)
+                .await
+            {
                 Ok(resolved) => return Ok(resolved),
                 Err(crate::Error::Pull(e)) if e.try_next_endpoint() => {
                     tracing::debug!(endpoint = %endpoint.host, error = %e, "endpoint failed");
@@ -141,13 +144,18 @@ impl Puller {
         endpoint: &Endpoint,
         credentials: Option<&Credentials>,
     ) -> Result<Resolved, crate::Error> {
-        let known_plain = self.plain_hosts.lock().is_ok_and(|h| h.contains(&endpoint.host));
+        let known_plain = self
+            .plain_hosts
+            .lock()
+            .is_ok_and(|h| h.contains(&endpoint.host));
         let plain = match endpoint.scheme {
             Scheme::Http => true,
             Scheme::Https => false,
             Scheme::HttpsThenHttp => known_plain,
         };
-        let result = self.resolve_with(index, reference, endpoint, plain, credentials).await;
+        let result = self
+            .resolve_with(index, reference, endpoint, plain, credentials)
+            .await;
         match result {
             Err(crate::Error::Pull(e))
                 if endpoint.scheme == Scheme::HttpsThenHttp && !plain && e.is_transport() =>
@@ -156,7 +164,8 @@ impl Puller {
                 if let Ok(mut hosts) = self.plain_hosts.lock() {
                     hosts.insert(endpoint.host.clone());
                 }
-                self.resolve_with(index, reference, endpoint, true, credentials).await
+                self.resolve_with(index, reference, endpoint, true, credentials)
+                    .await
             }
             other => other,
         }
@@ -191,7 +200,9 @@ impl Puller {
             _ => None,
         };
         Ok(match given.cloned().or(from_file) {
-            Some(Credentials::Basic { username, password }) => RegistryAuth::Basic(username, password),
+            Some(Credentials::Basic { username, password }) => {
+                RegistryAuth::Basic(username, password)
+            }
             Some(Credentials::Bearer(token)) => RegistryAuth::Bearer(token),
             None => RegistryAuth::Anonymous,
         })
@@ -208,11 +219,23 @@ impl Puller {
         let name = reference.to_string();
         let registry_err = |e| Error::from_registry(&name, &endpoint.host, e);
         let client = self.client(&endpoint.host, plain);
-        let (registry, repository) = (reference.registry().to_string(), reference.repository().to_string());
+        let (registry, repository) = (
+            reference.registry().to_string(),
+            reference.repository().to_string(),
+        );
         let mut oref = match (reference.tag(), reference.digest()) {
-            (Some(tag), Some(d)) => oci_client::Reference::with_tag_and_digest(registry, repository, tag.to_string(), d.to_string()),
+            (Some(tag), Some(d)) => oci_client::Reference::with_tag_and_digest(
+                registry,
+                repository,
+                tag.to_string(),
+                d.to_string(),
+            ),
             (_, Some(d)) => oci_client::Reference::with_digest(registry, repository, d.to_string()),
-            (tag, None) => oci_client::Reference::with_tag(registry, repository, tag.unwrap_or("latest").to_string()),
+            (tag, None) => oci_client::Reference::with_tag(
+                registry,
+                repository,
+                tag.unwrap_or("latest").to_string(),
+            ),
         };
         if endpoint.host != reference.registry() {
             oref.set_mirror_registry(endpoint.host.clone());
@@ -231,16 +254,28 @@ impl Puller {
                 let chosen_digest = manifest::digest_of(&name, chosen)?;
                 let by_digest = oref.clone_with_digest(chosen_digest.to_string());
                 let (bytes, _) = client
-                    .pull_manifest_raw(&by_digest, &auth, &[manifest::OCI_MANIFEST, manifest::DOCKER_MANIFEST])
+                    .pull_manifest_raw(
+                        &by_digest,
+                        &auth,
+                        &[manifest::OCI_MANIFEST, manifest::DOCKER_MANIFEST],
+                    )
                     .await
                     .map_err(registry_err)?;
                 (bytes, chosen_digest)
             }
             Manifest::Image { .. } => (bytes, top_digest.clone()),
         };
-        verify(&format!("manifest of {name}"), &manifest_digest, &manifest_bytes)?;
+        verify(
+            &format!("manifest of {name}"),
+            &manifest_digest,
+            &manifest_bytes,
+        )?;
         let Manifest::Image { config, layers } = manifest::parse(&name, &manifest_bytes)? else {
-            return Err(Error::BadManifest { reference: name, reason: "an index points to another index".into() }.into());
+            return Err(Error::BadManifest {
+                reference: name,
+                reason: "an index points to another index".into(),
+            }
+            .into());
         };
         content.put(&manifest_digest, &manifest_bytes)?;
         let config_digest = manifest::digest_of(&name, &config)?;
@@ -276,7 +311,10 @@ impl Puller {
         r: Resolved,
     ) -> Result<(ImageRecord, usize), crate::Error> {
         let name = reference.to_string();
-        let bad_config = |reason: String| Error::BadConfig { reference: name.clone(), reason };
+        let bad_config = |reason: String| Error::BadConfig {
+            reference: name.clone(),
+            reason,
+        };
         let config: serde_json::Value =
             serde_json::from_slice(&r.config).map_err(|e| bad_config(e.to_string()))?;
         let diff_ids = config

@@ -89,7 +89,10 @@ impl Credentials {
         };
         let wanted = docker_hosts(host);
         for (key, entry) in auths {
-            if !wanted.iter().any(|h| *h == strip_scheme(key).trim_end_matches("/v1/")) {
+            if !wanted
+                .iter()
+                .any(|h| *h == strip_scheme(key).trim_end_matches("/v1/"))
+            {
                 continue;
             }
             if let Some(token) = entry.get("registrytoken").and_then(|t| t.as_str()) {
@@ -115,14 +118,20 @@ impl Credentials {
 /// The names docker's config.json may use for a registry host.
 fn docker_hosts(host: &str) -> Vec<&str> {
     if host == "docker.io" {
-        vec!["docker.io", "index.docker.io", "registry-1.docker.io", "index.docker.io/v1"]
+        vec![
+            "docker.io",
+            "index.docker.io",
+            "registry-1.docker.io",
+            "index.docker.io/v1",
+        ]
     } else {
         vec![host]
     }
 }
 
 fn strip_scheme(s: &str) -> &str {
-    s.trim_start_matches("https://").trim_start_matches("http://")
+    s.trim_start_matches("https://")
+        .trim_start_matches("http://")
 }
 
 /// One place to fetch from.
@@ -204,10 +213,22 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["localhost", "localhost:5000", "127.0.0.1", "127.1.2.3:443", "[::1]:5000", "::1"] {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.1.2.3:443",
+            "[::1]:5000",
+            "::1",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
-        for h in ["docker.io", "10.0.0.1:5000", "localhost.example.com", "[fe80::1]:5000"] {
+        for h in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[fe80::1]:5000",
+        ] {
             assert!(!is_loopback(h), "{h}");
         }
     }
@@ -217,7 +238,11 @@ mod tests {
         let mut config = RegistryConfig::default();
         config.mirrors.insert(
             "docker.io".into(),
-            vec!["http://127.0.0.1:5000".into(), "mirror.example:5000".into(), "127.0.0.1:6000".into()],
+            vec![
+                "http://127.0.0.1:5000".into(),
+                "mirror.example:5000".into(),
+                "127.0.0.1:6000".into(),
+            ],
         );
         config.insecure.push("mirror.example:5000".into());
         let eps = config.endpoints("docker.io");
@@ -239,7 +264,10 @@ mod tests {
         let c = Credentials::from_auth_field("dXNlcjpwYTpzcw==").expect("decodes");
         assert_eq!(
             c,
-            Credentials::Basic { username: "user".into(), password: "pa:ss".into() }
+            Credentials::Basic {
+                username: "user".into(),
+                password: "pa:ss".into()
+            }
         );
         assert!(!format!("{c:?}").contains("pa:ss"));
         assert!(Credentials::from_auth_field("!!").is_err());
@@ -253,16 +281,28 @@ mod tests {
                 "tok.example":{"registrytoken":"t0k"}}}"#,
         )
         .expect("write");
-        assert_eq!(Credentials::from_auth_file(&path, "docker.io").expect("ok"), Some(c));
+        assert_eq!(
+            Credentials::from_auth_file(&path, "docker.io").expect("ok"),
+            Some(c)
+        );
         assert_eq!(
             Credentials::from_auth_file(&path, "127.0.0.1:5000").expect("ok"),
-            Some(Credentials::Basic { username: "u".into(), password: "p".into() })
+            Some(Credentials::Basic {
+                username: "u".into(),
+                password: "p".into()
+            })
         );
         assert_eq!(
             Credentials::from_auth_file(&path, "tok.example").expect("ok"),
             Some(Credentials::Bearer("t0k".into()))
         );
-        assert_eq!(Credentials::from_auth_file(&path, "quay.io").expect("ok"), None);
-        assert_eq!(Credentials::from_auth_file(&tmp.path().join("none"), "x").expect("ok"), None);
+        assert_eq!(
+            Credentials::from_auth_file(&path, "quay.io").expect("ok"),
+            None
+        );
+        assert_eq!(
+            Credentials::from_auth_file(&tmp.path().join("none"), "x").expect("ok"),
+            None
+        );
     }
 }
