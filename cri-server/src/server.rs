@@ -36,7 +36,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = bind_socket(&socket)?;
     let bound_inode = std::fs::metadata(&socket).map(|m| m.ino()).ok();
 
-    let service = CriService::new(Cri::open(config)?);
+    let cri = Cri::open(config)?;
+    cri.images
+        .collect_garbage()
+        .await
+        .context("cannot collect unreferenced image data")?;
+    let service = CriService::new(cri);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .layer(RpcLogLayer)

@@ -13,6 +13,7 @@ pub mod images;
 pub mod index;
 pub mod layers;
 pub mod oci;
+pub mod proxy;
 pub mod registry;
 mod registry_setup;
 pub mod tools;

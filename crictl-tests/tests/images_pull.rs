@@ -28,7 +28,9 @@ fn image_ids(d: &Daemon) -> Vec<String> {
 #[test]
 fn pull_by_short_name_through_a_docker_io_mirror_then_list_inspect_remove() {
     let reg = registry();
-    let img = ImageBuilder::busybox().build(Compression::Gzip).expect("build");
+    let img = ImageBuilder::busybox()
+        .build(Compression::Gzip)
+        .expect("build");
     let manifest_digest = img.push(&reg, "library/busybox", "latest").expect("push");
     let d = daemon_with_mirror(&reg);
 
@@ -46,15 +48,25 @@ fn pull_by_short_name_through_a_docker_io_mirror_then_list_inspect_remove() {
         status["repoDigests"][0],
         format!("docker.io/library/busybox@{manifest_digest}").as_str()
     );
-    let size = status["size"].as_str().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    assert_eq!(size, img.compressed_size() as u64 + img.config.bytes.len() as u64, "{inspect}");
+    let size = status["size"]
+        .as_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert_eq!(
+        size,
+        img.compressed_size() as u64 + img.config.bytes.len() as u64,
+        "{inspect}"
+    );
     assert_eq!(inspect["info"]["imageSpec"]["architecture"], "amd64");
     assert_eq!(inspect["info"]["imageSpec"]["config"]["Cmd"][0], "sh");
 
     // The layer is unpacked once, as an overlayfs lowerdir: busybox and its
     // hard-linked applets are there.
     let chain = inspect["info"]["chainID"].as_str().expect("chain id");
-    let lower = d.root_dir().join("snapshots").join(chain.trim_start_matches("sha256:"));
+    let lower = d
+        .root_dir()
+        .join("snapshots")
+        .join(chain.trim_start_matches("sha256:"));
     let busybox = std::fs::metadata(lower.join("bin/busybox")).expect("bin/busybox unpacked");
     assert!(busybox.len() > 100_000);
     use std::os::unix::fs::MetadataExt as _;
@@ -73,7 +85,10 @@ fn pull_by_short_name_through_a_docker_io_mirror_then_list_inspect_remove() {
 
     d.crictl(&["rmi", "busybox"]).ok();
     assert!(image_ids(&d).is_empty());
-    assert!(!lower.exists(), "the unreferenced snapshot is garbage-collected");
+    assert!(
+        !lower.exists(),
+        "the unreferenced snapshot is garbage-collected"
+    );
     // Removing what is gone is not an error (crictl resolves names first, so
     // use the id it no longer knows: crictl reports it, the RPC succeeds).
     let fs = d.crictl(&["imagefsinfo", "-o", "json"]).json();
@@ -96,7 +111,10 @@ fn loopback_registry_needs_no_config() {
     let name = format!("{}/library/busybox:1.35", reg.addr());
     d.crictl(&["pull", &name]).ok();
     let listed = d.crictl(&["images"]).ok();
-    assert!(listed.contains(&format!("{}/library/busybox", reg.addr())), "{listed}");
+    assert!(
+        listed.contains(&format!("{}/library/busybox", reg.addr())),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -122,8 +140,14 @@ fn every_layer_format_and_manifest_kind_pulls() {
     // The same config (the diff_ids do not depend on compression or
     // manifest kind): one image id carrying the four names.
     assert_eq!(image_ids(&d).len(), 1, "{}", d.crictl(&["images"]).ok());
-    let inspect = d.crictl(&["inspecti", &format!("{}/zstd-oci:v1", reg.addr())]).json();
-    assert_eq!(inspect["status"]["repoTags"].as_array().map(Vec::len), Some(4), "{inspect}");
+    let inspect = d
+        .crictl(&["inspecti", &format!("{}/zstd-oci:v1", reg.addr())])
+        .json();
+    assert_eq!(
+        inspect["status"]["repoTags"].as_array().map(Vec::len),
+        Some(4),
+        "{inspect}"
+    );
     let snapshots = std::fs::read_dir(d.root_dir().join("snapshots"))
         .expect("snapshots")
         .filter_map(Result::ok)
@@ -143,7 +167,10 @@ fn multi_platform_index_resolves_to_linux_amd64() {
         let name = format!("{}/{repo}", reg.addr());
         d.crictl(&["pull", &name]).ok();
         let inspect = d.crictl(&["inspecti", &name]).json();
-        assert_eq!(inspect["info"]["imageSpec"]["architecture"], "amd64", "{inspect}");
+        assert_eq!(
+            inspect["info"]["imageSpec"]["architecture"], "amd64",
+            "{inspect}"
+        );
         let amd64 = index.image("amd64").expect("amd64 entry");
         assert_eq!(inspect["info"]["manifestDigest"], amd64.digest());
         // The repo digest is the index's, as the user asked for the index.
@@ -165,7 +192,10 @@ fn whiteouts_become_overlay_whiteouts() {
     let name = format!("{}/whiteouts:v1", reg.addr());
     d.crictl(&["pull", &name]).ok();
     let inspect = d.crictl(&["inspecti", &name]).json();
-    let layers = inspect["info"]["layers"].as_array().expect("layers").clone();
+    let layers = inspect["info"]["layers"]
+        .as_array()
+        .expect("layers")
+        .clone();
     assert!(layers.len() >= 2, "{inspect}");
     let top = layers.last().expect("top")["chain_id"]
         .as_str()
@@ -177,14 +207,22 @@ fn whiteouts_become_overlay_whiteouts() {
     for entry in walk(&top_dir) {
         let meta = std::fs::symlink_metadata(&entry).expect("stat");
         let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        assert!(!name.starts_with(".wh."), "a .wh. file was left: {}", entry.display());
+        assert!(
+            !name.starts_with(".wh."),
+            "a .wh. file was left: {}",
+            entry.display()
+        );
         if meta.file_type().is_char_device() {
             use std::os::unix::fs::MetadataExt as _;
             assert_eq!(meta.rdev(), 0, "whiteouts are 0:0 devices");
             whiteouts += 1;
         }
     }
-    assert!(whiteouts >= 1, "no whiteout device in {}", top_dir.display());
+    assert!(
+        whiteouts >= 1,
+        "no whiteout device in {}",
+        top_dir.display()
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

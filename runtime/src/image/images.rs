@@ -73,6 +73,20 @@ impl Images {
             })?
     }
 
+    /// Removes snapshots and blobs no image references: what a pull that
+    /// failed or crashed part-way left. Run at start, before serving.
+    pub async fn collect_garbage(&self) -> Result<(), crate::Error> {
+        let stats = self.index.gc().await?;
+        if stats.snapshots + stats.blobs > 0 {
+            tracing::info!(
+                snapshots = stats.snapshots,
+                blobs = stats.blobs,
+                "removed unreferenced image data"
+            );
+        }
+        Ok(())
+    }
+
     /// Where the layer snapshots live.
     pub fn snapshot_root(&self) -> &Path {
         &self.snapshot_root

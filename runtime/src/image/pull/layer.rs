@@ -38,16 +38,19 @@ pub async fn fetch(job: LayerJob<'_>, snapshots: &Snapshotter) -> Result<u64, cr
             media_type: desc.media_type.clone(),
         })?;
     let tmp = snapshots.prepare()?;
-    let dest = tmp.path().to_path_buf();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(PIPE_DEPTH);
+    // The temporary snapshot travels with the unpacker and comes back with
+    // its result: if this future is dropped mid-way (another layer failed),
+    // the unpacker sees the end of the stream, finishes, and only then is
+    // the temporary directory removed, by its drop on that thread.
     let unpacker = tokio::task::spawn_blocking(move || {
-        unpack_layer(ChannelReader::new(rx), compression, &dest)
+        let result = unpack_layer(ChannelReader::new(rx), compression, tmp.path());
+        (tmp, result)
     });
 
     let downloaded = download(&job, tx).await;
-    // The sender is gone now: the unpacker sees the end of the stream and
-    // finishes before the temporary snapshot can be removed.
-    let unpacked = unpacker.await.map_err(|e| Error::Task {
+    // The sender is gone now, so the unpacker reaches the end of its input.
+    let (tmp, unpacked) = unpacker.await.map_err(|e| Error::Task {
         what: format!("unpacking layer {}", job.digest),
         reason: e.to_string(),
     })?;

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 
@@ -362,8 +362,12 @@ impl Puller {
                 }
             })
             .buffer_unordered(CONCURRENT_LAYERS)
-            .try_fold(0, |n, f| async move { Ok(n + f) })
-            .await?;
+            // Every layer runs to its end before the pull answers, failed or
+            // not: nothing is still being written when the caller hears back.
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .try_fold(0, |n, f| f.map(|f| n + f))?;
         let layers: Vec<LayerRecord> = (0..r.layers.len())
             .map(|i| LayerRecord {
                 digest: digests[i].clone(),
