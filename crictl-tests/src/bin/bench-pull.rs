@@ -12,10 +12,21 @@ use std::time::Instant;
 use crictl_tests::{tools, Compression, DaemonBuilder, ImageBuilder, Registry, RegistryOptions};
 
 fn main() -> anyhow::Result<()> {
-    let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
     if std::env::var_os("CORTEND_BIN").is_none() {
         let status = Command::new("cargo")
-            .args(["build", "--release", "--quiet", "-p", "corten-cri", "--bin", "cortend"])
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "corten-cri",
+                "--bin",
+                "cortend",
+            ])
             .current_dir(tools::workspace_root())
             .status()?;
         anyhow::ensure!(status.success(), "cannot build a release cortend");
