@@ -23,6 +23,8 @@ pub struct Cri {
 impl Cri {
     /// Opens the runtime's stores under the configured directories.
     pub fn open(config: Config) -> anyhow::Result<Cri> {
+        std::fs::create_dir_all(&config.root_dir)
+            .with_context(|| format!("cannot create {}", config.root_dir.display()))?;
         let db = config.root_dir.join(META_DB);
         let store = Arc::new(
             MetaStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?,

@@ -212,9 +212,14 @@ fn printed_config_fed_back_starts_the_daemon_unchanged() {
         .expect("cortend config");
     assert!(printed.status.success());
     let text = String::from_utf8(printed.stdout).expect("utf-8");
-    // Every key is explained.
-    for line in text.lines().filter(|l| l.contains(" = ")) {
-        assert!(!line.starts_with('#'), "{line}");
+    // Every key is set, and explained by the comment line above it.
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
+            continue;
+        }
+        assert!(line.contains(" = "), "not a key: {line}");
+        assert!(i > 0 && lines[i - 1].starts_with("# "), "{line} is not explained");
     }
     assert!(text.contains("# The cgroup driver"), "{text}");
     std::fs::write(tmp.path().join("printed.toml"), &text).expect("write");
