@@ -101,6 +101,14 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
         })
     }
 
+    /// Reads registry credentials from this docker-style config.json.
+    pub fn auth_file(self, path: &Path) -> Self {
+        let path = path.display().to_string();
+        self.config(|c| {
+            registry_section(c).insert("auth_file".into(), toml::Value::String(path));
+        })
+    }
+
     /// Extra command-line arguments for cortend.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());

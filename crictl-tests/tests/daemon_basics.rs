@@ -219,7 +219,10 @@ fn printed_config_fed_back_starts_the_daemon_unchanged() {
             continue;
         }
         assert!(line.contains(" = "), "not a key: {line}");
-        assert!(i > 0 && lines[i - 1].starts_with("# "), "{line} is not explained");
+        assert!(
+            i > 0 && lines[i - 1].starts_with("# "),
+            "{line} is not explained"
+        );
     }
     assert!(text.contains("# The cgroup driver"), "{text}");
     std::fs::write(tmp.path().join("printed.toml"), &text).expect("write");

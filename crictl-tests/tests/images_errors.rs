@@ -2,6 +2,8 @@
 //! leaves no image record and no half-made snapshot behind.
 
 use std::path::Path;
+
+use base64::Engine as _;
 use std::time::{Duration, Instant};
 
 use crictl_tests::proxy::SlowProxy;
@@ -200,6 +202,21 @@ fn tls_registry_with_auth() {
     assert!(!d.log().contains(pass), "the password reached the log");
     let listed = d.crictl(&["images"]).ok();
     assert!(listed.contains("private/busybox"), "{listed}");
+    drop(d);
+
+    // Credentials from a docker-style config.json named in the config.
+    let auth_dir = tempfile::tempdir().expect("tempdir");
+    let auth_file = auth_dir.path().join("config.json");
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    let auths = serde_json::json!({ "auths": { reg.addr(): { "auth": token } } });
+    std::fs::write(&auth_file, auths.to_string()).expect("write config.json");
+    let d = DaemonBuilder::new()
+        .ca_file(reg.ca_pem_path().expect("ca"))
+        .auth_file(&auth_file)
+        .start()
+        .expect("start");
+    d.crictl(&["pull", &name]).ok();
+    assert!(!d.log().contains(pass), "the password reached the log");
 }
 
 #[test]

@@ -79,6 +79,14 @@ fn pull_by_short_name_through_a_docker_io_mirror_then_list_inspect_remove() {
         .unwrap_or(0);
     assert!(used > 500_000, "{fs}");
 
+    // A filter names one image; one we do not have lists nothing.
+    let filtered = d.crictl(&["images", "-q", "busybox"]).ok();
+    assert_eq!(filtered.lines().count(), 1, "{filtered}");
+    let none = d
+        .crictl(&["images", "-q", "docker.io/library/nothere"])
+        .ok();
+    assert!(none.trim().is_empty(), "{none}");
+
     // Pulled again: nothing new is fetched, the same id comes back.
     let again = d.crictl(&["pull", "docker.io/library/busybox:latest"]).ok();
     assert_eq!(out, again);
