@@ -1,31 +1,42 @@
-//! corten-shim: the per-container supervisor.
+//! corten-shim: the per-container supervisor, started by cortend.
 //!
-//! The container core (issue 4) builds it out; until then it only explains
-//! itself, so packaging and the daemon can already find it.
+//! `corten-shim run --bundle DIR --id ID --log FILE` detaches from the
+//! daemon, creates the container described by DIR/config.json on the
+//! layers of DIR/rootfs.json, prints `ok <pid>` (or `error <why>`) on
+//! stdout, then supervises the container until it exits.
 
 const USAGE: &str = "\
 corten-shim: per-container supervisor of the corten runtime
 
-It is started by cortend, one per container; it is not meant to be run by hand.
-The supervisor protocol is not built yet.
+usage: corten-shim run --bundle DIR --id ID --log FILE
 
-Options:
-  -h, --help     print this help
-  -V, --version  print the version";
+It is started by cortend, one per container; it is not meant to be run by hand.";
 
 fn main() -> std::process::ExitCode {
-    match std::env::args().nth(1).as_deref() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
         Some("-V" | "--version") => {
             println!("corten-shim {}", corten_runtime::VERSION);
-            std::process::ExitCode::SUCCESS
+            return std::process::ExitCode::SUCCESS;
         }
         Some("-h" | "--help") => {
             println!("{USAGE}");
-            std::process::ExitCode::SUCCESS
+            return std::process::ExitCode::SUCCESS;
         }
-        _ => {
-            eprintln!("{USAGE}");
-            std::process::ExitCode::from(2)
+        _ => {}
+    }
+    let parsed = match corten_runtime::shim::setup::Args::parse(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("corten-shim: {e}\n{USAGE}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match corten_runtime::shim::setup::main(parsed) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corten-shim: {e}");
+            std::process::ExitCode::FAILURE
         }
     }
 }

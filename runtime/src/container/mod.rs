@@ -1,0 +1,85 @@
+//! Containers as the daemon sees them: a bundle directory per container, a
+//! shim supervising it, and the files the shim leaves when it is gone.
+//!
+//! Layout: `<state_dir>/containers/<id>/` is the bundle (spec, rootfs
+//! layers, shim socket, state and exit files); `<root_dir>/containers/<id>/`
+//! holds the writable layer (`upper/`, `work/`), which survives reboots.
+
+mod runtime;
+
+pub use runtime::{ContainerRuntime, CreateRequest};
+
+use crate::ErrorKind;
+
+/// Errors of container lifecycle operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such container.
+    #[error("container {id} not found")]
+    NotFound {
+        /// The id.
+        id: String,
+    },
+    /// A container with this id exists.
+    #[error("container {id} already exists")]
+    AlreadyExists {
+        /// The id.
+        id: String,
+    },
+    /// The id cannot name a directory.
+    #[error("invalid container id {id:?}: {reason}")]
+    InvalidId {
+        /// The id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The shim failed or refused to create the container.
+    #[error("creating container {id}: {reason}")]
+    Create {
+        /// The id.
+        id: String,
+        /// What the shim said.
+        reason: String,
+    },
+    /// The shim cannot be talked to.
+    #[error("shim of container {id}: {reason}")]
+    Shim {
+        /// The id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The shim refused a request.
+    #[error("container {id}: {message}")]
+    Refused {
+        /// The id.
+        id: String,
+        /// What the shim said.
+        message: String,
+    },
+    /// A file of the container cannot be written or read.
+    #[error("container {id}: {path}: {source}")]
+    Io {
+        /// The id.
+        id: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::InvalidId { .. } => ErrorKind::InvalidArgument,
+            Error::Refused { .. } => ErrorKind::FailedPrecondition,
+            Error::Create { .. } | Error::Shim { .. } | Error::Io { .. } => ErrorKind::Internal,
+        }
+    }
+}

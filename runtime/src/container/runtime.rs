@@ -1,0 +1,293 @@
+//! Creating, starting, signalling, inspecting and deleting containers
+//! through their shims.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use oci_spec::runtime::Spec;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+use super::Error;
+use crate::shim::protocol::files;
+use crate::shim::setup::BundleRootfs;
+use crate::shim::{Request, ShimClient, State};
+
+/// How long a shim gets to create a container.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What is needed to create a container.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// The container id (a directory name).
+    pub id: String,
+    /// The OCI runtime spec (root path `rootfs`, relative to the bundle).
+    pub spec: Spec,
+    /// The image's layer snapshots, top first.
+    pub layers: Vec<PathBuf>,
+    /// Mount the root filesystem read-only.
+    pub readonly_rootfs: bool,
+    /// The CRI log file.
+    pub log_path: PathBuf,
+}
+
+/// Runs containers under shims.
+#[derive(Debug, Clone)]
+pub struct ContainerRuntime {
+    bundles: PathBuf,
+    layers: PathBuf,
+    shim: PathBuf,
+}
+
+impl ContainerRuntime {
+    /// Bundles under `state_dir/containers`, writable layers under
+    /// `root_dir/containers`, shims started from the `shim` binary.
+    pub fn new(state_dir: &Path, root_dir: &Path, shim: &Path) -> ContainerRuntime {
+        ContainerRuntime {
+            bundles: state_dir.join("containers"),
+            layers: root_dir.join("containers"),
+            shim: shim.to_path_buf(),
+        }
+    }
+
+    /// The bundle directory of `id`.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.bundles.join(id)
+    }
+
+    /// The writable layer directory of `id` (holding `upper/` and `work/`).
+    pub fn writable_layer(&self, id: &str) -> PathBuf {
+        self.layers.join(id)
+    }
+
+    /// Writes the bundle and starts a shim that creates the container; it
+    /// returns once the container's process waits for [`Self::start`].
+    pub async fn create(&self, req: CreateRequest) -> Result<i32, Error> {
+        check_id(&req.id)?;
+        let id = req.id.clone();
+        let bundle = self.bundle(&id);
+        let io = |path: &Path| {
+            let (id, path) = (id.clone(), path.to_path_buf());
+            move |source| Error::Io { id, path, source }
+        };
+        match std::fs::create_dir(&bundle) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists { id })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.bundles).map_err(io(&self.bundles))?;
+                std::fs::create_dir(&bundle).map_err(io(&bundle))?;
+            }
+            Err(e) => return Err(io(&bundle)(e)),
+        }
+        let created = self.create_in(&req, &bundle).await;
+        if created.is_err() {
+            // Nothing half-made stays behind.
+            self.remove_files(&id);
+        }
+        created
+    }
+
+    async fn create_in(&self, req: &CreateRequest, bundle: &Path) -> Result<i32, Error> {
+        let id = &req.id;
+        let io = |path: &Path| {
+            let (id, path) = (id.clone(), path.to_path_buf());
+            move |source| Error::Io { id, path, source }
+        };
+        let layer = self.writable_layer(id);
+        let (upper, work) = (layer.join("upper"), layer.join("work"));
+        for dir in [&upper, &work] {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let rootfs = BundleRootfs {
+            lower: req.layers.clone(),
+            upper,
+            work,
+            readonly: req.readonly_rootfs,
+        };
+        let spec_path = bundle.join(files::SPEC);
+        let spec_json = serde_json::to_vec(&req.spec).map_err(|e| Error::Create {
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&spec_path, &spec_json).map_err(io(&spec_path))?;
+        let rootfs_path = bundle.join(files::ROOTFS);
+        let rootfs_json = serde_json::to_vec(&rootfs).map_err(|e| Error::Create {
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&rootfs_path, &rootfs_json).map_err(io(&rootfs_path))?;
+
+        let shim_log = bundle.join(files::SHIM_LOG);
+        let log_file = std::fs::File::create(&shim_log).map_err(io(&shim_log))?;
+        let mut child = tokio::process::Command::new(&self.shim)
+            .arg("run")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--id")
+            .arg(id)
+            .arg("--log")
+            .arg(&req.log_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| Error::Create {
+                id: id.clone(),
+                reason: format!("cannot start {}: {e}", self.shim.display()),
+            })?;
+        let stdout = child.stdout.take();
+        // The shim forks away at once; its first process exits and is reaped here.
+        let _ = child.wait().await;
+        let mut line = String::new();
+        if let Some(out) = stdout {
+            let read = BufReader::new(out).read_line(&mut line);
+            if tokio::time::timeout(CREATE_TIMEOUT, read).await.is_err() {
+                return Err(Error::Create {
+                    id: id.clone(),
+                    reason: format!("the shim did not report within {CREATE_TIMEOUT:?}"),
+                });
+            }
+        }
+        let line = line.trim();
+        if let Some(pid) = line.strip_prefix("ok ") {
+            return pid.parse().map_err(|_| Error::Create {
+                id: id.clone(),
+                reason: format!("the shim said {line:?}"),
+            });
+        }
+        let reason = match line.strip_prefix("error ") {
+            Some(why) => why.to_string(),
+            None => {
+                let log = std::fs::read_to_string(&shim_log).unwrap_or_default();
+                format!("the shim exited without a word: {}", log.trim())
+            }
+        };
+        Err(Error::Create { id: id.clone(), reason })
+    }
+
+    /// Lets the container's process run.
+    pub async fn start(&self, id: &str) -> Result<(), Error> {
+        match self.client(id)?.call(&Request::Start).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::Refused {
+                id: id.to_string(),
+                message: "the container has exited".into(),
+            }),
+        }
+    }
+
+    /// Sends `signal` to the container's init (with `all`, SIGKILL to all of it).
+    pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
+        self.client(id)?.call(&Request::Kill { signal, all }).await?;
+        Ok(())
+    }
+
+    /// Asks the shim to reopen the log file.
+    pub async fn reopen_log(&self, id: &str) -> Result<(), Error> {
+        self.client(id)?.call(&Request::ReopenLog).await?;
+        Ok(())
+    }
+
+    /// The container's state, from its shim or, once the shim is gone, from
+    /// the exit file it left.
+    pub async fn state(&self, id: &str) -> Result<State, Error> {
+        match self.client(id)?.call(&Request::State).await? {
+            Some(Some(state)) => Ok(state),
+            _ => self.state_from_files(id),
+        }
+    }
+
+    /// Waits until the container has exited; returns its final state.
+    pub async fn wait(&self, id: &str) -> Result<State, Error> {
+        match self.client(id)?.call(&Request::Wait).await? {
+            Some(Some(state)) => Ok(state),
+            _ => self.state_from_files(id),
+        }
+    }
+
+    fn state_from_files(&self, id: &str) -> Result<State, Error> {
+        let exit = self.bundle(id).join(files::EXIT);
+        let text = std::fs::read(&exit).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => Error::Shim {
+                id: id.to_string(),
+                reason: "the shim is gone and left no exit status".into(),
+            },
+            _ => Error::Io {
+                id: id.to_string(),
+                path: exit.clone(),
+                source,
+            },
+        })?;
+        serde_json::from_slice(&text).map_err(|e| Error::Shim {
+            id: id.to_string(),
+            reason: format!("{}: {e}", exit.display()),
+        })
+    }
+
+    /// Kills what still runs and removes the container's files. Deleting an
+    /// unknown container succeeds (CRI removal is idempotent).
+    pub async fn delete(&self, id: &str) -> Result<(), Error> {
+        check_id(id)?;
+        if !self.bundle(id).exists() && !self.writable_layer(id).exists() {
+            return Ok(());
+        }
+        if let Ok(state) = self.state(id).await {
+            if state.exit.is_none() {
+                self.kill(id, nix::sys::signal::Signal::SIGKILL as i32, true).await?;
+                let _ = tokio::time::timeout(Duration::from_secs(10), self.wait(id)).await;
+            }
+        }
+        self.remove_files(id);
+        Ok(())
+    }
+
+    fn remove_files(&self, id: &str) {
+        for dir in [self.bundle(id), self.writable_layer(id)] {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(container = id, dir = %dir.display(), error = %e, "cannot remove");
+                }
+            }
+        }
+    }
+
+    fn client(&self, id: &str) -> Result<ShimClient, Error> {
+        check_id(id)?;
+        let bundle = self.bundle(id);
+        if !bundle.is_dir() {
+            return Err(Error::NotFound { id: id.to_string() });
+        }
+        Ok(ShimClient::new(id, &bundle))
+    }
+}
+
+/// An id must be one plain path component.
+fn check_id(id: &str) -> Result<(), Error> {
+    let bad = |reason: &str| Error::InvalidId {
+        id: id.to_string(),
+        reason: reason.to_string(),
+    };
+    if id.is_empty() || id.len() > 128 {
+        return Err(bad("must have 1 to 128 characters"));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || id.starts_with('.')
+    {
+        return Err(bad("only letters, digits, '-', '_' and '.' (not leading) are allowed"));
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

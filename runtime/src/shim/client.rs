@@ -1,0 +1,79 @@
+//! The daemon's side of the shim protocol (async).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::UnixStream;
+
+use super::protocol::{files, Request, Response, State};
+use crate::container::Error;
+
+/// How long a request (but `Wait`) may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Talks to one container's shim.
+#[derive(Debug, Clone)]
+pub struct ShimClient {
+    id: String,
+    socket: PathBuf,
+}
+
+impl ShimClient {
+    /// The client of the shim whose bundle is `bundle`.
+    pub fn new(id: &str, bundle: &Path) -> ShimClient {
+        ShimClient {
+            id: id.to_string(),
+            socket: bundle.join(files::SOCKET),
+        }
+    }
+
+    /// Sends one request and reads the answer; `Ok(None)` when the shim is
+    /// gone (its socket refuses), so the caller falls back to the files.
+    pub async fn call(&self, request: &Request) -> Result<Option<Option<State>>, Error> {
+        let failed = |reason: String| Error::Shim {
+            id: self.id.clone(),
+            reason,
+        };
+        let mut stream = match UnixStream::connect(&self.socket).await {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(failed(format!("connect {}: {e}", self.socket.display()))),
+        };
+        let mut line = serde_json::to_vec(request).map_err(|e| failed(e.to_string()))?;
+        line.push(b'\n');
+        let exchange = async {
+            stream.write_all(&line).await?;
+            let mut reader = BufReader::new(stream);
+            let mut answer = String::new();
+            reader.read_line(&mut answer).await?;
+            Ok::<String, std::io::Error>(answer)
+        };
+        let answer = if matches!(request, Request::Wait) {
+            exchange.await
+        } else {
+            tokio::time::timeout(CALL_TIMEOUT, exchange)
+                .await
+                .map_err(|_| failed(format!("no answer to {request:?} in {CALL_TIMEOUT:?}")))?
+        }
+        .map_err(|e| failed(e.to_string()))?;
+        if answer.is_empty() {
+            // The shim closed the connection: it exited meanwhile.
+            return Ok(None);
+        }
+        match serde_json::from_str::<Response>(&answer).map_err(|e| failed(e.to_string()))? {
+            Response::Ok { state } => Ok(Some(state)),
+            Response::Error { message } => Err(Error::Refused {
+                id: self.id.clone(),
+                message,
+            }),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The per-container supervisor: its protocol, the daemon's client, and the
+//! server loop that runs inside the `corten-shim` binary.
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+pub mod setup;
+
+pub use client::ShimClient;
+pub use protocol::{ExitStatus, Request, Response, State, Status};

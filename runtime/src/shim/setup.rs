@@ -1,0 +1,169 @@
+//! The shim's start: from a bundle directory to a created container whose
+//! init waits for `Start`, reported to the daemon on stdout.
+
+use std::io::Write as _;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use super::protocol::files;
+use super::server::{sigchld_fd, Supervisor};
+use crate::cgroups::{self, Cgroup};
+use crate::linux::{self, RootfsLayers, Stdio};
+use crate::logs::LogWriter;
+
+/// What `rootfs.json` holds: the layers of the container's root filesystem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleRootfs {
+    /// Read-only layers, top first.
+    pub lower: Vec<PathBuf>,
+    /// The container's writable layer.
+    pub upper: PathBuf,
+    /// overlayfs's work directory, on the same filesystem as `upper`.
+    pub work: PathBuf,
+    /// Mount the root filesystem read-only.
+    pub readonly: bool,
+}
+
+/// The shim's command line.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// The container id.
+    pub id: String,
+    /// The CRI log file.
+    pub log: PathBuf,
+}
+
+impl Args {
+    /// `run --bundle DIR --id ID --log FILE`.
+    pub fn parse(args: &[String]) -> Result<Args, String> {
+        let mut bundle = None;
+        let mut id = None;
+        let mut log = None;
+        let mut it = args.iter();
+        match it.next().map(String::as_str) {
+            Some("run") => {}
+            other => return Err(format!("unknown command {other:?}")),
+        }
+        while let Some(flag) = it.next() {
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--bundle" => bundle = Some(PathBuf::from(value)),
+                "--id" => id = Some(value.clone()),
+                "--log" => log = Some(PathBuf::from(value)),
+                other => return Err(format!("unknown flag {other}")),
+            }
+        }
+        Ok(Args {
+            bundle: bundle.ok_or("--bundle is required")?,
+            id: id.ok_or("--id is required")?,
+            log: log.ok_or("--log is required")?,
+        })
+    }
+}
+
+/// Sets the container up and supervises it. The first line on stdout is
+/// `ok <pid>` once the init waits for `Start`, or `error <why>`.
+pub fn main(args: Args) -> Result<(), String> {
+    let mut stdout = std::io::stdout();
+    // Detach: the daemon may die or restart, the container stays.
+    nix::unistd::daemon(true, true).map_err(|e| format!("daemon: {e}"))?;
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    // SIGCHLD must be blocked before the init exists.
+    let sigchld = sigchld_fd()?;
+    match create(&args) {
+        Ok(supervisor) => {
+            let _ = writeln!(stdout, "ok {}", supervisor.pid);
+            let _ = stdout.flush();
+            drop(stdout);
+            supervisor.run(sigchld)
+        }
+        Err(e) => {
+            let _ = writeln!(stdout, "error {}", e.replace('\n', " "));
+            let _ = stdout.flush();
+            Err(e)
+        }
+    }
+}
+
+fn create(args: &Args) -> Result<Supervisor, String> {
+    let bundle = &args.bundle;
+    let spec = read_spec(bundle)?;
+    let rootfs: BundleRootfs = read_json(&bundle.join(files::ROOTFS))?;
+    let target = bundle.join(files::ROOTFS_DIR);
+    std::fs::create_dir_all(&target).map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+    linux::mount_rootfs(
+        &RootfsLayers {
+            lower: rootfs.lower,
+            upper: rootfs.upper,
+            work: rootfs.work,
+            readonly: rootfs.readonly,
+        },
+        &target,
+    )
+    .map_err(|e| e.to_string())?;
+
+    let log = LogWriter::open(&args.log).map_err(|e| e.to_string())?;
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let (stdio, stdout, stderr, tty_master) = if terminal {
+        let (master, slave) = linux::open_pty().map_err(|e| e.to_string())?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup pty: {e}"));
+        let stdio = Stdio {
+            stdin: Some(dup(&slave)?),
+            stdout: dup(&slave)?,
+            stderr: slave,
+        };
+        (stdio, None, None, Some(master))
+    } else {
+        let (out_r, out_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let (err_r, err_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let stdio = Stdio {
+            stdin: None,
+            stdout: out_w,
+            stderr: err_w,
+        };
+        (stdio, Some(out_r), Some(err_r), None)
+    };
+
+    let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+        Some(path) => {
+            let hierarchy = cgroups::detect().map_err(|e| e.to_string())?;
+            let cg = Cgroup::create(&hierarchy, &path.to_string_lossy()).map_err(|e| e.to_string())?;
+            if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().clone()) {
+                cg.apply(&resources).map_err(|e| e.to_string())?;
+            }
+            Some(cg)
+        }
+        None => None,
+    };
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
+        Some(profile) => Some(crate::seccomp::compile(&profile).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let mut join_cgroup = |pid: i32| match &cgroup {
+        Some(cg) => cg.add_pid(pid).map_err(|e| e.to_string()),
+        None => Ok(()),
+    };
+    let init = linux::spawn_init(&spec, &target, stdio, seccomp, &mut join_cgroup)
+        .map_err(|e| e.to_string())?;
+
+    let socket = bundle.join(files::SOCKET);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(|e| format!("bind {}: {e}", socket.display()))?;
+    Ok(Supervisor::new(bundle, init, cgroup, log, stdout, stderr, tty_master, listener))
+}
+
+fn read_spec(bundle: &Path) -> Result<Spec, String> {
+    let path = bundle.join(files::SPEC);
+    Spec::load(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+}

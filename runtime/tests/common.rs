@@ -1,0 +1,134 @@
+//! Shared helpers of the root integration tests: a busybox root filesystem
+//! built from Debian's busybox-static, and a container runtime on tempdirs.
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use corten_runtime::container::{ContainerRuntime, CreateRequest};
+use corten_runtime::spec::{self, ContainerConfig, ImageConfig, LayeredRootfs};
+
+/// A busybox layer: /bin/busybox with every applet as a hard link, and
+/// /etc/passwd + /etc/group with root, nobody and `tester` (1000:1000).
+pub fn busybox_layer(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir bin");
+    let busybox = bin.join("busybox");
+    std::fs::copy("/bin/busybox", &busybox).expect("copy /bin/busybox (install busybox-static)");
+    std::fs::set_permissions(&busybox, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let list = Command::new("/bin/busybox").arg("--list").output().expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            let _ = std::fs::hard_link(&busybox, bin.join(applet));
+        }
+    }
+    for d in ["etc", "tmp", "root", "proc", "sys", "dev", "home/tester", "var"] {
+        std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+    }
+    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
+         tester:x:1000:1000:tester:/home/tester:/bin/sh\n",
+    )
+    .expect("passwd");
+    std::fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\nnogroup:x:65534:\ntester:x:1000:\nextra:x:1001:tester\n",
+    )
+    .expect("group");
+}
+
+/// A runtime on its own tempdirs, with the shim built by cargo for this test.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub runtime: ContainerRuntime,
+    pub layer: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::Builder::new().prefix("corten-ct-").tempdir().expect("tempdir");
+        let layer = tmp.path().join("layer");
+        busybox_layer(&layer);
+        let runtime = ContainerRuntime::new(
+            &tmp.path().join("state"),
+            &tmp.path().join("root"),
+            Path::new(env!("CARGO_BIN_EXE_corten-shim")),
+        );
+        Env { tmp, runtime, layer }
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.tmp.path().join("logs").join(format!("{id}.log"))
+    }
+
+    /// Creates container `id` running `args` with `edit` applied to its config.
+    pub async fn create(&self, id: &str, args: &[&str], edit: impl FnOnce(&mut ContainerConfig)) -> i32 {
+        let mut config = ContainerConfig {
+            id: id.to_string(),
+            command: args.iter().map(|s| s.to_string()).collect(),
+            cgroup_path: format!("/corten-test/{}-{id}", std::process::id()),
+            ..ContainerConfig::default()
+        };
+        edit(&mut config);
+        let image = ImageConfig {
+            env: vec!["PATH=/bin".to_string()],
+            cmd: vec!["sh".to_string()],
+            ..ImageConfig::default()
+        };
+        let view = LayeredRootfs { layers: vec![self.layer.clone()] };
+        let spec = spec::generate(&config, &image, &view).expect("spec");
+        self.runtime
+            .create(CreateRequest {
+                id: id.to_string(),
+                spec,
+                layers: vec![self.layer.clone()],
+                readonly_rootfs: config.security.readonly_rootfs,
+                log_path: self.log_path(id),
+            })
+            .await
+            .expect("create")
+    }
+
+    /// Kills every container still running (a failed test must not leave
+    /// any), through each shim's socket.
+    fn kill_all(&self) {
+        use std::io::{BufRead as _, Write as _};
+        let bundles = self.tmp.path().join("state/containers");
+        for entry in std::fs::read_dir(bundles).into_iter().flatten().flatten() {
+            let socket = entry.path().join("shim.sock");
+            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) {
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let _ = s.write_all(b"{\"op\":\"kill\",\"signal\":9,\"all\":true}\n");
+                let _ = s.write_all(b"");
+                let mut line = String::new();
+                let _ = std::io::BufReader::new(&s).read_line(&mut line);
+            }
+            // Wait for the shim to finish (it removes its socket).
+            for _ in 0..100 {
+                if !socket.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The log's content lines (stream tag, F/P, text).
+    pub fn log_lines(&self, id: &str) -> Vec<String> {
+        std::fs::read_to_string(self.log_path(id))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
