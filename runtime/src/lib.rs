@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod image;
+pub mod logs;
 pub mod network;
 pub mod snapshot;
 pub mod store;
