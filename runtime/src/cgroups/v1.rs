@@ -199,9 +199,11 @@ impl V1<'_> {
 /// child's are empty (a fresh v1 cpuset has none, and refuses tasks so).
 fn inherit_cpuset(parent: &Path, child: &Path) -> Result<()> {
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let own = fs::read_opt(&child.join(file))?.unwrap_or_default();
-        if !own.trim().is_empty() {
-            continue;
+        // Only a file that exists and is empty is filled in (a real kernel
+        // always has it; a test fake may not).
+        match fs::read_opt(&child.join(file))? {
+            Some(own) if own.trim().is_empty() => {}
+            _ => continue,
         }
         let from = fs::read_opt(&parent.join(file))?.unwrap_or_default();
         if !from.trim().is_empty() {
