@@ -7,77 +7,86 @@
 //! one helper "test" what to do; it waits on stdin until it has been moved
 //! into the cgroup.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Command;
 use std::time::Duration;
 
-use corten_runtime::cgroups::{self, Cgroup, Controller, Hierarchy};
-use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
-};
+use corten_runtime::cgroups::{Cgroup, Controller};
+use oci_spec::runtime::{LinuxCpuBuilder, LinuxResourcesBuilder};
+use support::{go, limits, pid_of, spawn_role, Guard, ROLE};
 
-const ROLE: &str = "CORTEN_CGROUP_TEST_ROLE";
-static NEXT: AtomicU32 = AtomicU32::new(0);
+/// Helpers (in a cfg(test) module, where unwrapping is allowed).
+#[cfg(test)]
+mod support {
+    use std::io::Write;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The test cgroups; on drop, kills what is left and removes them.
-struct Guard {
-    top: Cgroup,
-    leaf: Cgroup,
-}
+    use corten_runtime::cgroups::{self, Cgroup, Hierarchy};
+    use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
 
-impl Guard {
-    /// `None` (test skipped) unless root on a host with cgroups.
-    fn new() -> Option<(Hierarchy, Guard)> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
-            return None;
-        }
-        let h = cgroups::detect().expect("detect");
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let top = format!("/corten-test-{}-{n}", std::process::id());
-        let top = cgroups::ensure_parent(&h, &top).expect("parent");
-        let leaf = Cgroup::create(&h, &format!("{}/c", top.path())).expect("create");
-        Some((h, Guard { top, leaf }))
+    pub const ROLE: &str = "CORTEN_CGROUP_TEST_ROLE";
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+
+    /// The test cgroups; on drop, kills what is left and removes them.
+    pub struct Guard {
+        pub top: Cgroup,
+        pub leaf: Cgroup,
     }
-}
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.leaf.kill_all();
-        if let Err(e) = self.top.destroy() {
-            eprintln!("cleanup of {} failed: {e}", self.top.path());
+    impl Guard {
+        /// `None` (test skipped) unless root on a host with cgroups.
+        pub fn new() -> Option<(Hierarchy, Guard)> {
+            if !nix::unistd::geteuid().is_root() {
+                eprintln!("skipped: needs root");
+                return None;
+            }
+            let h = cgroups::detect().expect("detect");
+            let n = NEXT.fetch_add(1, Ordering::SeqCst);
+            let top = format!("/corten-test-{}-{n}", std::process::id());
+            let top = cgroups::ensure_parent(&h, &top).expect("parent");
+            let leaf = Cgroup::create(&h, &format!("{}/c", top.path())).expect("create");
+            Some((h, Guard { top, leaf }))
         }
     }
-}
 
-fn limits(memory: i64, pids: i64) -> oci_spec::runtime::LinuxResources {
-    LinuxResourcesBuilder::default()
-        .memory(LinuxMemoryBuilder::default().limit(memory).build().unwrap())
-        .pids(LinuxPidsBuilder::default().limit(pids).build().unwrap())
-        .build()
-        .unwrap()
-}
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.leaf.kill_all();
+            if let Err(e) = self.top.destroy() {
+                eprintln!("cleanup of {} failed: {e}", self.top.path());
+            }
+        }
+    }
 
-/// Re-executes this binary running only `helper_role` with `role` set,
-/// stopped on stdin until `go` is called.
-fn spawn_role(role: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "helper_role", "--nocapture", "--test-threads=1"])
-        .env(ROLE, role)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
+    pub fn limits(memory: i64, pids: i64) -> oci_spec::runtime::LinuxResources {
+        LinuxResourcesBuilder::default()
+            .memory(LinuxMemoryBuilder::default().limit(memory).build().unwrap())
+            .pids(LinuxPidsBuilder::default().limit(pids).build().unwrap())
+            .build()
+            .unwrap()
+    }
 
-fn go(child: &mut Child) {
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-}
+    /// Re-executes this binary running only `helper_role` with `role` set,
+    /// stopped on stdin until `go` is called.
+    pub fn spawn_role(role: &str) -> Child {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "helper_role", "--nocapture", "--test-threads=1"])
+            .env(ROLE, role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
 
-fn pid_of(child: &Child) -> i32 {
-    i32::try_from(child.id()).unwrap()
+    pub fn go(child: &mut Child) {
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    }
+
+    pub fn pid_of(child: &Child) -> i32 {
+        i32::try_from(child.id()).unwrap()
+    }
 }
 
 /// Not a test of its own: the workload of a re-executed child. Without the
