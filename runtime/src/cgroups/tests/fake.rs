@@ -368,3 +368,23 @@ fn destroy_of_missing_cgroup_is_success() {
     cg.destroy().unwrap();
     cg.destroy().unwrap();
 }
+
+#[test]
+fn cgroup_is_send_and_sync() {
+    fn check<T: Send + Sync + std::fmt::Debug>() {}
+    check::<Cgroup>();
+    check::<Hierarchy>();
+}
+
+#[test]
+fn v2_kill_all_uses_cgroup_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = Hierarchy::V2 {
+        root: tmp.path().into(),
+    };
+    let cg = Cgroup::create(&h, "/k2").unwrap();
+    let d = cg.unified_dir().unwrap();
+    put(d, &[("cgroup.kill", ""), ("cgroup.procs", "")]);
+    cg.kill_all().unwrap();
+    assert_eq!(read(&d.join("cgroup.kill")), "1");
+}
