@@ -1,7 +1,7 @@
 //! The runtime's error type: one enum per module, folded together here.
 
 use crate::image::pull;
-use crate::{image, logs, network, snapshot, store};
+use crate::{cgroups, image, logs, network, snapshot, store};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -47,6 +47,9 @@ pub enum Error {
     /// A layer unpacking or snapshot problem.
     #[error(transparent)]
     Snapshot(#[from] snapshot::Error),
+    /// A cgroup could not be created, limited, read or removed.
+    #[error(transparent)]
+    Cgroups(#[from] cgroups::Error),
 }
 
 impl Error {
@@ -59,6 +62,7 @@ impl Error {
             Error::Pull(e) => e.kind(),
             Error::Store(e) => e.kind(),
             Error::Snapshot(e) => e.kind(),
+            Error::Cgroups(e) => e.kind(),
         }
     }
 }

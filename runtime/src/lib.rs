@@ -4,6 +4,7 @@
 //! (images, snapshots, sandboxes, containers, networks) and reports failures
 //! as [`Error`], whose [`Error::kind`] the CRI layer maps to a gRPC code.
 
+pub mod cgroups;
 pub mod error;
 pub mod image;
 pub mod logs;
