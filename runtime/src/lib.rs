@@ -6,6 +6,8 @@
 
 pub mod error;
 pub mod image;
+#[allow(unsafe_code)]
+pub mod linux;
 pub mod network;
 pub mod snapshot;
 pub mod store;
