@@ -1,0 +1,358 @@
+//! Root integration tests of `corten_runtime::linux`: real containers from a
+//! busybox rootfs, driven through the `corten-linux-probe` helper (the test
+//! harness is multi-threaded and must not fork; the probe plays the
+//! single-threaded shim). Skipped when not run as root; CI runs as root.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{
+    LinuxBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+};
+
+const BUSYBOX: &str = "/bin/busybox";
+const APPLETS: &[&str] = &[
+    "sh", "ls", "ps", "hostname", "cat", "mount", "id", "echo", "wc", "kill", "sleep", "touch",
+    "test",
+];
+
+fn skip() -> bool {
+    if !nix::unistd::geteuid().is_root() || !Path::new(BUSYBOX).exists() {
+        eprintln!("skipped: needs root and {BUSYBOX} (busybox-static)");
+        return true;
+    }
+    false
+}
+
+/// A busybox image layer, an upper/work pair and a mount point.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let lower = dir.path().join("lower");
+        fs::create_dir_all(lower.join("bin")).unwrap();
+        fs::copy(BUSYBOX, lower.join("bin/busybox")).unwrap();
+        for applet in APPLETS {
+            fs::hard_link(lower.join("bin/busybox"), lower.join("bin").join(applet)).unwrap();
+        }
+        fs::create_dir_all(lower.join("etc")).unwrap();
+        fs::write(lower.join("etc/image-file"), "from the image\n").unwrap();
+        fs::create_dir_all(lower.join("image-marker")).unwrap();
+        for d in ["upper", "work", "rootfs"] {
+            fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        Fixture { dir }
+    }
+
+    fn lower(&self) -> PathBuf {
+        self.dir.path().join("lower")
+    }
+
+    /// Runs the probe; returns (container stdout, probe stderr, status line).
+    fn run(&self, spec: &Spec) -> (String, String, String) {
+        let spec_path = self.dir.path().join("config.json");
+        spec.save(&spec_path).unwrap();
+        let out = self.dir.path().join("out");
+        let err = self.dir.path().join("err");
+        let d = self.dir.path();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_corten-linux-probe"))
+            .arg(&spec_path)
+            .arg(d.join("rootfs"))
+            .arg(d.join("upper"))
+            .arg(d.join("work"))
+            .arg(self.lower())
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out).unwrap())
+            .stderr(fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("probe hung; stderr: {}", fs::read_to_string(&err).unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stdout = fs::read_to_string(&out).unwrap();
+        let stderr = fs::read_to_string(&err).unwrap();
+        let line = stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("probe: "))
+            .unwrap_or_else(|| panic!("no status line; stderr: {stderr}"))
+            .to_owned();
+        (stdout, stderr, line)
+    }
+}
+
+/// The default OCI spec (pid, net, ipc, uts, mount, cgroup namespaces; the
+/// standard mounts, masked and read-only paths) running `args`.
+fn spec(args: &[&str]) -> Spec {
+    let mut spec = Spec::default();
+    let process = ProcessBuilder::default()
+        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        .env(vec!["PATH=/bin".to_string()])
+        .cwd("/")
+        .build()
+        .unwrap();
+    let mut p = spec.process().clone().unwrap();
+    p.set_args(process.args().clone());
+    p.set_env(process.env().clone());
+    spec.set_process(Some(p));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path("rootfs")
+            .readonly(false)
+            .build()
+            .unwrap(),
+    ));
+    spec.set_hostname(Some("probe-host".into()));
+    spec
+}
+
+#[test]
+fn pid_one_is_the_command() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (out, err, line) = fx.run(&spec(&["sh", "-c", "echo $$"]));
+    assert_eq!(line, "exit 0", "{err}");
+    assert_eq!(out.trim(), "1");
+}
+
+#[test]
+fn ps_sees_only_the_container() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (out, err, line) = fx.run(&spec(&["sh", "-c", "ps; true"]));
+    assert_eq!(line, "exit 0", "{err}");
+    let procs: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(procs.len(), 2, "{out}");
+    assert!(procs[0].trim_start().starts_with('1'), "{out}");
+}
+
+#[test]
+fn hostname_and_image_root() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (out, err, line) = fx.run(&spec(&["sh", "-c", "hostname; ls -l /"]));
+    assert_eq!(line, "exit 0", "{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("probe-host"));
+    let names: Vec<&str> = lines.filter_map(|l| l.split_whitespace().last()).collect();
+    assert!(names.contains(&"image-marker"), "{out}");
+    assert!(names.contains(&"bin"), "{out}");
+    assert!(!names.contains(&"usr") && !names.contains(&"home"), "{out}");
+}
+
+#[test]
+fn readonly_rootfs_refuses_writes() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut s = spec(&["sh", "-c", "touch /new-file"]);
+    s.set_root(Some(
+        RootBuilder::default()
+            .path("rootfs")
+            .readonly(true)
+            .build()
+            .unwrap(),
+    ));
+    let (_, err, line) = fx.run(&s);
+    assert_ne!(line, "exit 0", "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(!fx.dir.path().join("upper/new-file").exists());
+}
+
+#[test]
+fn user_and_groups_apply() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut s = spec(&["id"]);
+    let mut p = s.process().clone().unwrap();
+    p.set_user(
+        UserBuilder::default()
+            .uid(1000u32)
+            .gid(1001u32)
+            .additional_gids(vec![2000u32])
+            .build()
+            .unwrap(),
+    );
+    s.set_process(Some(p));
+    let (out, err, line) = fx.run(&s);
+    assert_eq!(line, "exit 0", "{err}");
+    assert!(
+        out.contains("uid=1000") && out.contains("gid=1001"),
+        "{out}"
+    );
+    assert!(out.contains("2000"), "{out}");
+}
+
+#[test]
+fn exit_code_round_trips() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (_, err, line) = fx.run(&spec(&["sh", "-c", "exit 3"]));
+    assert_eq!(line, "exit 3", "{err}");
+}
+
+#[test]
+fn death_by_signal_is_reported() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    // Pid 1 of a namespace ignores signals it has no handler for, even
+    // SIGKILL from inside: kill a child of it that replaced the shell.
+    let (_, err, line) = fx.run(&spec(&["sh", "-c", "sh -c 'kill -KILL $$'; exit $?"]));
+    assert_eq!(line, "exit 137", "{err}");
+    // With the host's pid namespace the init itself can be killed.
+    let mut s = spec(&["sh", "-c", "kill -KILL $$"]);
+    let mut linux = s.linux().clone().unwrap();
+    let nss = linux.namespaces().clone().unwrap();
+    linux.set_namespaces(Some(
+        nss.into_iter()
+            .filter(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Pid)
+            .collect(),
+    ));
+    s.set_linux(Some(linux));
+    let (_, err, line) = fx.run(&s);
+    assert_eq!(line, "signal SIGKILL", "{err}");
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    // /proc/kcore where the kernel has it (this VM's kernel has none), else
+    // another masked file; /sys/firmware is a masked directory.
+    let file = if Path::new("/proc/kcore").exists() {
+        "/proc/kcore"
+    } else {
+        "/proc/timer_list"
+    };
+    let script = format!(
+        "wc -c < {file}; ls -A /sys/firmware | wc -l; echo x > /proc/sys/kernel/domainname || echo refused"
+    );
+    let (out, err, line) = fx.run(&spec(&["sh", "-c", &script]));
+    assert_eq!(line, "exit 0", "{err}");
+    assert_eq!(out, "0\n0\nrefused\n", "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+}
+
+fn bind(source: &Path, dest: &str) -> Mount {
+    MountBuilder::default()
+        .destination(dest)
+        .typ("bind")
+        .source(source)
+        .options(vec!["rbind".to_string(), "ro".to_string()])
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn bind_through_an_image_symlink_stays_in_the_rootfs() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    symlink("/etc", fx.lower().join("data")).unwrap();
+    let src = fx.dir.path().join("volume");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("bound-marker"), "volume\n").unwrap();
+    let mut s = spec(&[
+        "sh",
+        "-c",
+        "cat /data/bound-marker /etc/bound-marker; test ! -e /etc/image-file",
+    ]);
+    let mut mounts = s.mounts().clone().unwrap();
+    mounts.push(bind(&src, "/data"));
+    s.set_mounts(Some(mounts));
+    let (out, err, line) = fx.run(&s);
+    assert_eq!(line, "exit 0", "{err}");
+    assert_eq!(out, "volume\nvolume\n");
+    assert!(!Path::new("/etc/bound-marker").exists());
+}
+
+#[test]
+fn escaping_destination_is_refused() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let src = fx.dir.path().join("volume");
+    fs::create_dir_all(&src).unwrap();
+    let mut s = spec(&["true"]);
+    let mut mounts = s.mounts().clone().unwrap();
+    mounts.push(bind(&src, "/../../../tmp/evil"));
+    s.set_mounts(Some(mounts));
+    let (_, err, line) = fx.run(&s);
+    assert!(line.starts_with("spawn error:"), "{err}");
+    assert!(line.contains("escapes the container rootfs"), "{line}");
+    assert!(line.contains("InvalidArgument"), "{line}");
+}
+
+#[test]
+fn negative_oom_score_adj_is_clamped() {
+    if skip() {
+        return;
+    }
+    let own: i32 = fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let fx = Fixture::new();
+    let mut s = spec(&["cat", "/proc/self/oom_score_adj"]);
+    let mut p = s.process().clone().unwrap();
+    p.set_oom_score_adj(Some(-998));
+    s.set_process(Some(p));
+    let (out, err, line) = fx.run(&s);
+    assert_eq!(line, "exit 0", "{err}");
+    let got: i32 = out.trim().parse().unwrap();
+    assert!(got >= -998, "{got}");
+    if got != -998 {
+        assert_eq!(got, own, "clamped to the shim's own value");
+    }
+}
+
+#[test]
+fn missing_command_fails_start_cleanly() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (_, err, line) = fx.run(&spec(&["no-such-command"]));
+    assert!(line.starts_with("start error:"), "{err}");
+    assert!(line.to_lowercase().contains("no such file"), "{line}");
+    assert!(line.ends_with("(exit 127)"), "{line}");
+}
+
+#[test]
+fn linux_builder_compiles() {
+    // Keeps the builder import honest for specs written by hand.
+    let _ = LinuxBuilder::default().build().unwrap();
+}
