@@ -3,20 +3,21 @@
 //! harness is multi-threaded and must not fork; the probe plays the
 //! single-threaded shim). Skipped when not run as root; CI runs as root.
 
+// Tests may unwrap (clippy.toml), helpers of a test file included.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::{
-    LinuxBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
-};
+use oci_spec::runtime::{Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder};
 
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "ls", "ps", "hostname", "cat", "mount", "id", "echo", "wc", "kill", "sleep", "touch",
-    "test",
+    "test", "mkdir",
 ];
 
 fn skip() -> bool {
@@ -56,6 +57,11 @@ impl Fixture {
 
     /// Runs the probe; returns (container stdout, probe stderr, status line).
     fn run(&self, spec: &Spec) -> (String, String, String) {
+        self.run_with(spec, &[])
+    }
+
+    /// [`Fixture::run`] with extra environment for the probe.
+    fn run_with(&self, spec: &Spec, env: &[(&str, &str)]) -> (String, String, String) {
         let spec_path = self.dir.path().join("config.json");
         spec.save(&spec_path).unwrap();
         let out = self.dir.path().join("out");
@@ -67,6 +73,7 @@ impl Fixture {
             .arg(d.join("upper"))
             .arg(d.join("work"))
             .arg(self.lower())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(fs::File::create(&out).unwrap())
             .stderr(fs::File::create(&err).unwrap())
@@ -130,6 +137,35 @@ fn pid_one_is_the_command() {
     let (out, err, line) = fx.run(&spec(&["sh", "-c", "echo $$"]));
     assert_eq!(line, "exit 0", "{err}");
     assert_eq!(out.trim(), "1");
+    // The overlay and the container's mounts lived in the probe's mount
+    // namespace only: nothing is left on the host.
+    let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!host.contains(fx.dir.path().to_str().unwrap()), "{host}");
+}
+
+#[test]
+fn cgroup_view_is_the_containers() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (out, err, line) = fx.run(&spec(&[
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup; ls /sys/fs/cgroup",
+    ]));
+    assert_eq!(line, "exit 0", "{err}");
+    // In its own cgroup namespace every hierarchy is rooted at "/".
+    for l in out
+        .lines()
+        .filter(|l| l.contains("::") || l.matches(':').count() == 2)
+    {
+        assert!(l.ends_with(":/"), "{out}");
+    }
+    assert!(
+        out.lines().any(|l| l == "memory" || l == "cgroup.procs"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -352,7 +388,21 @@ fn missing_command_fails_start_cleanly() {
 }
 
 #[test]
-fn linux_builder_compiles() {
-    // Keeps the builder import honest for specs written by hand.
-    let _ = LinuxBuilder::default().build().unwrap();
+fn seccomp_filter_is_installed_before_exec() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    // Both with no_new_privs (installed at start) and without (installed
+    // before the capability drop).
+    for nnp in [true, false] {
+        let mut s = spec(&["sh", "-c", "mkdir /tmp-dir && echo made"]);
+        let mut p = s.process().clone().unwrap();
+        p.set_no_new_privileges(Some(nnp));
+        s.set_process(Some(p));
+        let (out, err, line) = fx.run_with(&s, &[("CORTEN_PROBE_DENY_MKDIR", "1")]);
+        assert_eq!(line, "exit 1", "{err}");
+        assert!(err.contains("Operation not permitted"), "{err}");
+        assert_eq!(out, "");
+    }
 }

@@ -9,6 +9,8 @@
 //!
 //! Usage: corten-linux-probe SPEC.json ROOTFS UPPER WORK LOWER...
 //! (UPPER and WORK may be `-` for a read-only rootfs of the lower layers).
+//! With `CORTEN_PROBE_DENY_MKDIR=1` a seccomp filter makes mkdir(at) fail
+//! with EPERM.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -59,7 +61,11 @@ fn run(args: &[String]) -> Result<String, String> {
         stdout: dup(std::io::stdout().as_fd()).map_err(|e| format!("error: dup: {e}"))?,
         stderr: dup(std::io::stderr().as_fd()).map_err(|e| format!("error: dup: {e}"))?,
     };
-    let init = spawn_init(&spec, &rootfs, stdio, None, &mut |_pid| Ok(()))
+    let seccomp = match std::env::var_os("CORTEN_PROBE_DENY_MKDIR") {
+        Some(_) => Some(deny_mkdir()?),
+        None => None,
+    };
+    let init = spawn_init(&spec, &rootfs, stdio, seccomp, &mut |_pid| Ok(()))
         .map_err(|e| format!("spawn error: {e} [{:?}]", e.kind()))?;
     let pid = Pid::from_raw(init.pid());
     let started = init.start();
@@ -75,4 +81,26 @@ fn run(args: &[String]) -> Result<String, String> {
         Ok(()) => Ok(status),
         Err(e) => Ok(format!("start error: {e} [{:?}] ({status})", e.kind())),
     }
+}
+
+/// A filter that fails mkdir and mkdirat with EPERM and allows the rest.
+fn deny_mkdir() -> Result<seccompiler::BpfProgram, String> {
+    use seccompiler::{SeccompAction, SeccompFilter};
+    let mut rules = std::collections::BTreeMap::new();
+    rules.insert(libc::SYS_mkdirat, vec![]);
+    #[cfg(target_arch = "x86_64")]
+    rules.insert(libc::SYS_mkdir, vec![]);
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| format!("error: seccomp arch: {e}"))?;
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| format!("error: seccomp filter: {e}"))?;
+    filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| format!("error: seccomp compile: {e}"))
 }
