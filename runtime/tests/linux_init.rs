@@ -316,6 +316,11 @@ fn bind_through_an_image_symlink_stays_in_the_rootfs() {
     }
     let fx = Fixture::new();
     symlink("/etc", fx.lower().join("data")).unwrap();
+    symlink(
+        "../../../../../../etc/hostname-file",
+        fx.lower().join("file"),
+    )
+    .unwrap();
     let src = fx.dir.path().join("volume");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("bound-marker"), "volume\n").unwrap();
@@ -326,11 +331,41 @@ fn bind_through_an_image_symlink_stays_in_the_rootfs() {
     ]);
     let mut mounts = s.mounts().clone().unwrap();
     mounts.push(bind(&src, "/data"));
+
     s.set_mounts(Some(mounts));
     let (out, err, line) = fx.run(&s);
     assert_eq!(line, "exit 0", "{err}");
     assert_eq!(out, "volume\nvolume\n");
     assert!(!Path::new("/etc/bound-marker").exists());
+}
+
+#[test]
+fn bind_through_a_dangling_escaping_symlink_is_refused() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    // Relative, climbing above the root, to a file that does not exist:
+    // nothing is created through it, on the host or in the rootfs.
+    symlink(
+        "../../../../../../etc/corten-probe-file",
+        fx.lower().join("file"),
+    )
+    .unwrap();
+    let src = fx.dir.path().join("volume-file");
+    fs::write(&src, "volume\n").unwrap();
+    let mut s = spec(&["true"]);
+    let mut mounts = s.mounts().clone().unwrap();
+    mounts.push(bind(&src, "/file"));
+    s.set_mounts(Some(mounts));
+    let (_, err, line) = fx.run(&s);
+    assert!(line.starts_with("spawn error:"), "{err}");
+    assert!(
+        line.contains("dangling symlink") && line.contains("InvalidArgument"),
+        "{line}"
+    );
+    assert!(!Path::new("/etc/corten-probe-file").exists());
+    assert!(!fx.dir.path().join("upper/etc/corten-probe-file").exists());
 }
 
 #[test]

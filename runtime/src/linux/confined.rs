@@ -153,10 +153,22 @@ impl Root {
                 }
             }
             // A name that exists but still does not resolve is a dangling
-            // symlink: ENOENT here, reported with the path.
-            parent = self
-                .resolve_rel(&prefix)
-                .ctx(|| format!("resolve {} after creating it", self.show(&prefix)))?;
+            // symlink: creating through it is refused, never followed.
+            parent = match self.resolve_rel(&prefix) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) => {
+                    return Err(Error::InvalidSpec(format!(
+                        "{} is a dangling symlink in the image; not creating through it",
+                        self.show(&prefix)
+                    )))
+                }
+                Err(e) => {
+                    return Err(Error::Sys {
+                        op: format!("resolve {} after creating it", self.show(&prefix)),
+                        source: e,
+                    })
+                }
+            };
         }
         Ok(parent)
     }
