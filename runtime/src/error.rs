@@ -1,7 +1,7 @@
 //! The runtime's error type: one enum per module, folded together here.
 
 use crate::image::pull;
-use crate::{cgroups, image, logs, network, snapshot, store};
+use crate::{cgroups, image, linux, logs, network, snapshot, store};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -35,6 +35,9 @@ pub enum Error {
     /// A container log problem.
     #[error(transparent)]
     Logs(#[from] logs::Error),
+    /// A Linux container primitive (mounts, namespaces, init) failed.
+    #[error(transparent)]
+    Linux(#[from] linux::Error),
     /// A CNI network configuration or plugin problem.
     #[error(transparent)]
     Network(#[from] network::Error),
@@ -58,6 +61,7 @@ impl Error {
         match self {
             Error::Image(e) => e.kind(),
             Error::Logs(e) => e.kind(),
+            Error::Linux(e) => e.kind(),
             Error::Network(e) => e.kind(),
             Error::Pull(e) => e.kind(),
             Error::Store(e) => e.kind(),

@@ -7,6 +7,8 @@
 pub mod cgroups;
 pub mod error;
 pub mod image;
+#[allow(unsafe_code)]
+pub mod linux;
 pub mod logs;
 pub mod network;
 pub mod snapshot;
