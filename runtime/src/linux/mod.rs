@@ -28,9 +28,11 @@ mod mounts;
 mod namespaces;
 mod pivot;
 mod process;
+mod pty;
 mod rootfs;
 mod sync;
 
 pub use error::{Error, Result};
 pub use init::{spawn_init, Init, Stdio};
+pub use pty::{open_pty, resize_pty};
 pub use rootfs::{mount_rootfs, RootfsLayers};
