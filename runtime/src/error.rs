@@ -1,7 +1,7 @@
 //! The runtime's error type: one enum per module, folded together here.
 
 use crate::image::pull;
-use crate::{image, network, snapshot, store};
+use crate::{cgroups, image, linux, logs, network, snapshot, store};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -32,6 +32,12 @@ pub enum Error {
     /// An image reference, digest, or image content problem.
     #[error(transparent)]
     Image(#[from] image::Error),
+    /// A container log problem.
+    #[error(transparent)]
+    Logs(#[from] logs::Error),
+    /// A Linux container primitive (mounts, namespaces, init) failed.
+    #[error(transparent)]
+    Linux(#[from] linux::Error),
     /// A CNI network configuration or plugin problem.
     #[error(transparent)]
     Network(#[from] network::Error),
@@ -44,6 +50,9 @@ pub enum Error {
     /// A layer unpacking or snapshot problem.
     #[error(transparent)]
     Snapshot(#[from] snapshot::Error),
+    /// A cgroup could not be created, limited, read or removed.
+    #[error(transparent)]
+    Cgroups(#[from] cgroups::Error),
 }
 
 impl Error {
@@ -51,10 +60,13 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Image(e) => e.kind(),
+            Error::Logs(e) => e.kind(),
+            Error::Linux(e) => e.kind(),
             Error::Network(e) => e.kind(),
             Error::Pull(e) => e.kind(),
             Error::Store(e) => e.kind(),
             Error::Snapshot(e) => e.kind(),
+            Error::Cgroups(e) => e.kind(),
         }
     }
 }

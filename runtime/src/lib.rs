@@ -4,8 +4,12 @@
 //! (images, snapshots, sandboxes, containers, networks) and reports failures
 //! as [`Error`], whose [`Error::kind`] the CRI layer maps to a gRPC code.
 
+pub mod cgroups;
 pub mod error;
 pub mod image;
+#[allow(unsafe_code)]
+pub mod linux;
+pub mod logs;
 pub mod network;
 pub mod snapshot;
 pub mod store;

@@ -1,0 +1,36 @@
+//! Container cgroups on v1, v2 and hybrid hosts, through cgroupfs directly.
+//!
+//! The layout is detected from the mount table ([`detect`]), never assumed.
+//! On v1 (and hybrid) hosts a cgroup is a directory under each mounted
+//! controller (memory, cpu, cpuacct, cpuset, pids, devices, freezer, blkio),
+//! and limits, stats and OOM counters come from there; on hybrid hosts the
+//! processes are also placed in the unified hierarchy. On pure v2 hosts the
+//! controllers are enabled down the tree and everything lives in one
+//! directory.
+//!
+//! Why not the `cgroups-rs` crate: its detection picks v1 or v2 for the whole
+//! host and ignores the unified mount of a hybrid host, it reads the real
+//! mount table itself (so it cannot be pointed at a tempdir for tests without
+//! root), and it brings an older `nix` and `thiserror` into the build. The
+//! operations themselves are mkdir, a few writes and reads, and rmdir.
+//!
+//! Not done here: v2 device rules (they need an eBPF program; the shim's
+//! device nodes are the guard there), blkio/io and hugetlb limits.
+
+mod cgroup;
+mod convert;
+mod error;
+mod fs;
+mod hierarchy;
+mod stats;
+mod v1;
+mod v2;
+
+#[cfg(test)]
+mod tests;
+
+pub use cgroup::{ensure_parent, Cgroup};
+pub use convert::shares_to_weight;
+pub use error::{Error, Result};
+pub use hierarchy::{detect, detect_from, self_cgroup, Controller, Hierarchy};
+pub use stats::CgroupStats;

@@ -1,0 +1,176 @@
+//! The container init between fork and exec.
+
+use std::convert::Infallible;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+use nix::unistd::{chdir, sethostname, setsid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::caps::Sets;
+use super::error::{Context, Error, Result};
+use super::init::Stdio;
+use super::process::{self, Command};
+use super::sync;
+use super::{confined, namespaces, pivot};
+
+/// What the child will do, checked in the parent before the fork so that a
+/// malformed spec fails early with `InvalidArgument`.
+pub(super) struct Plan {
+    spec: Spec,
+    rootfs: PathBuf,
+    command: Command,
+    cwd: PathBuf,
+    caps: Option<Sets>,
+    no_new_privs: bool,
+    terminal: bool,
+}
+
+impl Plan {
+    pub(super) fn new(spec: &Spec, rootfs: &Path) -> Result<Plan> {
+        let proc = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::InvalidSpec("no process".into()))?;
+        namespaces::validate(spec)?;
+        if spec.hostname().is_some() && !namespaces::has(spec, LinuxNamespaceType::Uts) {
+            return Err(Error::InvalidSpec(
+                "a hostname needs a UTS namespace of the container".into(),
+            ));
+        }
+        let cwd = proc.cwd().clone();
+        if !cwd.is_absolute() {
+            return Err(Error::InvalidSpec(format!(
+                "process.cwd {} is not absolute",
+                cwd.display()
+            )));
+        }
+        confined::relative(&cwd)?;
+        for m in spec.mounts().as_deref().unwrap_or_default() {
+            confined::relative(m.destination())?;
+        }
+        pivot::propagation(spec)?;
+        let command = Command::new(
+            proc.args().as_deref().unwrap_or_default(),
+            proc.env().as_deref().unwrap_or_default(),
+        )?;
+        let caps = proc.capabilities().as_ref().map(Sets::new).transpose()?;
+        Ok(Plan {
+            spec: spec.clone(),
+            rootfs: rootfs.to_path_buf(),
+            command,
+            cwd,
+            caps,
+            no_new_privs: proc.no_new_privileges().unwrap_or(false),
+            terminal: proc.terminal().unwrap_or(false),
+        })
+    }
+}
+
+/// Ends the child at once: no destructors, no atexit handlers, no flush of
+/// stdio buffers copied from the shim.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes no pointers and never returns; skipping Rust
+    // destructors in a forked child is exactly what is wanted here.
+    unsafe { libc::_exit(code) }
+}
+
+/// The child's whole life: set up, report, wait for start, exec. Any error
+/// goes to the parent through `report`; then the child exits (127 when the
+/// exec itself failed, 1 otherwise).
+pub(super) fn run(
+    plan: Plan,
+    stdio: Stdio,
+    seccomp: Option<seccompiler::BpfProgram>,
+    go: OwnedFd,
+    report: OwnedFd,
+) -> ! {
+    let err = match setup_and_exec(&plan, stdio, seccomp.as_ref(), &go, &report) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    sync::send_error(&report, &err);
+    exit_now(if matches!(err, Error::Exec { .. }) {
+        127
+    } else {
+        1
+    })
+}
+
+/// Waits for `want` from the parent; exits quietly if the parent is gone.
+fn wait_for(go: &OwnedFd, want: u8) {
+    match sync::read_byte(go) {
+        Ok(Some(b)) if b == want => {}
+        _ => exit_now(1),
+    }
+}
+
+fn setup_and_exec(
+    plan: &Plan,
+    stdio: Stdio,
+    seccomp: Option<&seccompiler::BpfProgram>,
+    go: &OwnedFd,
+    report: &OwnedFd,
+) -> Result<Infallible> {
+    let spec = &plan.spec;
+    process::reset_signals()?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "prctl PR_SET_PDEATHSIG")?;
+    setsid().ctx(|| "setsid")?;
+    process::install_stdio(stdio)?;
+    if plan.terminal {
+        // SAFETY: TIOCSCTTY takes an integer argument, no memory.
+        let rc = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+        nix::errno::Errno::result(rc).ctx(|| "make the terminal the controlling tty")?;
+    }
+    process::cloexec_above_stdio()?;
+    wait_for(go, sync::GO);
+
+    namespaces::enter(spec)?;
+    if let Some(name) = spec.hostname() {
+        sethostname(name).ctx(|| format!("sethostname {name}"))?;
+    }
+    pivot::enter_rootfs(spec, &plan.rootfs, &plan.cwd, plan.terminal)?;
+    pivot::finish(spec)?;
+
+    let proc = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("no process".into()))?;
+    process::set_oom_score_adj(proc.oom_score_adj());
+    process::set_rlimits(proc.rlimits().as_deref().unwrap_or_default())?;
+    if !plan.no_new_privs {
+        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN,
+        // which the user switch below may drop: install it now.
+        apply_seccomp(seccomp)?;
+    }
+    if let Some(caps) = &plan.caps {
+        caps.drop_bounding()?;
+    }
+    process::set_user(proc.user())?;
+    if let Some(caps) = &plan.caps {
+        caps.apply()?;
+    }
+    if plan.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().ctx(|| "prctl PR_SET_NO_NEW_PRIVS")?;
+    }
+    chdir(&plan.cwd).ctx(|| format!("chdir {}", plan.cwd.display()))?;
+
+    sync::write_all(report, &[sync::READY]).ctx(|| "report ready")?;
+    wait_for(go, sync::START);
+    if plan.no_new_privs {
+        apply_seccomp(seccomp)?;
+    }
+    nix::sys::prctl::set_pdeathsig(None).ctx(|| "clear PR_SET_PDEATHSIG")?;
+    Err(plan.command.exec())
+}
+
+fn apply_seccomp(filter: Option<&seccompiler::BpfProgram>) -> Result<()> {
+    match filter {
+        Some(f) => seccompiler::apply_filter(f).map_err(|e| Error::Io {
+            op: "install seccomp filter".into(),
+            source: std::io::Error::other(e.to_string()),
+        }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,38 @@
+//! The Linux container primitives: the only module of the crate that makes
+//! raw system calls or uses `unsafe`.
+//!
+//! Two entry points, both meant for the single-threaded `corten-shim`:
+//!
+//! * [`mount_rootfs`] moves the shim into a private mount namespace and
+//!   mounts the container's overlay there, so the overlay lives and dies with
+//!   the shim and never shows on the host.
+//! * [`spawn_init`] forks the container's init. The child joins or creates
+//!   its namespaces, builds the container's mounts and `/dev` inside the
+//!   rootfs (every destination resolved confined to the rootfs), pivots into
+//!   it, applies the process settings of the spec (oom score, rlimits, user,
+//!   capabilities, no_new_privs), reports "ready" and waits. [`Init::start`]
+//!   lets it install seccomp and exec the container's command.
+//!
+//! Sync protocol, over two close-on-exec pipes: the parent writes `G` (go,
+//! after `before_setup`) and `S` (start); the child answers `R` (ready) or an
+//! error record `E<kind><message>` and exits. A successful exec closes the
+//! child's end, so the parent sees end-of-file.
+
+mod caps;
+mod child;
+mod confined;
+mod dev;
+mod error;
+mod init;
+mod mounts;
+mod namespaces;
+mod pivot;
+mod process;
+mod pty;
+mod rootfs;
+mod sync;
+
+pub use error::{Error, Result};
+pub use init::{spawn_init, Init, Stdio};
+pub use pty::{open_pty, resize_pty};
+pub use rootfs::{mount_rootfs, RootfsLayers};

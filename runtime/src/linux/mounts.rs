@@ -1,0 +1,306 @@
+//! The spec's mounts, made inside the rootfs before `pivot_root`.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::stat;
+use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+use oci_spec::runtime::Mount;
+
+use super::confined::{proc_path, Kind, Root};
+use super::error::{Context, Error, Result};
+
+/// A mount's options, split into flags, propagation and filesystem data.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Options {
+    /// Flags for the mount itself (and a bind remount).
+    pub flags: MsFlags,
+    /// Propagation flags, applied with a separate call.
+    pub propagation: MsFlags,
+    /// `bind` or `rbind`.
+    pub bind: bool,
+    /// `rbind`.
+    pub recursive: bool,
+    /// Everything else, passed to the filesystem (`mode=755,size=65536k`).
+    pub data: String,
+}
+
+/// Parses OCI mount options (the mount(8) words).
+pub(super) fn parse_options(options: &[String]) -> Options {
+    let mut o = Options {
+        flags: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        bind: false,
+        recursive: false,
+        data: String::new(),
+    };
+    let mut data = Vec::new();
+    for opt in options {
+        let (set, clear) = match opt.as_str() {
+            "bind" => {
+                o.bind = true;
+                continue;
+            }
+            "rbind" => {
+                o.bind = true;
+                o.recursive = true;
+                continue;
+            }
+            "private" => (MsFlags::MS_PRIVATE, MsFlags::empty()),
+            "rprivate" => (MsFlags::MS_PRIVATE | MsFlags::MS_REC, MsFlags::empty()),
+            "shared" => (MsFlags::MS_SHARED, MsFlags::empty()),
+            "rshared" => (MsFlags::MS_SHARED | MsFlags::MS_REC, MsFlags::empty()),
+            "slave" => (MsFlags::MS_SLAVE, MsFlags::empty()),
+            "rslave" => (MsFlags::MS_SLAVE | MsFlags::MS_REC, MsFlags::empty()),
+            "unbindable" => (MsFlags::MS_UNBINDABLE, MsFlags::empty()),
+            "runbindable" => (MsFlags::MS_UNBINDABLE | MsFlags::MS_REC, MsFlags::empty()),
+            other => {
+                let (set, clear) = match flag(other) {
+                    Some(f) => f,
+                    None => {
+                        // tmpcopyup and friends are runtime hints; the rest is data.
+                        if other != "tmpcopyup" {
+                            data.push(other.to_owned());
+                        }
+                        continue;
+                    }
+                };
+                o.flags = (o.flags | set) & !clear;
+                continue;
+            }
+        };
+        o.propagation |= set & !clear;
+    }
+    o.data = data.join(",");
+    o
+}
+
+/// The flag a mount(8) word sets, and the one it clears.
+fn flag(word: &str) -> Option<(MsFlags, MsFlags)> {
+    let none = MsFlags::empty();
+    Some(match word {
+        "ro" => (MsFlags::MS_RDONLY, none),
+        "rw" => (none, MsFlags::MS_RDONLY),
+        "nosuid" => (MsFlags::MS_NOSUID, none),
+        "suid" => (none, MsFlags::MS_NOSUID),
+        "nodev" => (MsFlags::MS_NODEV, none),
+        "dev" => (none, MsFlags::MS_NODEV),
+        "noexec" => (MsFlags::MS_NOEXEC, none),
+        "exec" => (none, MsFlags::MS_NOEXEC),
+        "sync" => (MsFlags::MS_SYNCHRONOUS, none),
+        "async" => (none, MsFlags::MS_SYNCHRONOUS),
+        "dirsync" => (MsFlags::MS_DIRSYNC, none),
+        "remount" => (MsFlags::MS_REMOUNT, none),
+        "mand" => (MsFlags::MS_MANDLOCK, none),
+        "nomand" => (none, MsFlags::MS_MANDLOCK),
+        "atime" => (none, MsFlags::MS_NOATIME),
+        "noatime" => (MsFlags::MS_NOATIME, none),
+        "diratime" => (none, MsFlags::MS_NODIRATIME),
+        "nodiratime" => (MsFlags::MS_NODIRATIME, none),
+        "relatime" => (MsFlags::MS_RELATIME, none),
+        "norelatime" => (none, MsFlags::MS_RELATIME),
+        "strictatime" => (MsFlags::MS_STRICTATIME, none),
+        "nostrictatime" => (none, MsFlags::MS_STRICTATIME),
+        "defaults" => (none, none),
+        _ => return None,
+    })
+}
+
+/// Makes one spec mount inside `root`.
+pub(super) fn mount_one(root: &Root, m: &Mount) -> Result<()> {
+    let dest = m.destination();
+    if !dest.is_absolute() {
+        return Err(Error::InvalidSpec(format!(
+            "mount destination {} is not absolute",
+            dest.display()
+        )));
+    }
+    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    let typ = m.typ().as_deref().unwrap_or("");
+    let shown = root.show(dest);
+    if opts.bind || typ == "bind" {
+        bind(root, m, &opts, &shown)?;
+    } else if typ == "cgroup" || typ == "cgroup2" {
+        cgroup(root, dest, &opts, &shown)?;
+    } else {
+        let target = root.ensure(dest, Kind::Dir)?;
+        let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
+        let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+        mount(
+            Some(&source),
+            &proc_path(&target),
+            Some(typ),
+            opts.flags,
+            data,
+        )
+        .ctx(|| format!("mount {typ} on {shown}"))?;
+    }
+    if !opts.propagation.is_empty() {
+        let target = root.resolve(dest)?;
+        mount(
+            None::<&str>,
+            &proc_path(&target),
+            None::<&str>,
+            opts.propagation,
+            None::<&str>,
+        )
+        .ctx(|| format!("set propagation of {shown}"))?;
+    }
+    Ok(())
+}
+
+fn bind(root: &Root, m: &Mount, opts: &Options, shown: &str) -> Result<()> {
+    let source = m
+        .source()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec(format!("bind mount on {shown} has no source")))?;
+    let meta = stat(source).ctx(|| format!("stat bind source {}", source.display()))?;
+    let is_dir = meta.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let target = root.ensure(m.destination(), if is_dir { Kind::Dir } else { Kind::File })?;
+    let mut flags = MsFlags::MS_BIND;
+    if opts.recursive {
+        flags |= MsFlags::MS_REC;
+    }
+    mount(
+        Some(source),
+        &proc_path(&target),
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind {} on {shown}", source.display()))?;
+    let extra = opts.flags & !MsFlags::MS_REMOUNT;
+    if !extra.is_empty() {
+        // The remount must reach the new mount, not the dentry under it.
+        let top = root.resolve(m.destination())?;
+        mount(
+            None::<&str>,
+            &proc_path(&top),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
+            None::<&str>,
+        )
+        .ctx(|| format!("remount bind {shown} with {extra:?}"))?;
+    }
+    Ok(())
+}
+
+/// Mounts the container's view of the cgroup hierarchies.
+///
+/// On cgroup v2 a `cgroup2` mount (the cgroup namespace makes the
+/// container's cgroup its root). On v1 or hybrid hosts a tmpfs with a fresh
+/// mount of each v1 hierarchy found on the host (again rooted at the
+/// namespace) and the unified hierarchy, then the tmpfs is made read-only.
+fn cgroup(root: &Root, dest: &Path, opts: &Options, shown: &str) -> Result<()> {
+    let flags = opts.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let target = root.ensure(dest, Kind::Dir)?;
+    let v2 = statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false);
+    if v2 {
+        return mount(
+            Some("cgroup"),
+            &proc_path(&target),
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        )
+        .ctx(|| format!("mount cgroup2 on {shown}"));
+    }
+    let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("tmpfs"),
+        &proc_path(&target),
+        Some("tmpfs"),
+        tmpfs_flags,
+        Some("mode=755"),
+    )
+    .ctx(|| format!("mount tmpfs on {shown}"))?;
+    for (dir, fstype, options) in host_cgroup_mounts()? {
+        let sub = dest.join(&dir);
+        let sub_fd = root.ensure(&sub, Kind::Dir)?;
+        let data = (fstype == "cgroup").then_some(options.as_str());
+        mount(
+            Some("cgroup"),
+            &proc_path(&sub_fd),
+            Some(fstype.as_str()),
+            flags,
+            data,
+        )
+        .ctx(|| format!("mount {fstype} ({options}) on {}", root.show(&sub)))?;
+    }
+    let top = root.resolve(dest)?;
+    mount(
+        None::<&str>,
+        &proc_path(&top),
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | tmpfs_flags,
+        Some("mode=755"),
+    )
+    .ctx(|| format!("remount {shown} read-only"))
+}
+
+/// The host's cgroup mounts directly under /sys/fs/cgroup: (name, fstype,
+/// controller options for v1).
+fn host_cgroup_mounts() -> Result<Vec<(String, String, String)>> {
+    let info =
+        std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo")?;
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(point) = left.split(' ').nth(4) else {
+            continue;
+        };
+        let Some(name) = point.strip_prefix("/sys/fs/cgroup/") else {
+            continue;
+        };
+        if name.contains('/') || name.is_empty() {
+            continue;
+        }
+        let mut r = right.split(' ');
+        let fstype = r.next().unwrap_or("");
+        let super_opts = r.nth(1).unwrap_or("");
+        match fstype {
+            "cgroup2" => out.push((name.to_owned(), fstype.to_owned(), String::new())),
+            "cgroup" => {
+                let controllers: Vec<&str> = super_opts
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent"))
+                    .collect();
+                out.push((name.to_owned(), fstype.to_owned(), controllers.join(",")));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split(',').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn tmpfs_options() {
+        let o = parse_options(&words("nosuid,strictatime,mode=755,size=65536k"));
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(o.data, "mode=755,size=65536k");
+        assert!(!o.bind);
+    }
+
+    #[test]
+    fn bind_options() {
+        let o = parse_options(&words("rbind,ro,rprivate,nosuid"));
+        assert!(o.bind && o.recursive);
+        assert_eq!(o.flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        let o = parse_options(&words("bind,ro,rw"));
+        assert_eq!(o.flags, MsFlags::empty());
+        assert!(!o.recursive);
+    }
+}

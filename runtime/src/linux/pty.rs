@@ -1,0 +1,47 @@
+//! Pseudo-terminals for tty containers: opened by the shim, the slave side
+//! becomes the container's stdio, the master side the shim's.
+
+use std::os::fd::{AsRawFd as _, OwnedFd};
+
+use super::{Error, Result};
+
+nix::ioctl_write_ptr_bad!(set_window_size, libc::TIOCSWINSZ, libc::winsize);
+
+/// Opens a new pty pair: (master, slave).
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
+    let pty = nix::pty::openpty(None, None).map_err(|source| Error::Sys {
+        op: "openpty".into(),
+        source,
+    })?;
+    Ok((pty.master, pty.slave))
+}
+
+/// Sets the window size of the terminal behind `master`.
+pub fn resize_pty(master: &OwnedFd, width: u16, height: u16) -> Result<()> {
+    let size = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which points to
+    // a live local value; the fd is owned and open for the call.
+    unsafe { set_window_size(master.as_raw_fd(), &size) }.map_err(|source| Error::Sys {
+        op: format!("resize terminal to {width}x{height}"),
+        source,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_and_resize() {
+        let (master, slave) = open_pty().expect("openpty");
+        resize_pty(&master, 100, 40).expect("resize");
+        let size = nix::sys::termios::tcgetattr(&slave).map(|_| ());
+        assert!(size.is_ok());
+    }
+}

@@ -1,0 +1,230 @@
+//! The shim's side of the root filesystem: a private mount namespace and the
+//! overlay mounted in it.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{chdir, fchdir};
+
+use super::error::{Context, Error, Result};
+
+/// The layers of a container's root filesystem.
+#[derive(Debug, Clone, Default)]
+pub struct RootfsLayers {
+    /// Read-only layer directories, top layer first.
+    pub lower: Vec<PathBuf>,
+    /// The container's writable layer; an empty path means none (the
+    /// overlay is then made of the lower layers only, read-only).
+    pub upper: PathBuf,
+    /// Overlay work directory, on the same filesystem as `upper`.
+    pub work: PathBuf,
+    /// Mount the overlay read-only.
+    pub readonly: bool,
+}
+
+/// Mount option data is limited to one page by the kernel.
+const MAX_OPTIONS: usize = 4096 - 1;
+
+/// In the (single-threaded) shim: moves the shim into a private mount
+/// namespace whose mounts are slaves of the host's (nothing propagates back)
+/// and mounts the overlay of `layers` at `target`.
+///
+/// The overlay lives and dies with the shim's mount namespace. When the
+/// absolute option string exceeds a page, the layers are named relative to
+/// their common parent directory (the shim `chdir`s there for the mount and
+/// back); if even that does not fit, the mount is refused.
+pub fn mount_rootfs(layers: &RootfsLayers, target: &Path) -> Result<()> {
+    if layers.lower.is_empty() {
+        return Err(Error::InvalidSpec("rootfs without layers".into()));
+    }
+    unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare mount namespace for the shim")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .ctx(|| "make / rslave in the shim's mount namespace")?;
+
+    let mut flags = MsFlags::empty();
+    if layers.readonly {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    let has_upper = !layers.upper.as_os_str().is_empty();
+    if !has_upper && layers.lower.len() == 1 {
+        // overlayfs needs two lower layers without an upper one: a single
+        // layer is bind-mounted read-only instead.
+        let lower = &layers.lower[0];
+        mount(
+            Some(lower),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind {} on {}", lower.display(), target.display()))?;
+        return mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .ctx(|| format!("remount {} read-only", target.display()));
+    }
+
+    let absolute = overlay_options(layers, None)?;
+    if absolute.len() <= MAX_OPTIONS {
+        return mount_overlay(target, flags, &absolute);
+    }
+    let base = common_parent(layers);
+    let relative = overlay_options(layers, Some(&base))?;
+    if relative.len() > MAX_OPTIONS {
+        return Err(Error::InvalidSpec(format!(
+            "overlay options for {} layers are {} bytes, more than a page even relative to {}",
+            layers.lower.len(),
+            relative.len(),
+            base.display()
+        )));
+    }
+    let here = open(
+        ".",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open the shim's working directory")?;
+    chdir(&base).ctx(|| format!("chdir {}", base.display()))?;
+    let mounted = mount_overlay(target, flags, &relative);
+    fchdir(&here).ctx(|| "chdir back to the shim's working directory")?;
+    mounted
+}
+
+fn mount_overlay(target: &Path, flags: MsFlags, options: &str) -> Result<()> {
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        flags,
+        Some(options),
+    )
+    .ctx(|| format!("mount overlay on {} ({options})", target.display()))
+}
+
+/// `lowerdir=..[,upperdir=..,workdir=..]`, paths relative to `base` if given.
+fn overlay_options(layers: &RootfsLayers, base: Option<&Path>) -> Result<String> {
+    let name = |p: &Path| -> Result<String> {
+        let shown = match base {
+            Some(base) => p.strip_prefix(base).unwrap_or(p),
+            None => p,
+        };
+        let text = shown
+            .to_str()
+            .ok_or_else(|| Error::InvalidSpec(format!("layer path {p:?} is not UTF-8")))?;
+        if text.contains([',', ':', '\\']) || text.is_empty() {
+            return Err(Error::InvalidSpec(format!(
+                "layer path {p:?} cannot be named in overlay options"
+            )));
+        }
+        Ok(text.to_owned())
+    };
+    let lower = layers
+        .lower
+        .iter()
+        .map(|p| name(p))
+        .collect::<Result<Vec<_>>>()?
+        .join(":");
+    let mut options = format!("lowerdir={lower}");
+    if !layers.upper.as_os_str().is_empty() {
+        options.push_str(&format!(
+            ",upperdir={},workdir={}",
+            name(&layers.upper)?,
+            name(&layers.work)?
+        ));
+    }
+    Ok(options)
+}
+
+/// The deepest directory that contains every layer path.
+fn common_parent(layers: &RootfsLayers) -> PathBuf {
+    let mut paths = layers.lower.iter().chain(
+        [&layers.upper, &layers.work]
+            .into_iter()
+            .filter(|p| !p.as_os_str().is_empty()),
+    );
+    let Some(first) = paths.next() else {
+        return PathBuf::from("/");
+    };
+    let mut common: Vec<Component<'_>> = first.components().collect();
+    for p in paths {
+        let n = common
+            .iter()
+            .zip(p.components())
+            .take_while(|(a, b)| **a == *b)
+            .count();
+        common.truncate(n);
+    }
+    // Never the layer itself: its parent, so each layer keeps a name.
+    let base: PathBuf = common.iter().collect();
+    if layers.lower.iter().any(|l| l == &base) {
+        return base.parent().map(Path::to_path_buf).unwrap_or_default();
+    }
+    if base.as_os_str().as_bytes().is_empty() {
+        PathBuf::from("/")
+    } else {
+        base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers(n: usize) -> RootfsLayers {
+        RootfsLayers {
+            lower: (0..n)
+                .map(|i| PathBuf::from(format!("/var/lib/corten/snapshots/{i:064}")))
+                .collect(),
+            upper: "/var/lib/corten/snapshots/c/upper".into(),
+            work: "/var/lib/corten/snapshots/c/work".into(),
+            readonly: false,
+        }
+    }
+
+    #[test]
+    fn options_absolute_and_relative() {
+        let l = layers(2);
+        let abs = overlay_options(&l, None).unwrap();
+        assert!(abs.starts_with("lowerdir=/var/lib/corten/snapshots/0000"));
+        assert!(abs.ends_with(
+            ",upperdir=/var/lib/corten/snapshots/c/upper,workdir=/var/lib/corten/snapshots/c/work"
+        ));
+        let base = common_parent(&l);
+        assert_eq!(base, Path::new("/var/lib/corten/snapshots"));
+        let rel = overlay_options(&l, Some(&base)).unwrap();
+        assert!(rel.starts_with("lowerdir=0000"), "{rel}");
+        assert!(rel.ends_with("upperdir=c/upper,workdir=c/work"), "{rel}");
+    }
+
+    #[test]
+    fn long_lists_fit_relative() {
+        let l = layers(50);
+        assert!(overlay_options(&l, None).unwrap().len() > MAX_OPTIONS);
+        let rel = overlay_options(&l, Some(&common_parent(&l))).unwrap();
+        assert!(rel.len() < MAX_OPTIONS);
+    }
+
+    #[test]
+    fn separators_in_paths_are_refused() {
+        let mut l = layers(1);
+        l.lower.push("/a:b".into());
+        assert!(matches!(
+            overlay_options(&l, None),
+            Err(Error::InvalidSpec(_))
+        ));
+    }
+}

@@ -1,0 +1,331 @@
+//! Root integration tests of `corten_runtime::linux`: real containers from a
+//! busybox rootfs, driven through the `corten-linux-probe` helper (the test
+//! harness is multi-threaded and must not fork; the probe plays the
+//! single-threaded shim). Skipped when not run as root; CI runs as root.
+
+// Tests may unwrap (clippy.toml), helpers of a test file included.
+#![allow(clippy::unwrap_used)]
+
+#[path = "linux_init/fixture.rs"]
+mod fixture;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use fixture::{skip, spec, Fixture};
+use oci_spec::runtime::{Mount, MountBuilder, RootBuilder, UserBuilder};
+
+#[test]
+fn pid_one_is_the_command() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (out, err, line) = fx.run(&spec(&["sh", "-c", "echo $$"]));
+    assert_eq!(line, "exit 0", "{err}");
+    assert_eq!(out.trim(), "1");
+    // The overlay and the container's mounts lived in the probe's mount
+    // namespace only: nothing is left on the host.
+    let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!host.contains(fx.dir.path().to_str().unwrap()), "{host}");
+}
+
+#[test]
+fn cgroup_view_is_the_containers() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (out, err, line) = fx.run(&spec(&[
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup; ls /sys/fs/cgroup",
+    ]));
+    assert_eq!(line, "exit 0", "{err}");
+    // In its own cgroup namespace every hierarchy is rooted at "/".
+    for l in out
+        .lines()
+        .filter(|l| l.contains("::") || l.matches(':').count() == 2)
+    {
+        assert!(l.ends_with(":/"), "{out}");
+    }
+    assert!(
+        out.lines().any(|l| l == "memory" || l == "cgroup.procs"),
+        "{out}"
+    );
+}
+
+#[test]
+fn ps_sees_only_the_container() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (out, err, line) = fx.run(&spec(&["sh", "-c", "ps; true"]));
+    assert_eq!(line, "exit 0", "{err}");
+    let procs: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(procs.len(), 2, "{out}");
+    assert!(procs[0].trim_start().starts_with('1'), "{out}");
+}
+
+#[test]
+fn hostname_and_image_root() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (out, err, line) = fx.run(&spec(&["sh", "-c", "hostname; ls -l /"]));
+    assert_eq!(line, "exit 0", "{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("probe-host"));
+    let names: Vec<&str> = lines.filter_map(|l| l.split_whitespace().last()).collect();
+    assert!(names.contains(&"image-marker"), "{out}");
+    assert!(names.contains(&"bin"), "{out}");
+    assert!(!names.contains(&"usr") && !names.contains(&"home"), "{out}");
+}
+
+#[test]
+fn readonly_rootfs_refuses_writes() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut s = spec(&["sh", "-c", "touch /new-file"]);
+    s.set_root(Some(
+        RootBuilder::default()
+            .path("rootfs")
+            .readonly(true)
+            .build()
+            .unwrap(),
+    ));
+    let (_, err, line) = fx.run(&s);
+    assert_ne!(line, "exit 0", "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(!fx.dir.path().join("upper/new-file").exists());
+}
+
+#[test]
+fn user_and_groups_apply() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut s = spec(&["id"]);
+    let mut p = s.process().clone().unwrap();
+    p.set_user(
+        UserBuilder::default()
+            .uid(1000u32)
+            .gid(1001u32)
+            .additional_gids(vec![2000u32])
+            .build()
+            .unwrap(),
+    );
+    s.set_process(Some(p));
+    let (out, err, line) = fx.run(&s);
+    assert_eq!(line, "exit 0", "{err}");
+    assert!(
+        out.contains("uid=1000") && out.contains("gid=1001"),
+        "{out}"
+    );
+    assert!(out.contains("2000"), "{out}");
+}
+
+#[test]
+fn exit_code_round_trips() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (_, err, line) = fx.run(&spec(&["sh", "-c", "exit 3"]));
+    assert_eq!(line, "exit 3", "{err}");
+}
+
+#[test]
+fn death_by_signal_is_reported() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    // Pid 1 of a namespace ignores signals it has no handler for, even
+    // SIGKILL from inside: kill a child of it that replaced the shell.
+    let (_, err, line) = fx.run(&spec(&["sh", "-c", "sh -c 'kill -KILL $$'; exit $?"]));
+    assert_eq!(line, "exit 137", "{err}");
+    // With the host's pid namespace the init itself can be killed.
+    let mut s = spec(&["sh", "-c", "kill -KILL $$"]);
+    let mut linux = s.linux().clone().unwrap();
+    let nss = linux.namespaces().clone().unwrap();
+    linux.set_namespaces(Some(
+        nss.into_iter()
+            .filter(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Pid)
+            .collect(),
+    ));
+    s.set_linux(Some(linux));
+    let (_, err, line) = fx.run(&s);
+    assert_eq!(line, "signal SIGKILL", "{err}");
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    // /proc/kcore where the kernel has it (this VM's kernel has none), else
+    // another masked file; /sys/firmware is a masked directory.
+    let file = if Path::new("/proc/kcore").exists() {
+        "/proc/kcore"
+    } else {
+        "/proc/timer_list"
+    };
+    let script = format!(
+        "wc -c < {file}; ls -A /sys/firmware | wc -l; echo x > /proc/sys/kernel/domainname || echo refused"
+    );
+    let (out, err, line) = fx.run(&spec(&["sh", "-c", &script]));
+    assert_eq!(line, "exit 0", "{err}");
+    assert_eq!(out, "0\n0\nrefused\n", "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+}
+
+fn bind(source: &Path, dest: &str) -> Mount {
+    MountBuilder::default()
+        .destination(dest)
+        .typ("bind")
+        .source(source)
+        .options(vec!["rbind".to_string(), "ro".to_string()])
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn bind_through_an_image_symlink_stays_in_the_rootfs() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    symlink("/etc", fx.lower().join("data")).unwrap();
+    symlink(
+        "../../../../../../etc/hostname-file",
+        fx.lower().join("file"),
+    )
+    .unwrap();
+    let src = fx.dir.path().join("volume");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("bound-marker"), "volume\n").unwrap();
+    let mut s = spec(&[
+        "sh",
+        "-c",
+        "cat /data/bound-marker /etc/bound-marker; test ! -e /etc/image-file",
+    ]);
+    let mut mounts = s.mounts().clone().unwrap();
+    mounts.push(bind(&src, "/data"));
+
+    s.set_mounts(Some(mounts));
+    let (out, err, line) = fx.run(&s);
+    assert_eq!(line, "exit 0", "{err}");
+    assert_eq!(out, "volume\nvolume\n");
+    assert!(!Path::new("/etc/bound-marker").exists());
+}
+
+#[test]
+fn bind_through_a_dangling_escaping_symlink_is_refused() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    // Relative, climbing above the root, to a file that does not exist:
+    // nothing is created through it, on the host or in the rootfs.
+    symlink(
+        "../../../../../../etc/corten-probe-file",
+        fx.lower().join("file"),
+    )
+    .unwrap();
+    let src = fx.dir.path().join("volume-file");
+    fs::write(&src, "volume\n").unwrap();
+    let mut s = spec(&["true"]);
+    let mut mounts = s.mounts().clone().unwrap();
+    mounts.push(bind(&src, "/file"));
+    s.set_mounts(Some(mounts));
+    let (_, err, line) = fx.run(&s);
+    assert!(line.starts_with("spawn error:"), "{err}");
+    assert!(
+        line.contains("dangling symlink") && line.contains("InvalidArgument"),
+        "{line}"
+    );
+    assert!(!Path::new("/etc/corten-probe-file").exists());
+    assert!(!fx.dir.path().join("upper/etc/corten-probe-file").exists());
+}
+
+#[test]
+fn escaping_destination_is_refused() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let src = fx.dir.path().join("volume");
+    fs::create_dir_all(&src).unwrap();
+    let mut s = spec(&["true"]);
+    let mut mounts = s.mounts().clone().unwrap();
+    mounts.push(bind(&src, "/../../../tmp/evil"));
+    s.set_mounts(Some(mounts));
+    let (_, err, line) = fx.run(&s);
+    assert!(line.starts_with("spawn error:"), "{err}");
+    assert!(line.contains("escapes the container rootfs"), "{line}");
+    assert!(line.contains("InvalidArgument"), "{line}");
+}
+
+#[test]
+fn negative_oom_score_adj_is_clamped() {
+    if skip() {
+        return;
+    }
+    let own: i32 = fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let fx = Fixture::new();
+    let mut s = spec(&["cat", "/proc/self/oom_score_adj"]);
+    let mut p = s.process().clone().unwrap();
+    p.set_oom_score_adj(Some(-998));
+    s.set_process(Some(p));
+    let (out, err, line) = fx.run(&s);
+    assert_eq!(line, "exit 0", "{err}");
+    let got: i32 = out.trim().parse().unwrap();
+    assert!(got >= -998, "{got}");
+    if got != -998 {
+        assert_eq!(got, own, "clamped to the shim's own value");
+    }
+}
+
+#[test]
+fn missing_command_fails_start_cleanly() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (_, err, line) = fx.run(&spec(&["no-such-command"]));
+    assert!(line.starts_with("start error:"), "{err}");
+    assert!(line.to_lowercase().contains("no such file"), "{line}");
+    assert!(line.ends_with("(exit 127)"), "{line}");
+}
+
+#[test]
+fn seccomp_filter_is_installed_before_exec() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new();
+    // Both with no_new_privs (installed at start) and without (installed
+    // before the capability drop).
+    for nnp in [true, false] {
+        let mut s = spec(&["sh", "-c", "mkdir /tmp-dir && echo made"]);
+        let mut p = s.process().clone().unwrap();
+        p.set_no_new_privileges(Some(nnp));
+        s.set_process(Some(p));
+        let (out, err, line) = fx.run_with(&s, &[("CORTEN_PROBE_DENY_MKDIR", "1")]);
+        assert_eq!(line, "exit 1", "{err}");
+        assert!(err.contains("Operation not permitted"), "{err}");
+        assert_eq!(out, "");
+    }
+}
