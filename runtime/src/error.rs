@@ -1,7 +1,7 @@
 //! The runtime's error type: one enum per module, folded together here.
 
 use crate::image::pull;
-use crate::{image, network, snapshot, store};
+use crate::{image, network, seccomp, snapshot, store};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -41,6 +41,9 @@ pub enum Error {
     /// The metadata store failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// A seccomp profile problem.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::Error),
     /// A layer unpacking or snapshot problem.
     #[error(transparent)]
     Snapshot(#[from] snapshot::Error),
@@ -54,6 +57,7 @@ impl Error {
             Error::Network(e) => e.kind(),
             Error::Pull(e) => e.kind(),
             Error::Store(e) => e.kind(),
+            Error::Seccomp(e) => e.kind(),
             Error::Snapshot(e) => e.kind(),
         }
     }

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod image;
 pub mod network;
+pub mod seccomp;
 pub mod snapshot;
 pub mod store;
 
