@@ -1,7 +1,7 @@
 //! The runtime's error type: one enum per module, folded together here.
 
 use crate::image::pull;
-use crate::{image, network, seccomp, snapshot, store};
+use crate::{image, network, seccomp, snapshot, spec, store};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -44,6 +44,9 @@ pub enum Error {
     /// A seccomp profile problem.
     #[error(transparent)]
     Seccomp(#[from] seccomp::Error),
+    /// A container spec problem.
+    #[error(transparent)]
+    Spec(#[from] spec::Error),
     /// A layer unpacking or snapshot problem.
     #[error(transparent)]
     Snapshot(#[from] snapshot::Error),
@@ -58,6 +61,7 @@ impl Error {
             Error::Pull(e) => e.kind(),
             Error::Store(e) => e.kind(),
             Error::Seccomp(e) => e.kind(),
+            Error::Spec(e) => e.kind(),
             Error::Snapshot(e) => e.kind(),
         }
     }

@@ -9,6 +9,7 @@ pub mod image;
 pub mod network;
 pub mod seccomp;
 pub mod snapshot;
+pub mod spec;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

@@ -190,7 +190,10 @@ const PROFILE: &[Entry] = &[
 /// The runtime-default profile for a container holding `capabilities`
 /// (names with or without the `CAP_` prefix, any case).
 pub fn runtime_default(capabilities: &[String]) -> LinuxSeccomp {
-    let held: Vec<String> = capabilities.iter().map(|c| normalize(c)).collect();
+    let held: Vec<String> = capabilities
+        .iter()
+        .map(|c| normalize_capability(c))
+        .collect();
     let holds = |cap: &str| held.iter().any(|h| h == cap);
     let mut allowed: Vec<String> = Vec::new();
     let mut syscalls = Vec::new();
@@ -258,8 +261,9 @@ fn oci_arg(a: &Arg) -> LinuxSeccompArg {
     b.build().unwrap_or_default()
 }
 
+/// A capability name without its `CAP_` prefix, upper case:
 /// `cap_net_admin` / `NET_ADMIN` / `CAP_NET_ADMIN` -> `NET_ADMIN`.
-pub(crate) fn normalize(cap: &str) -> String {
+pub fn normalize_capability(cap: &str) -> String {
     let upper = cap.trim().to_ascii_uppercase();
     match upper.strip_prefix("CAP_") {
         Some(rest) => rest.to_string(),

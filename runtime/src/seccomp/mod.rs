@@ -22,7 +22,7 @@ mod syscalls {
 mod tests;
 
 pub use compile::compile;
-pub use default_profile::runtime_default;
+pub use default_profile::{normalize_capability, runtime_default};
 pub use file::from_file;
 pub use oci_spec::runtime::LinuxSeccomp;
 pub use seccompiler::BpfProgram;
