@@ -201,15 +201,17 @@ pub(super) fn capabilities(
     if privileged {
         return Ok(all.iter().map(|c| c.to_string()).collect());
     }
+    for c in add.iter().chain(drop) {
+        if crate::seccomp::normalize_capability(c) != "ALL" {
+            capability(c)?;
+        }
+    }
     let norm = |v: &[String]| -> Vec<String> {
         v.iter()
             .map(|c| crate::seccomp::normalize_capability(c))
             .collect()
     };
     let (add, drop) = (norm(add), norm(drop));
-    for c in add.iter().chain(&drop).filter(|c| *c != "ALL") {
-        capability(c)?;
-    }
     let mut caps: Vec<String> = if add.iter().any(|c| c == "ALL") {
         all.iter().map(|c| c.to_string()).collect()
     } else {

@@ -191,7 +191,8 @@ fn same_path(a: &str, b: &str) -> bool {
 
 fn mount(dest: &str, typ: &str, source: &str, options: Vec<String>) -> Mount {
     let mut m = Mount::default();
-    m.set_destination(PathBuf::from(dest));
+    // Normalised: no trailing `/` or `.` parts.
+    m.set_destination(Path::new(dest).components().collect());
     m.set_typ(Some(typ.to_string()));
     m.set_source(Some(PathBuf::from(source)));
     m.set_options(Some(options));
