@@ -44,6 +44,10 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// The kernel's limit on a filter's length.
 const MAX_LEN: usize = 4096;
 
+/// One syscall's rules: those with conditions and their actions, in
+/// profile order, and the action of its first unconditional entry.
+type Rules = (Vec<(SeccompRule, u32)>, Option<u32>);
+
 /// Compiles `profile` to a BPF program for x86_64.
 ///
 /// Syscall names the table does not know are skipped (a profile written for
@@ -56,8 +60,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<BpfProgram, Error> {
     }
     let default = action(profile.default_action(), profile.default_errno_ret())?;
 
-    // Syscall number -> (conditional rules, first unconditional action).
-    let mut by_nr: BTreeMap<u32, (Vec<(SeccompRule, u32)>, Option<u32>)> = BTreeMap::new();
+    let mut by_nr: BTreeMap<u32, Rules> = BTreeMap::new();
     for entry in profile.syscalls().iter().flatten() {
         let act = action(entry.action(), entry.errno_ret())?;
         for name in entry.names() {

@@ -543,7 +543,7 @@ fn resources_annotations_oom_and_devices() {
         .linux()
         .as_ref()
         .and_then(|l| l.resources().clone())
-        .and_then(|r| r.memory().clone())
+        .and_then(|r| *r.memory())
         .is_none());
     // Devices that are not, or not safe.
     for (host, ctr) in [

@@ -144,7 +144,14 @@ mod tests {
             ..Default::default()
         };
         // (image entrypoint, image cmd, command, args) -> process args
-        let table: &[(&[&str], &[&str], &[&str], &[&str], &[&str])] = &[
+        type Row<'a> = (
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+        );
+        let table: &[Row] = &[
             (&["/ep"], &["c1"], &[], &[], &["/ep", "c1"]),
             (&["/ep"], &["c1"], &[], &["a1"], &["/ep", "a1"]),
             (&["/ep"], &["c1"], &["/cmd"], &[], &["/cmd"]),

@@ -216,7 +216,7 @@ mod tests {
         write(&low, "etc/group", "low-group");
         write(&top, "etc/passwd", "top");
         rustix::fs::setxattr(
-            &top.join("etc"),
+            top.join("etc"),
             OPAQUE_XATTR,
             b"y",
             rustix::fs::XattrFlags::empty(),
