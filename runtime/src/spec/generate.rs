@@ -67,7 +67,6 @@ pub fn generate(
     oci_user.set_uid(user.uid);
     oci_user.set_gid(user.gid);
     oci_user.set_additional_gids(Some(user.additional_gids.clone()));
-    oci_user.set_username(user.name.clone());
 
     let nofile = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)

@@ -13,7 +13,7 @@ mod rootfs;
 mod user;
 
 #[cfg(test)]
-mod generate_tests;
+mod tests;
 
 pub use config::{
     ContainerConfig, DeviceConfig, MountConfig, Namespaces, NsMode, Propagation, Resources,
@@ -22,8 +22,6 @@ pub use config::{
 pub use generate::generate;
 pub use image::ImageConfig;
 pub use rootfs::{single_layer, LayeredRootfs, RootfsView, MAX_SYMLINKS};
-
-use std::path::PathBuf;
 
 use crate::{seccomp, ErrorKind};
 
@@ -75,14 +73,6 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// Host state needed for the spec could not be read.
-    #[error("read {path}: {source}")]
-    Host {
-        /// The host path.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
 }
 
 impl Error {
@@ -98,7 +88,7 @@ impl Error {
             | Error::NoCommand(_)
             | Error::ImageConfig(_) => ErrorKind::InvalidArgument,
             Error::Seccomp(e) => e.kind(),
-            Error::Build { .. } | Error::Host { .. } => ErrorKind::Internal,
+            Error::Build { .. } => ErrorKind::Internal,
         }
     }
 }

@@ -13,8 +13,6 @@ pub(super) struct ResolvedUser {
     pub additional_gids: Vec<u32>,
     /// The home directory from /etc/passwd.
     pub home: Option<String>,
-    /// The user name, when known.
-    pub name: Option<String>,
 }
 
 struct Passwd {
@@ -101,7 +99,6 @@ pub(super) fn resolve(
         gid,
         additional_gids: additional,
         home: entry.map(|e| e.home.clone()).filter(|h| !h.is_empty()),
-        name: entry.map(|e| e.name.clone()),
     })
 }
 
