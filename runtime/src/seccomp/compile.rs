@@ -54,6 +54,12 @@ type Rules = (Vec<(SeccompRule, u32)>, Option<u32>);
 /// a newer kernel still loads). Calls from another ABI (i386, x32) fail with
 /// ENOSYS. `SCMP_ACT_NOTIFY` and listener paths are not supported.
 pub fn compile(profile: &LinuxSeccomp) -> Result<BpfProgram, Error> {
+    if cfg!(not(target_arch = "x86_64")) {
+        return Err(Error::Unsupported(format!(
+            "compiling seccomp filters for {}",
+            std::env::consts::ARCH
+        )));
+    }
     check_architectures(profile)?;
     if profile.listener_path().is_some() {
         return Err(Error::Unsupported("a seccomp notify listener".into()));

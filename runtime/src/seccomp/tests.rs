@@ -214,6 +214,30 @@ fn per_entry_actions_errnos_and_operators() {
 }
 
 #[test]
+fn long_rule_chains_use_a_long_jump() {
+    // 80 conditional entries on one syscall: a body past 255 instructions.
+    let entries: Vec<String> = (0..80)
+        .map(|i| {
+            format!(
+                r#"{{"names":["ioctl"],"action":"SCMP_ACT_ALLOW","args":[{{"index":1,"value":{i},"op":"SCMP_CMP_EQ"}}]}}"#
+            )
+        })
+        .collect();
+    let json = format!(
+        r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{},{{"names":["read"],"action":"SCMP_ACT_ALLOW"}}]}}"#,
+        entries.join(",")
+    );
+    let prog = compile(&profile(&json)).expect("compile");
+    assert!(prog.len() > 300, "{}", prog.len());
+    let ioctl = |req: u64| run(&prog, X86_64, nr("ioctl"), [0, req, 0, 0, 0, 0]);
+    assert_eq!(ioctl(0), ALLOW);
+    assert_eq!(ioctl(79), ALLOW);
+    assert_eq!(ioctl(80), EPERM);
+    assert_eq!(run(&prog, X86_64, nr("read"), [0; 6]), ALLOW);
+    assert_eq!(run(&prog, X86_64, nr("write"), [0; 6]), EPERM);
+}
+
+#[test]
 fn unsupported_profiles_are_refused() {
     let arm =
         profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_AARCH64"]}"#);
