@@ -1,7 +1,7 @@
 //! The runtime's error type: one enum per module, folded together here.
 
 use crate::image::pull;
-use crate::{cgroups, image, linux, logs, network, snapshot, store};
+use crate::{cgroups, image, linux, logs, network, seccomp, snapshot, spec, store};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -47,6 +47,12 @@ pub enum Error {
     /// The metadata store failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// A seccomp profile problem.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::Error),
+    /// A container spec problem.
+    #[error(transparent)]
+    Spec(#[from] spec::Error),
     /// A layer unpacking or snapshot problem.
     #[error(transparent)]
     Snapshot(#[from] snapshot::Error),
@@ -65,6 +71,8 @@ impl Error {
             Error::Network(e) => e.kind(),
             Error::Pull(e) => e.kind(),
             Error::Store(e) => e.kind(),
+            Error::Seccomp(e) => e.kind(),
+            Error::Spec(e) => e.kind(),
             Error::Snapshot(e) => e.kind(),
             Error::Cgroups(e) => e.kind(),
         }

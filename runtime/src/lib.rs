@@ -11,7 +11,9 @@ pub mod image;
 pub mod linux;
 pub mod logs;
 pub mod network;
+pub mod seccomp;
 pub mod snapshot;
+pub mod spec;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,182 @@
+//! The CRI-independent description of a container.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What to run and how to isolate it. The CRI layer fills this from a
+/// `ContainerConfig` + `PodSandboxConfig`; [`super::generate`] turns it,
+/// with the image's config, into an OCI runtime spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerConfig {
+    /// The container id.
+    pub id: String,
+    /// Replaces the image's Entrypoint (the image's Cmd is then dropped
+    /// unless `args` are given).
+    pub command: Vec<String>,
+    /// Replaces the image's Cmd.
+    pub args: Vec<String>,
+    /// Environment; overrides the image's variables of the same name.
+    pub env: Vec<(String, String)>,
+    /// Working directory; the image's, or `/`, when absent.
+    pub working_dir: Option<String>,
+    /// Hostname, when the container has its own UTS namespace.
+    pub hostname: Option<String>,
+    /// Bind mounts from the host.
+    pub mounts: Vec<MountConfig>,
+    /// Host devices to expose.
+    pub devices: Vec<DeviceConfig>,
+    /// cgroup limits.
+    pub resources: Resources,
+    /// Users, capabilities, seccomp, masking.
+    pub security: Security,
+    /// Namespaces to create, share with the host, or join.
+    pub namespaces: Namespaces,
+    /// Allocate a terminal.
+    pub tty: bool,
+    /// Keep stdin open.
+    pub stdin: bool,
+    /// Close stdin after the first attach ends.
+    pub stdin_once: bool,
+    /// Annotations, copied into the spec.
+    pub annotations: BTreeMap<String, String>,
+    /// The cgroup path (cgroupfs form, e.g. `/corten/<pod>/<id>`).
+    pub cgroup_path: String,
+    /// The lowest `oom_score_adj` the kernel lets the runtime set (its own,
+    /// without CAP_SYS_RESOURCE): lower requested values are raised to it,
+    /// as containerd's `restrict_oom_score_adj` does. `None`: no clamp.
+    pub oom_score_adj_cap: Option<i32>,
+}
+
+/// A bind mount.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MountConfig {
+    /// Absolute path on the host.
+    pub host_path: PathBuf,
+    /// Absolute path in the container, without `..`.
+    pub container_path: String,
+    /// Mount read-only.
+    pub readonly: bool,
+    /// Mount propagation.
+    pub propagation: Propagation,
+}
+
+/// Mount propagation of a bind mount.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Propagation {
+    /// No propagation (rprivate).
+    #[default]
+    Private,
+    /// Host mounts appear in the container (rslave).
+    HostToContainer,
+    /// Both ways (rshared).
+    Bidirectional,
+}
+
+/// A host device to expose.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeviceConfig {
+    /// The device node on the host.
+    pub host_path: PathBuf,
+    /// Where it appears in the container.
+    pub container_path: String,
+    /// cgroup permissions: some of `r`, `w`, `m` (all three when empty).
+    pub permissions: String,
+}
+
+/// cgroup limits; `None` (or 0 from CRI) leaves a limit unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Resources {
+    /// CPU shares (cgroup v1 scale).
+    pub cpu_shares: Option<u64>,
+    /// CFS quota in microseconds per period.
+    pub cpu_quota: Option<i64>,
+    /// CFS period in microseconds.
+    pub cpu_period: Option<u64>,
+    /// CPUs allowed, e.g. `0-3,6`.
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes allowed.
+    pub cpuset_mems: Option<String>,
+    /// Memory limit in bytes.
+    pub memory_limit_bytes: Option<i64>,
+    /// Maximum number of pids.
+    pub pids_limit: Option<i64>,
+    /// OOM score adjustment of the container's processes.
+    pub oom_score_adj: Option<i32>,
+    /// cgroup v2 files to write verbatim.
+    pub unified: BTreeMap<String, String>,
+}
+
+/// The security context.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Security {
+    /// All capabilities and devices, no masking, no seccomp.
+    pub privileged: bool,
+    /// Run as this uid (overrides the image's user).
+    pub run_as_user: Option<u32>,
+    /// Run with this primary gid.
+    pub run_as_group: Option<u32>,
+    /// Run as this user name, resolved in the image.
+    pub run_as_username: Option<String>,
+    /// Extra groups.
+    pub supplemental_groups: Vec<u32>,
+    /// Capabilities to add (`NET_ADMIN`, `CAP_NET_ADMIN`, or `ALL`).
+    pub add_capabilities: Vec<String>,
+    /// Capabilities to drop (same forms).
+    pub drop_capabilities: Vec<String>,
+    /// Mount the root filesystem read-only.
+    pub readonly_rootfs: bool,
+    /// Set no_new_privs for the container's processes.
+    pub no_new_privs: bool,
+    /// The seccomp profile.
+    pub seccomp: SeccompProfile,
+    /// Paths to mask; `None` means the defaults.
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths to make read-only; `None` means the defaults.
+    pub readonly_paths: Option<Vec<String>>,
+}
+
+/// Which seccomp profile a container runs under.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompProfile {
+    /// No filter.
+    #[default]
+    Unconfined,
+    /// corten's runtime-default profile.
+    RuntimeDefault,
+    /// A profile file on the host.
+    Localhost(PathBuf),
+}
+
+/// The namespaces a container may share or join (mount and cgroup
+/// namespaces are always new).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Namespaces {
+    /// Network namespace.
+    pub network: NsMode,
+    /// PID namespace.
+    pub pid: NsMode,
+    /// IPC namespace.
+    pub ipc: NsMode,
+    /// UTS namespace.
+    pub uts: NsMode,
+}
+
+/// How a container gets one namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NsMode {
+    /// A new namespace of its own.
+    #[default]
+    New,
+    /// The host's.
+    Host,
+    /// Join the namespace pinned at this path (a pod's).
+    Path(PathBuf),
+}

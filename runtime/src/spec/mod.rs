@@ -1,0 +1,94 @@
+//! Container description + image config -> OCI runtime spec.
+//!
+//! [`generate`] gives a container the defaults containerd's CRI plugin
+//! gives one (capabilities, masked paths, /dev, /proc, /sys, rlimits,
+//! seccomp), then applies what [`ContainerConfig`] asks for. The user is
+//! resolved through the image's files, read with a [`RootfsView`].
+
+mod config;
+mod defaults;
+mod generate;
+mod image;
+mod rootfs;
+mod user;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    ContainerConfig, DeviceConfig, MountConfig, Namespaces, NsMode, Propagation, Resources,
+    SeccompProfile, Security,
+};
+pub use generate::generate;
+pub use image::ImageConfig;
+pub use rootfs::{single_layer, LayeredRootfs, RootfsView, MAX_SYMLINKS};
+
+use crate::{seccomp, ErrorKind};
+
+/// Errors of spec generation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A mount is unsafe or malformed.
+    #[error("invalid mount {path:?}: {reason}")]
+    Mount {
+        /// The offending path.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A device is unsafe, malformed or missing.
+    #[error("invalid device {path:?}: {reason}")]
+    Device {
+        /// The offending path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The working directory is not absolute.
+    #[error("working directory {0:?} is not an absolute path")]
+    WorkingDir(String),
+    /// The user name is not in the image's /etc/passwd.
+    #[error("user {0:?} not found in the image's /etc/passwd")]
+    UnknownUser(String),
+    /// The group name is not in the image's /etc/group.
+    #[error("group {0:?} not found in the image's /etc/group")]
+    UnknownGroup(String),
+    /// A capability name is not one the kernel has.
+    #[error("unknown capability {0:?}")]
+    Capability(String),
+    /// Neither the container nor the image says what to run.
+    #[error("container {0:?} has no command: neither the container nor the image gives one")]
+    NoCommand(String),
+    /// The image config is malformed.
+    #[error("invalid image config: {0}")]
+    ImageConfig(String),
+    /// The seccomp profile could not be had.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::Error),
+    /// Building a spec part failed (a fault of ours).
+    #[error("build OCI spec {part}: {reason}")]
+    Build {
+        /// The part of the spec.
+        part: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Mount { .. }
+            | Error::Device { .. }
+            | Error::WorkingDir(_)
+            | Error::UnknownUser(_)
+            | Error::UnknownGroup(_)
+            | Error::Capability(_)
+            | Error::NoCommand(_)
+            | Error::ImageConfig(_) => ErrorKind::InvalidArgument,
+            Error::Seccomp(e) => e.kind(),
+            Error::Build { .. } => ErrorKind::Internal,
+        }
+    }
+}
