@@ -1,7 +1,7 @@
 //! The runtime's error type: one enum per module, folded together here.
 
 use crate::image::pull;
-use crate::{cgroups, image, linux, logs, network, seccomp, snapshot, spec, store};
+use crate::{cgroups, container, image, linux, logs, network, seccomp, snapshot, spec, store};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -32,6 +32,9 @@ pub enum Error {
     /// An image reference, digest, or image content problem.
     #[error(transparent)]
     Image(#[from] image::Error),
+    /// A container lifecycle problem.
+    #[error(transparent)]
+    Container(#[from] container::Error),
     /// A container log problem.
     #[error(transparent)]
     Logs(#[from] logs::Error),
@@ -66,6 +69,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Image(e) => e.kind(),
+            Error::Container(e) => e.kind(),
             Error::Logs(e) => e.kind(),
             Error::Linux(e) => e.kind(),
             Error::Network(e) => e.kind(),

@@ -5,6 +5,7 @@
 //! as [`Error`], whose [`Error::kind`] the CRI layer maps to a gRPC code.
 
 pub mod cgroups;
+pub mod container;
 pub mod error;
 pub mod image;
 #[allow(unsafe_code)]
@@ -12,6 +13,7 @@ pub mod linux;
 pub mod logs;
 pub mod network;
 pub mod seccomp;
+pub mod shim;
 pub mod snapshot;
 pub mod spec;
 pub mod store;

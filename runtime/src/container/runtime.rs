@@ -143,7 +143,8 @@ impl ContainerRuntime {
         let _ = child.wait().await;
         let mut line = String::new();
         if let Some(out) = stdout {
-            let read = BufReader::new(out).read_line(&mut line);
+            let mut reader = BufReader::new(out);
+            let read = reader.read_line(&mut line);
             if tokio::time::timeout(CREATE_TIMEOUT, read).await.is_err() {
                 return Err(Error::Create {
                     id: id.clone(),
@@ -165,7 +166,10 @@ impl ContainerRuntime {
                 format!("the shim exited without a word: {}", log.trim())
             }
         };
-        Err(Error::Create { id: id.clone(), reason })
+        Err(Error::Create {
+            id: id.clone(),
+            reason,
+        })
     }
 
     /// Lets the container's process run.
@@ -181,7 +185,9 @@ impl ContainerRuntime {
 
     /// Sends `signal` to the container's init (with `all`, SIGKILL to all of it).
     pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
-        self.client(id)?.call(&Request::Kill { signal, all }).await?;
+        self.client(id)?
+            .call(&Request::Kill { signal, all })
+            .await?;
         Ok(())
     }
 
@@ -236,7 +242,8 @@ impl ContainerRuntime {
         }
         if let Ok(state) = self.state(id).await {
             if state.exit.is_none() {
-                self.kill(id, nix::sys::signal::Signal::SIGKILL as i32, true).await?;
+                self.kill(id, nix::sys::signal::Signal::SIGKILL as i32, true)
+                    .await?;
                 let _ = tokio::time::timeout(Duration::from_secs(10), self.wait(id)).await;
             }
         }
@@ -278,7 +285,9 @@ fn check_id(id: &str) -> Result<(), Error> {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         || id.starts_with('.')
     {
-        return Err(bad("only letters, digits, '-', '_' and '.' (not leading) are allowed"));
+        return Err(bad(
+            "only letters, digits, '-', '_' and '.' (not leading) are allowed",
+        ));
     }
     Ok(())
 }

@@ -114,11 +114,30 @@ fn resource(t: PosixRlimitType) -> Resource {
     }
 }
 
-/// Applies the spec's rlimits.
+/// Applies the spec's rlimits. Without CAP_SYS_RESOURCE (these machines
+/// lack it) a hard limit cannot be raised above the shim's own: such a
+/// limit is clamped to the current hard limit instead of failing the
+/// container, as the oom_score_adj is.
 pub(super) fn set_rlimits(limits: &[PosixRlimit]) -> Result<()> {
     for l in limits {
-        setrlimit(resource(l.typ()), l.soft(), l.hard())
-            .ctx(|| format!("setrlimit {} soft {} hard {}", l.typ(), l.soft(), l.hard()))?;
+        let res = resource(l.typ());
+        match setrlimit(res, l.soft(), l.hard()) {
+            Err(Errno::EPERM) => {
+                let (_, current_hard) =
+                    nix::sys::resource::getrlimit(res).ctx(|| format!("getrlimit {}", l.typ()))?;
+                let hard = l.hard().min(current_hard);
+                setrlimit(res, l.soft().min(hard), hard).ctx(|| {
+                    format!(
+                        "setrlimit {} soft {} hard {} (clamped)",
+                        l.typ(),
+                        l.soft(),
+                        hard
+                    )
+                })?;
+            }
+            other => other
+                .ctx(|| format!("setrlimit {} soft {} hard {}", l.typ(), l.soft(), l.hard()))?,
+        }
     }
     Ok(())
 }

@@ -62,8 +62,22 @@ impl ShimClient {
             tokio::time::timeout(CALL_TIMEOUT, exchange)
                 .await
                 .map_err(|_| failed(format!("no answer to {request:?} in {CALL_TIMEOUT:?}")))?
-        }
-        .map_err(|e| failed(e.to_string()))?;
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            // The shim exited between our connect and its answer.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(failed(e.to_string())),
+        };
         if answer.is_empty() {
             // The shim closed the connection: it exited meanwhile.
             return Ok(None);

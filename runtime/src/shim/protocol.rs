@@ -110,12 +110,30 @@ mod tests {
 
     #[test]
     fn wire_format_is_stable() {
-        let r = Request::Kill { signal: 15, all: false };
-        assert_eq!(serde_json::to_string(&r).expect("json"), r#"{"op":"kill","signal":15,"all":false}"#);
-        assert_eq!(serde_json::to_string(&Request::Start).expect("json"), r#"{"op":"start"}"#);
+        let r = Request::Kill {
+            signal: 15,
+            all: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).expect("json"),
+            r#"{"op":"kill","signal":15,"all":false}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Start).expect("json"),
+            r#"{"op":"start"}"#
+        );
         let ok = Response::Ok { state: None };
-        assert_eq!(serde_json::to_string(&ok).expect("json"), r#"{"result":"ok"}"#);
-        let back: Response = serde_json::from_str(r#"{"result":"error","message":"x"}"#).expect("parse");
-        assert_eq!(back, Response::Error { message: "x".into() });
+        assert_eq!(
+            serde_json::to_string(&ok).expect("json"),
+            r#"{"result":"ok"}"#
+        );
+        let back: Response =
+            serde_json::from_str(r#"{"result":"error","message":"x"}"#).expect("parse");
+        assert_eq!(
+            back,
+            Response::Error {
+                message: "x".into()
+            }
+        );
     }
 }

@@ -94,7 +94,11 @@ impl Supervisor {
             .set_nonblocking(true)
             .map_err(|e| format!("socket: {e}"))?;
         loop {
-            if self.exit.is_some() && self.stdout.is_none() && self.stderr.is_none() && self.tty_master.is_none() {
+            if self.exit.is_some()
+                && self.stdout.is_none()
+                && self.stderr.is_none()
+                && self.tty_master.is_none()
+            {
                 self.finish();
                 return Ok(());
             }
@@ -154,7 +158,10 @@ impl Supervisor {
     fn accept(&mut self) {
         while let Ok((stream, _)) = self.listener.accept() {
             let _ = stream.set_nonblocking(false);
-            self.clients.push(Client { stream, buf: Vec::new() });
+            self.clients.push(Client {
+                stream,
+                buf: Vec::new(),
+            });
         }
     }
 
@@ -201,7 +208,9 @@ impl Supervisor {
         let request: Result<Request, _> = serde_json::from_slice(line);
         let mut stream = client.stream;
         let response = match request {
-            Err(e) => Response::Error { message: format!("bad request: {e}") },
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
             Ok(Request::Wait) if self.exit.is_none() => {
                 self.waiters.push_back(stream);
                 return;
@@ -221,9 +230,13 @@ impl Supervisor {
                         write_json(&self.bundle.join(files::STATE), &self.state());
                         ok(None)
                     }
-                    Err(e) => Response::Error { message: e.to_string() },
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
                 },
-                None => Response::Error { message: "the container was started already".into() },
+                None => Response::Error {
+                    message: "the container was started already".into(),
+                },
             },
             Request::Kill { signal, all } => {
                 if self.exit.is_some() {
@@ -235,7 +248,10 @@ impl Supervisor {
                     }
                     _ => Signal::try_from(signal)
                         .map_err(|e| e.to_string())
-                        .and_then(|s| nix::sys::signal::kill(Pid::from_raw(self.pid), s).map_err(|e| e.to_string())),
+                        .and_then(|s| {
+                            nix::sys::signal::kill(Pid::from_raw(self.pid), s)
+                                .map_err(|e| e.to_string())
+                        }),
                 };
                 match result {
                     Ok(()) => ok(None),
@@ -245,14 +261,20 @@ impl Supervisor {
             Request::State | Request::Wait => ok(Some(self.state())),
             Request::ReopenLog => match self.log.reopen() {
                 Ok(()) => ok(None),
-                Err(e) => Response::Error { message: e.to_string() },
+                Err(e) => Response::Error {
+                    message: e.to_string(),
+                },
             },
             Request::Resize { width, height } => match &self.tty_master {
                 Some(master) => match crate::linux::resize_pty(master, width, height) {
                     Ok(()) => ok(None),
-                    Err(e) => Response::Error { message: e.to_string() },
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
                 },
-                None => Response::Error { message: "the container has no terminal".into() },
+                None => Response::Error {
+                    message: "the container has no terminal".into(),
+                },
             },
         }
     }
@@ -290,7 +312,12 @@ impl Supervisor {
         write_json(&self.bundle.join(files::EXIT), &self.state());
         let state = self.state();
         while let Some(mut w) = self.waiters.pop_front() {
-            reply(&mut w, &Response::Ok { state: Some(state.clone()) });
+            reply(
+                &mut w,
+                &Response::Ok {
+                    state: Some(state.clone()),
+                },
+            );
         }
     }
 
@@ -298,7 +325,12 @@ impl Supervisor {
     fn finish(&mut self) {
         let state = self.state();
         while let Some(mut w) = self.waiters.pop_front() {
-            reply(&mut w, &Response::Ok { state: Some(state.clone()) });
+            reply(
+                &mut w,
+                &Response::Ok {
+                    state: Some(state.clone()),
+                },
+            );
         }
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.destroy() {
@@ -334,7 +366,8 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) {
 pub fn sigchld_fd() -> Result<SignalFd, String> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
-    mask.thread_block().map_err(|e| format!("block SIGCHLD: {e}"))?;
+    mask.thread_block()
+        .map_err(|e| format!("block SIGCHLD: {e}"))?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("signalfd: {e}"))
 }

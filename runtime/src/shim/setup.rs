@@ -80,7 +80,10 @@ pub fn main(args: Args) -> Result<(), String> {
         Ok(supervisor) => {
             let _ = writeln!(stdout, "ok {}", supervisor.pid);
             let _ = stdout.flush();
-            drop(stdout);
+            // The daemon has its answer: stdout is not needed any more.
+            if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2_stdout(&null);
+            }
             supervisor.run(sigchld)
         }
         Err(e) => {
@@ -109,7 +112,11 @@ fn create(args: &Args) -> Result<Supervisor, String> {
     .map_err(|e| e.to_string())?;
 
     let log = LogWriter::open(&args.log).map_err(|e| e.to_string())?;
-    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     let (stdio, stdout, stderr, tty_master) = if terminal {
         let (master, slave) = linux::open_pty().map_err(|e| e.to_string())?;
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup pty: {e}"));
@@ -133,29 +140,62 @@ fn create(args: &Args) -> Result<Supervisor, String> {
     let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
         Some(path) => {
             let hierarchy = cgroups::detect().map_err(|e| e.to_string())?;
-            let cg = Cgroup::create(&hierarchy, &path.to_string_lossy()).map_err(|e| e.to_string())?;
+            let cg =
+                Cgroup::create(&hierarchy, &path.to_string_lossy()).map_err(|e| e.to_string())?;
             if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().clone()) {
-                cg.apply(&resources).map_err(|e| e.to_string())?;
+                if let Err(e) = cg.apply(&resources) {
+                    let _ = cg.destroy();
+                    return Err(e.to_string());
+                }
             }
             Some(cg)
         }
         None => None,
     };
+    let init = match spawn(&spec, &target, stdio, cgroup.as_ref()) {
+        Ok(init) => init,
+        Err(e) => {
+            // Nothing half-made: the cgroup goes with the failed init.
+            if let Some(cg) = &cgroup {
+                let _ = cg.destroy();
+            }
+            return Err(e);
+        }
+    };
+    let socket = bundle.join(files::SOCKET);
+    let _ = std::fs::remove_file(&socket);
+    let listener = match UnixListener::bind(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            // The init dies when dropped unstarted; the cgroup goes with it.
+            drop(init);
+            if let Some(cg) = &cgroup {
+                let _ = cg.kill_all();
+                let _ = cg.destroy();
+            }
+            return Err(format!("bind {}: {e}", socket.display()));
+        }
+    };
+    Ok(Supervisor::new(
+        bundle, init, cgroup, log, stdout, stderr, tty_master, listener,
+    ))
+}
+
+fn spawn(
+    spec: &Spec,
+    rootfs: &Path,
+    stdio: Stdio,
+    cgroup: Option<&Cgroup>,
+) -> Result<linux::Init, String> {
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
         Some(profile) => Some(crate::seccomp::compile(&profile).map_err(|e| e.to_string())?),
         None => None,
     };
-    let mut join_cgroup = |pid: i32| match &cgroup {
+    let mut join_cgroup = |pid: i32| match cgroup {
         Some(cg) => cg.add_pid(pid).map_err(|e| e.to_string()),
         None => Ok(()),
     };
-    let init = linux::spawn_init(&spec, &target, stdio, seccomp, &mut join_cgroup)
-        .map_err(|e| e.to_string())?;
-
-    let socket = bundle.join(files::SOCKET);
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).map_err(|e| format!("bind {}: {e}", socket.display()))?;
-    Ok(Supervisor::new(bundle, init, cgroup, log, stdout, stderr, tty_master, listener))
+    linux::spawn_init(spec, rootfs, stdio, seccomp, &mut join_cgroup).map_err(|e| e.to_string())
 }
 
 fn read_spec(bundle: &Path) -> Result<Spec, String> {

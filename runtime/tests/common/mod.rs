@@ -18,16 +18,29 @@ pub fn busybox_layer(dir: &Path) {
     let busybox = bin.join("busybox");
     std::fs::copy("/bin/busybox", &busybox).expect("copy /bin/busybox (install busybox-static)");
     std::fs::set_permissions(&busybox, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let list = Command::new("/bin/busybox").arg("--list").output().expect("busybox --list");
+    let list = Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         if applet != "busybox" && !applet.is_empty() {
             let _ = std::fs::hard_link(&busybox, bin.join(applet));
         }
     }
-    for d in ["etc", "tmp", "root", "proc", "sys", "dev", "home/tester", "var"] {
+    for d in [
+        "etc",
+        "tmp",
+        "root",
+        "proc",
+        "sys",
+        "dev",
+        "home/tester",
+        "var",
+    ] {
         std::fs::create_dir_all(dir.join(d)).expect("mkdir");
     }
-    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
+    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod tmp");
     std::fs::write(
         dir.join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
@@ -50,7 +63,10 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        let tmp = tempfile::Builder::new().prefix("corten-ct-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("corten-ct-")
+            .tempdir()
+            .expect("tempdir");
         let layer = tmp.path().join("layer");
         busybox_layer(&layer);
         let runtime = ContainerRuntime::new(
@@ -58,7 +74,11 @@ impl Env {
             &tmp.path().join("root"),
             Path::new(env!("CARGO_BIN_EXE_corten-shim")),
         );
-        Env { tmp, runtime, layer }
+        Env {
+            tmp,
+            runtime,
+            layer,
+        }
     }
 
     pub fn log_path(&self, id: &str) -> PathBuf {
@@ -66,7 +86,12 @@ impl Env {
     }
 
     /// Creates container `id` running `args` with `edit` applied to its config.
-    pub async fn create(&self, id: &str, args: &[&str], edit: impl FnOnce(&mut ContainerConfig)) -> i32 {
+    pub async fn create(
+        &self,
+        id: &str,
+        args: &[&str],
+        edit: impl FnOnce(&mut ContainerConfig),
+    ) -> i32 {
         let mut config = ContainerConfig {
             id: id.to_string(),
             command: args.iter().map(|s| s.to_string()).collect(),
@@ -79,7 +104,9 @@ impl Env {
             cmd: vec!["sh".to_string()],
             ..ImageConfig::default()
         };
-        let view = LayeredRootfs { layers: vec![self.layer.clone()] };
+        let view = LayeredRootfs {
+            layers: vec![self.layer.clone()],
+        };
         let spec = spec::generate(&config, &image, &view).expect("spec");
         self.runtime
             .create(CreateRequest {
@@ -124,6 +151,12 @@ impl Env {
             .lines()
             .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
             .collect()
+    }
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
