@@ -163,5 +163,13 @@ impl Default for Env {
 impl Drop for Env {
     fn drop(&mut self) {
         self.kill_all();
+        // The tests' parent cgroup, once no test uses it (busy: left for the last).
+        for controller in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(controller.path().join("corten-test"));
+        }
     }
 }
