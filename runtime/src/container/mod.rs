@@ -6,8 +6,10 @@
 //! holds the writable layer (`upper/`, `work/`), which survives reboots.
 
 mod runtime;
+mod stats;
 
 pub use runtime::{ContainerRuntime, CreateRequest};
+pub use stats::ContainerStats;
 
 use crate::ErrorKind;
 

@@ -236,6 +236,14 @@ impl Snapshotter {
     }
 }
 
+/// Disk usage of one directory tree (a container's writable layer), with
+/// the same rules as [`Snapshotter::usage`].
+pub fn disk_usage(path: &Path) -> Result<Usage, Error> {
+    let mut walk = UsageWalk::default();
+    walk.visit(path)?;
+    Ok(walk.usage)
+}
+
 #[derive(Default)]
 struct UsageWalk {
     usage: Usage,

@@ -1,0 +1,50 @@
+//! Resource usage of a container: its cgroup's counters and the disk its
+//! writable layer takes.
+
+use oci_spec::runtime::Spec;
+
+use super::{ContainerRuntime, Error};
+use crate::cgroups::{self, Cgroup, CgroupStats};
+use crate::shim::protocol::files;
+use crate::snapshot::{disk_usage, Usage};
+
+/// What a container uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerStats {
+    /// The cgroup's counters; `None` once the cgroup is gone (the container exited).
+    pub cgroup: Option<CgroupStats>,
+    /// The writable layer's bytes and inodes.
+    pub writable_layer: Usage,
+}
+
+impl ContainerRuntime {
+    /// The container's current resource usage.
+    pub fn stats(&self, id: &str) -> Result<ContainerStats, crate::Error> {
+        let bundle = self.bundle(id);
+        if !bundle.is_dir() {
+            return Err(Error::NotFound { id: id.to_string() }.into());
+        }
+        let spec_path = bundle.join(files::SPEC);
+        let spec = Spec::load(&spec_path).map_err(|e| Error::Shim {
+            id: id.to_string(),
+            reason: format!("{}: {e}", spec_path.display()),
+        })?;
+        let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+            Some(path) => {
+                let hierarchy = cgroups::detect()?;
+                match Cgroup::open(&hierarchy, &path.to_string_lossy()) {
+                    Ok(cg) => Some(cg.stats()?),
+                    Err(e) if e.kind() == crate::ErrorKind::NotFound => None,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => None,
+        };
+        let upper = self.writable_layer(id).join("upper");
+        let writable_layer = disk_usage(&upper)?;
+        Ok(ContainerStats {
+            cgroup,
+            writable_layer,
+        })
+    }
+}
