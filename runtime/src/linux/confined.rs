@@ -90,7 +90,14 @@ impl Root {
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        openat2(&self.fd, rel, how)
+        // EAGAIN: a rename or mount somewhere raced with the lookup; retry.
+        let mut tries = 0;
+        loop {
+            match openat2(&self.fd, rel, how) {
+                Err(nix::errno::Errno::EAGAIN) if tries < 1000 => tries += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Opens (`O_PATH`) the existing object at `dest`.

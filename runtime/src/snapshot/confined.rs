@@ -66,7 +66,8 @@ impl Root {
         let how = OpenHow::new()
             .flags(flags | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        openat2(self.fd.as_fd(), &join(path), how)
+        let path = join(path);
+        retry_eagain(|| openat2(self.fd.as_fd(), &path, how))
     }
 
     /// Opens the directory `path` (an `O_PATH` descriptor, good for `*at`
@@ -153,5 +154,18 @@ mod tests {
         assert_eq!(strs("../escape"), None);
         assert_eq!(strs("a/../../b"), None);
         assert_eq!(strs("/.."), None);
+    }
+}
+
+/// openat2 with RESOLVE_IN_ROOT answers EAGAIN when a rename or a mount
+/// anywhere on the system raced with the lookup; the lookup is then simply
+/// tried again (a bounded number of times).
+pub(super) fn retry_eagain<T>(mut f: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
+    let mut tries = 0;
+    loop {
+        match f() {
+            Err(nix::errno::Errno::EAGAIN) if tries < 1000 => tries += 1,
+            other => return other,
+        }
     }
 }
