@@ -135,6 +135,19 @@ pub(super) fn remove_all(parent: BorrowedFd<'_>, name: &OsStr) -> nix::Result<()
     unlinkat(parent, name, UnlinkatFlags::RemoveDir)
 }
 
+/// openat2 with RESOLVE_IN_ROOT answers EAGAIN when a rename or a mount
+/// anywhere on the system raced with the lookup; the lookup is then simply
+/// tried again (a bounded number of times).
+pub(super) fn retry_eagain<T>(mut f: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
+    let mut tries = 0;
+    loop {
+        match f() {
+            Err(nix::errno::Errno::EAGAIN) if tries < 1000 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,18 +167,5 @@ mod tests {
         assert_eq!(strs("../escape"), None);
         assert_eq!(strs("a/../../b"), None);
         assert_eq!(strs("/.."), None);
-    }
-}
-
-/// openat2 with RESOLVE_IN_ROOT answers EAGAIN when a rename or a mount
-/// anywhere on the system raced with the lookup; the lookup is then simply
-/// tried again (a bounded number of times).
-pub(super) fn retry_eagain<T>(mut f: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
-    let mut tries = 0;
-    loop {
-        match f() {
-            Err(nix::errno::Errno::EAGAIN) if tries < 1000 => tries += 1,
-            other => return other,
-        }
     }
 }
