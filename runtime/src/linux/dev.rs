@@ -26,25 +26,18 @@ struct Node {
 
 /// The devices every container gets (as runc and crun make them).
 fn defaults() -> Vec<Node> {
-    [
-        ("/dev/null", 1, 3),
-        ("/dev/zero", 1, 5),
-        ("/dev/full", 1, 7),
-        ("/dev/random", 1, 8),
-        ("/dev/urandom", 1, 9),
-        ("/dev/tty", 5, 0),
-    ]
-    .into_iter()
-    .map(|(path, major, minor)| Node {
-        path: path.into(),
-        kind: SFlag::S_IFCHR,
-        major,
-        minor,
-        mode: 0o666,
-        uid: 0,
-        gid: 0,
-    })
-    .collect()
+    crate::spec::DEFAULT_DEVICES
+        .iter()
+        .map(|&(path, major, minor)| Node {
+            path: path.into(),
+            kind: SFlag::S_IFCHR,
+            major: major.unsigned_abs(),
+            minor: minor.unsigned_abs(),
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        })
+        .collect()
 }
 
 fn from_spec(d: &LinuxDevice) -> Result<Node> {

@@ -156,7 +156,7 @@ pub(super) fn mounts(
 
 /// The standard device nodes: (path, major, minor). /dev/ptmx comes from
 /// the devpts mount.
-pub(super) const DEVICES: &[(&str, i64, i64)] = &[
+pub(crate) const DEVICES: &[(&str, i64, i64)] = &[
     ("/dev/null", 1, 3),
     ("/dev/zero", 1, 5),
     ("/dev/full", 1, 7),

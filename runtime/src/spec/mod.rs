@@ -7,6 +7,7 @@
 
 mod config;
 mod defaults;
+pub(crate) use defaults::DEVICES as DEFAULT_DEVICES;
 mod generate;
 mod image;
 mod rootfs;
