@@ -5,8 +5,10 @@
 //! layers, shim socket, state and exit files); `<root_dir>/containers/<id>/`
 //! holds the writable layer (`upper/`, `work/`), which survives reboots.
 
+mod exec;
 mod runtime;
 
+pub use exec::{ExecOutput, ExecRequest};
 pub use runtime::{ContainerRuntime, CreateRequest};
 
 use crate::ErrorKind;
@@ -40,6 +42,14 @@ pub enum Error {
         /// The id.
         id: String,
         /// What the shim said.
+        reason: String,
+    },
+    /// An exec request is malformed.
+    #[error("exec in container {id}: {reason}")]
+    InvalidExec {
+        /// The id.
+        id: String,
+        /// What is wrong.
         reason: String,
     },
     /// The shim cannot be talked to.
@@ -77,7 +87,7 @@ impl Error {
         match self {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
-            Error::InvalidId { .. } => ErrorKind::InvalidArgument,
+            Error::InvalidId { .. } | Error::InvalidExec { .. } => ErrorKind::InvalidArgument,
             Error::Refused { .. } => ErrorKind::FailedPrecondition,
             Error::Create { .. } | Error::Shim { .. } | Error::Io { .. } => ErrorKind::Internal,
         }
