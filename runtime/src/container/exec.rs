@@ -84,7 +84,7 @@ impl ContainerRuntime {
             return Err(invalid("the command is empty".into()));
         }
         for e in &req.env {
-            if !e.split_once('=').is_some_and(|(k, _)| !k.is_empty()) {
+            if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
                 return Err(invalid(format!("env entry {e:?} is not KEY=VALUE")));
             }
         }
@@ -229,9 +229,21 @@ mod tests {
         };
         let kind = |r: Result<tokio::process::Command, Error>| r.err().map(|e| e.kind());
         use crate::ErrorKind::{InvalidArgument, NotFound};
-        assert_eq!(kind(rt.exec_command("c", &req(&[], &[]))), Some(InvalidArgument));
-        assert_eq!(kind(rt.exec_command("c", &req(&["ls"], &["X"]))), Some(InvalidArgument));
-        assert_eq!(kind(rt.exec_command("../x", &req(&["ls"], &[]))), Some(InvalidArgument));
-        assert_eq!(kind(rt.exec_command("c", &req(&["ls"], &["A=1"]))), Some(NotFound));
+        assert_eq!(
+            kind(rt.exec_command("c", &req(&[], &[]))),
+            Some(InvalidArgument)
+        );
+        assert_eq!(
+            kind(rt.exec_command("c", &req(&["ls"], &["X"]))),
+            Some(InvalidArgument)
+        );
+        assert_eq!(
+            kind(rt.exec_command("../x", &req(&["ls"], &[]))),
+            Some(InvalidArgument)
+        );
+        assert_eq!(
+            kind(rt.exec_command("c", &req(&["ls"], &["A=1"]))),
+            Some(NotFound)
+        );
     }
 }

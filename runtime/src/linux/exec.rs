@@ -71,7 +71,9 @@ fn merge_env(base: &[String], extra: &[String]) -> Result<Vec<String>> {
     let mut env = base.to_vec();
     for e in extra {
         let Some((key, _)) = e.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            return Err(Error::InvalidSpec(format!("env entry {e:?} is not KEY=VALUE")));
+            return Err(Error::InvalidSpec(format!(
+                "env entry {e:?} is not KEY=VALUE"
+            )));
         };
         let prefix = format!("{key}=");
         match env.iter_mut().find(|old| old.starts_with(&prefix)) {
@@ -133,7 +135,11 @@ fn open_namespaces(pid: i32) -> Result<Vec<(OwnedFd, CloneFlags, String)>> {
     let mut out = Vec::new();
     for (name, flag) in NAMESPACES {
         let path = format!("/proc/{pid}/ns/{name}");
-        let theirs = match open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+        let theirs = match open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
             Ok(fd) => fd,
             Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH) => {
                 return Err(Error::NoProcess { pid })

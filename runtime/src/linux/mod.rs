@@ -38,9 +38,7 @@ mod rootfs;
 mod sync;
 
 pub use error::{Error, Result};
-pub use exec::{
-    exec_process, ExecOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED,
-};
+pub use exec::{exec_process, ExecOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use init::{spawn_init, Init, Stdio};
 pub use pty::{open_pty, resize_pty};
 pub use rootfs::{mount_rootfs, RootfsLayers};

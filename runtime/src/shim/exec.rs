@@ -47,7 +47,7 @@ impl Args {
                 "--cwd" => out.cwd = Some(PathBuf::from(value()?)),
                 "--env" => {
                     let v = value()?;
-                    if !v.split_once('=').is_some_and(|(k, _)| !k.is_empty()) {
+                    if v.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
                         return Err(format!("--env {v:?} is not KEY=VALUE"));
                     }
                     out.env.push(v.clone());
@@ -90,7 +90,10 @@ fn run(args: Args) -> Result<i32, (i32, String)> {
     let cgroup = match linux_cfg.and_then(|l| l.cgroups_path().as_ref()) {
         Some(path) => {
             let hierarchy = cgroups::detect().map_err(|e| fail(e.to_string()))?;
-            Some(Cgroup::open(&hierarchy, &path.to_string_lossy()).map_err(|e| fail(e.to_string()))?)
+            Some(
+                Cgroup::open(&hierarchy, &path.to_string_lossy())
+                    .map_err(|e| fail(e.to_string()))?,
+            )
         }
         None => None,
     };
