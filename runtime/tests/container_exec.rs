@@ -124,6 +124,16 @@ async fn exec_timeout_kills_the_command() {
         "the timed-out command survived:\n{ps}"
     );
     assert!(ps.contains("sleep 1000"), "{ps}");
+    // What a shell forked goes too (the command's process group).
+    let mut r = req(&["sh", "-c", "sleep 31; echo never"]);
+    r.timeout = Some(Duration::from_millis(300));
+    let out = env.runtime.exec_sync("to", r).await.expect("exec");
+    assert!(out.timed_out && out.stdout.is_empty(), "{out:?}");
+    let ps = text(&exec(&env, "to", &["ps", "-o", "pid,args"]).await.stdout);
+    assert!(
+        !ps.contains("sleep 31"),
+        "a child of the timed-out command survived:\n{ps}"
+    );
     env.runtime.delete("to").await.expect("delete");
 }
 

@@ -119,8 +119,8 @@ impl ContainerRuntime {
     }
 
     /// Runs `req` in container `id` and collects its output. A timeout is
-    /// not an error: the helper is killed (SIGKILL; the command, which has
-    /// PDEATHSIG set, dies with it) and `timed_out` is set.
+    /// not an error: the command's process group and the helper are killed
+    /// (SIGKILL; the command also has PDEATHSIG set) and `timed_out` is set.
     pub async fn exec_sync(&self, id: &str, req: ExecRequest) -> Result<ExecOutput, Error> {
         let mut cmd = self.exec_command(id, &req)?;
         self.ensure_running(id).await?;
@@ -140,6 +140,9 @@ impl ContainerRuntime {
             Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
                 Ok(status) => (status, false),
                 Err(_) => {
+                    if let Some(pid) = child.id() {
+                        kill_exec_group(pid);
+                    }
                     let _ = child.start_kill();
                     (child.wait().await, true)
                 }
@@ -172,6 +175,22 @@ impl ContainerRuntime {
         }
         tracing::debug!(container = id, code = out.exit_code, timed_out, "exec done");
         Ok(out)
+    }
+}
+
+/// SIGKILLs the process group of the helper's child (the exec'd command,
+/// a session leader, and what it forked), so a timed-out `sh -c` takes its
+/// children along. The child cannot be reaped (so its pid not reused)
+/// while the helper, not yet killed, lives.
+fn kill_exec_group(helper: u32) {
+    let path = format!("/proc/{helper}/task/{helper}/children");
+    let children = std::fs::read_to_string(path).unwrap_or_default();
+    for pid in children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        let group = nix::unistd::Pid::from_raw(-pid);
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
     }
 }
 

@@ -179,7 +179,11 @@ pub fn exec_process(
     let pid = opts.init_pid;
     let namespaces = open_namespaces(pid)?;
     let own = std::process::id() as i32;
-    join_cgroup(own).map_err(|message| Error::BeforeSetup { pid: own, message })?;
+    join_cgroup(own).map_err(|message| Error::ExecProcess {
+        kind: crate::ErrorKind::FailedPrecondition,
+        message,
+        code: EXIT_SETUP_FAILED,
+    })?;
     for (fd, flag, path) in &namespaces {
         setns(fd, *flag).ctx(|| format!("join {path}"))?;
     }
