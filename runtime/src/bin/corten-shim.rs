@@ -4,11 +4,16 @@
 //! daemon, creates the container described by DIR/config.json on the
 //! layers of DIR/rootfs.json, prints `ok <pid>` (or `error <why>`) on
 //! stdout, then supervises the container until it exits.
+//!
+//! `corten-shim exec --bundle DIR [--tty] [--cwd DIR] [--env K=V ...] --
+//! ARGS...` runs a command in the running container of DIR with this
+//! process's stdio and exits with its exit code (125 for its own errors).
 
 const USAGE: &str = "\
 corten-shim: per-container supervisor of the corten runtime
 
 usage: corten-shim run --bundle DIR --id ID --log FILE
+       corten-shim exec --bundle DIR [--tty] [--cwd DIR] [--env K=V ...] -- ARGS...
 
 It is started by cortend, one per container; it is not meant to be run by hand.";
 
@@ -23,6 +28,7 @@ fn main() -> std::process::ExitCode {
             println!("{USAGE}");
             return std::process::ExitCode::SUCCESS;
         }
+        Some("exec") => return exec(&args),
         _ => {}
     }
     let parsed = match corten_runtime::shim::setup::Args::parse(&args) {
@@ -39,4 +45,16 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn exec(args: &[String]) -> std::process::ExitCode {
+    use corten_runtime::shim::exec;
+    let code = match exec::Args::parse(args) {
+        Ok(parsed) => exec::main(parsed),
+        Err(e) => {
+            eprintln!("corten-shim exec: {e}\n{USAGE}");
+            corten_runtime::linux::EXIT_SETUP_FAILED
+        }
+    };
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }

@@ -5,9 +5,11 @@
 //! layers, shim socket, state and exit files); `<root_dir>/containers/<id>/`
 //! holds the writable layer (`upper/`, `work/`), which survives reboots.
 
+mod exec;
 mod runtime;
 mod stats;
 
+pub use exec::{ExecOutput, ExecRequest};
 pub use runtime::{ContainerRuntime, CreateRequest};
 pub use stats::ContainerStats;
 
@@ -42,6 +44,14 @@ pub enum Error {
         /// The id.
         id: String,
         /// What the shim said.
+        reason: String,
+    },
+    /// An exec request is malformed.
+    #[error("exec in container {id}: {reason}")]
+    InvalidExec {
+        /// The id.
+        id: String,
+        /// What is wrong.
         reason: String,
     },
     /// The shim cannot be talked to.
@@ -79,7 +89,7 @@ impl Error {
         match self {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
-            Error::InvalidId { .. } => ErrorKind::InvalidArgument,
+            Error::InvalidId { .. } | Error::InvalidExec { .. } => ErrorKind::InvalidArgument,
             Error::Refused { .. } => ErrorKind::FailedPrecondition,
             Error::Create { .. } | Error::Shim { .. } | Error::Io { .. } => ErrorKind::Internal,
         }

@@ -55,6 +55,11 @@ impl ContainerRuntime {
         self.bundles.join(id)
     }
 
+    /// The `corten-shim` binary this runtime starts.
+    pub fn shim_binary(&self) -> &Path {
+        &self.shim
+    }
+
     /// The writable layer directory of `id` (holding `upper/` and `work/`).
     pub fn writable_layer(&self, id: &str) -> PathBuf {
         self.layers.join(id)
@@ -272,7 +277,7 @@ impl ContainerRuntime {
 }
 
 /// An id must be one plain path component.
-fn check_id(id: &str) -> Result<(), Error> {
+pub(super) fn check_id(id: &str) -> Result<(), Error> {
     let bad = |reason: &str| Error::InvalidId {
         id: id.to_string(),
         reason: reason.to_string(),

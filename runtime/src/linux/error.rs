@@ -7,8 +7,8 @@ use nix::errno::Errno;
 
 use crate::ErrorKind;
 
-/// Errors of [`super::mount_rootfs`], [`super::spawn_init`] and
-/// [`super::Init::start`].
+/// Errors of [`super::mount_rootfs`], [`super::spawn_init`],
+/// [`super::Init::start`] and [`super::exec_process`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A system call failed; `op` names the step and its paths, e.g.
@@ -65,6 +65,23 @@ pub enum Error {
         /// How it ended.
         status: String,
     },
+    /// The container's init is gone: the container has exited.
+    #[error("container init (pid {pid}) is gone: the container is not running")]
+    NoProcess {
+        /// The init's pid.
+        pid: i32,
+    },
+    /// A process exec'd into a container could not be set up or started.
+    #[error("{message}")]
+    ExecProcess {
+        /// The kind of the child's error.
+        kind: ErrorKind,
+        /// The child's error message.
+        message: String,
+        /// The exit code to report: 127 (not found), 126 (not executable)
+        /// or 125 (setup failed).
+        code: i32,
+    },
     /// The caller's `before_setup` hook failed; the child was killed.
     #[error("preparing container init (pid {pid}): {message}")]
     BeforeSetup {
@@ -87,7 +104,8 @@ impl Error {
                 }
                 _ => ErrorKind::Internal,
             },
-            Error::Init { kind, .. } => *kind,
+            Error::Init { kind, .. } | Error::ExecProcess { kind, .. } => *kind,
+            Error::NoProcess { .. } => ErrorKind::FailedPrecondition,
             Error::Sys { .. } | Error::Io { .. } | Error::InitDied { .. } => ErrorKind::Internal,
             Error::BeforeSetup { .. } => ErrorKind::Internal,
         }

@@ -1,7 +1,7 @@
 //! The Linux container primitives: the only module of the crate that makes
 //! raw system calls or uses `unsafe`.
 //!
-//! Two entry points, both meant for the single-threaded `corten-shim`:
+//! Three entry points, all meant for the single-threaded `corten-shim`:
 //!
 //! * [`mount_rootfs`] moves the shim into a private mount namespace and
 //!   mounts the container's overlay there, so the overlay lives and dies with
@@ -12,6 +12,8 @@
 //!   it, applies the process settings of the spec (oom score, rlimits, user,
 //!   capabilities, no_new_privs), reports "ready" and waits. [`Init::start`]
 //!   lets it install seccomp and exec the container's command.
+//! * [`exec_process`] runs a command in a running container, from a fresh
+//!   single-threaded helper (`corten-shim exec`).
 //!
 //! Sync protocol, over two close-on-exec pipes: the parent writes `G` (go,
 //! after `before_setup`) and `S` (start); the child answers `R` (ready) or an
@@ -23,16 +25,20 @@ mod child;
 mod confined;
 mod dev;
 mod error;
+mod exec;
+mod exec_child;
 mod init;
 mod mounts;
 mod namespaces;
 mod pivot;
 mod process;
 mod pty;
+mod relay;
 mod rootfs;
 mod sync;
 
 pub use error::{Error, Result};
+pub use exec::{exec_process, ExecOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use init::{spawn_init, Init, Stdio};
 pub use pty::{open_pty, resize_pty};
 pub use rootfs::{mount_rootfs, RootfsLayers};
