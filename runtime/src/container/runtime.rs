@@ -29,6 +29,9 @@ pub struct CreateRequest {
     pub readonly_rootfs: bool,
     /// The CRI log file.
     pub log_path: PathBuf,
+    /// An external OCI runtime binary (runc, crun) to create the container
+    /// with; `None` is the built-in core.
+    pub runtime: Option<PathBuf>,
 }
 
 /// Runs containers under shims.
@@ -121,14 +124,19 @@ impl ContainerRuntime {
 
         let shim_log = bundle.join(files::SHIM_LOG);
         let log_file = std::fs::File::create(&shim_log).map_err(io(&shim_log))?;
-        let mut child = tokio::process::Command::new(&self.shim)
+        let mut command = tokio::process::Command::new(&self.shim);
+        command
             .arg("run")
             .arg("--bundle")
             .arg(bundle)
             .arg("--id")
             .arg(id)
             .arg("--log")
-            .arg(&req.log_path)
+            .arg(&req.log_path);
+        if let Some(runtime) = &req.runtime {
+            command.arg("--runtime").arg(runtime);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)

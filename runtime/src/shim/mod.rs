@@ -2,6 +2,7 @@
 //! server loop that runs inside the `corten-shim` binary.
 
 pub mod client;
+pub mod external;
 pub mod protocol;
 pub mod server;
 pub mod setup;
