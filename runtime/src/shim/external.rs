@@ -12,6 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio as ProcStdio};
 
+use oci_spec::runtime::Spec;
+
 use crate::linux::{Init, Stdio};
 
 /// The runtime's state directory, inside the bundle (`--root`).
@@ -107,6 +109,22 @@ impl OciRuntime {
         cmd
     }
 
+    /// Rewrites the bundle's spec where the built-in core would clamp a
+    /// value this process cannot grant (see [`clamp_to_host`]), so the
+    /// runtime, which refuses instead, gets the same container.
+    pub fn prepare(&self, spec: &Spec) -> Result<(), String> {
+        let mut spec = spec.clone();
+        if !clamp_to_host(&mut spec, &HostLimits::current()) {
+            return Ok(());
+        }
+        let path = self.bundle.join(super::protocol::files::SPEC);
+        let json = serde_json::to_vec(&spec).map_err(|e| format!("{}: {e}", path.display()))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// `create --bundle DIR --pid-file DIR/init.pid ID` with the container's
     /// stdio; returns the init's pid. The init waits for [`Self::start`].
     pub fn create(&self, stdio: Stdio) -> Result<i32, String> {
@@ -185,6 +203,82 @@ fn last_error(log: &Path) -> Option<String> {
     })
 }
 
+/// What this process may grant without CAP_SYS_RESOURCE.
+#[derive(Debug, Clone, Default)]
+pub struct HostLimits {
+    /// CAP_SYS_RESOURCE is effective: nothing needs clamping.
+    pub sys_resource: bool,
+    /// The hard limit of each rlimit type the spec names, as this process has it.
+    pub hard: Vec<(oci_spec::runtime::PosixRlimitType, u64)>,
+    /// This process's own oom_score_adj (the lowest it may give a child).
+    pub oom_score_adj: Option<i32>,
+}
+
+impl HostLimits {
+    /// The limits of the running process.
+    pub fn current() -> HostLimits {
+        use caps::{CapSet, Capability};
+        let sys_resource =
+            caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_RESOURCE).unwrap_or(false);
+        let oom_score_adj = std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .ok()
+            .map(|(_, hard)| (oci_spec::runtime::PosixRlimitType::RlimitNofile, hard));
+        HostLimits {
+            sys_resource,
+            hard: nofile.into_iter().collect(),
+            oom_score_adj,
+        }
+    }
+}
+
+/// Lowers what `host` cannot grant, as the built-in core does at setrlimit
+/// and oom_score_adj time: rlimits above the hard limit come down to it (a
+/// soft limit with them), an oom_score_adj below the shim's own comes up to
+/// it (containerd's `restrict_oom_score_adj`). Without CAP_SYS_RESOURCE runc
+/// refuses both ("error setting rlimit type 7: operation not permitted").
+/// Returns whether anything changed.
+pub fn clamp_to_host(spec: &mut Spec, host: &HostLimits) -> bool {
+    if host.sys_resource {
+        return false;
+    }
+    let Some(mut process) = spec.process().clone() else {
+        return false;
+    };
+    let mut changed = false;
+    if let Some(mut limits) = process.rlimits().clone() {
+        for l in &mut limits {
+            let Some(&(_, hard)) = host.hard.iter().find(|(t, _)| *t == l.typ()) else {
+                continue;
+            };
+            if l.hard() > hard {
+                let lowered = oci_spec::runtime::PosixRlimitBuilder::default()
+                    .typ(l.typ())
+                    .soft(l.soft().min(hard))
+                    .hard(hard)
+                    .build();
+                if let Ok(lowered) = lowered {
+                    *l = lowered;
+                    changed = true;
+                }
+            }
+        }
+        process.set_rlimits(Some(limits));
+    }
+    if let (Some(wanted), Some(own)) = (process.oom_score_adj(), host.oom_score_adj) {
+        if wanted < own {
+            process.set_oom_score_adj(Some(own));
+            changed = true;
+        }
+    }
+    if changed {
+        spec.set_process(Some(process));
+    }
+    changed
+}
+
 /// External runtimes get pipes only, for now: a tty would need
 /// `--console-socket` and receiving the pty master from the runtime.
 pub fn refuse_terminal(terminal: bool) -> Result<(), String> {
@@ -205,6 +299,39 @@ mod tests {
             Backend::from_flag(Some(Path::new("/usr/sbin/runc"))),
             Backend::External(PathBuf::from("/usr/sbin/runc"))
         );
+    }
+
+    #[test]
+    fn clamps_what_the_host_cannot_grant() {
+        use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType, Process};
+        let nofile = PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .soft(1_048_576u64)
+            .hard(1_048_576u64)
+            .build()
+            .expect("rlimit");
+        let mut process = Process::default();
+        process.set_rlimits(Some(vec![nofile]));
+        process.set_oom_score_adj(Some(-998));
+        let mut spec = Spec::default();
+        spec.set_process(Some(process));
+        let host = HostLimits {
+            sys_resource: false,
+            hard: vec![(PosixRlimitType::RlimitNofile, 20_000)],
+            oom_score_adj: Some(0),
+        };
+        let mut privileged = spec.clone();
+        let all = HostLimits {
+            sys_resource: true,
+            ..host.clone()
+        };
+        assert!(!clamp_to_host(&mut privileged, &all));
+        assert!(clamp_to_host(&mut spec, &host));
+        let p = spec.process().clone().expect("process");
+        let l = &p.rlimits().clone().expect("rlimits")[0];
+        assert_eq!((l.soft(), l.hard()), (20_000, 20_000));
+        assert_eq!(p.oom_score_adj(), Some(0));
+        assert!(!clamp_to_host(&mut spec, &host), "idempotent");
     }
 
     #[test]

@@ -151,6 +151,7 @@ fn create(args: &Args) -> Result<Supervisor, String> {
         Backend::External(binary) => {
             external::refuse_terminal(terminal)?;
             let oci = OciRuntime::new(&binary, bundle, &args.id);
+            oci.prepare(&spec)?;
             let pid = oci.create(stdio)?;
             // The runtime made the cgroup: opened for OOM events and kill-all.
             let cgroup = cgroup_path(&spec).and_then(|path| {
