@@ -1,6 +1,6 @@
 //! Core benchmark (not a test): the built-in core against runc, both driven
 //! by corten-shim on the same kind of bundle (busybox on overlayfs), over N
-//! runs each, interleaved so that drift on the machine hits both alike.
+//! runs each (one backend after the other, after a warm-up of both).
 //!
 //! Prints, per backend, median and p90 of
 //! - create -> first instruction: from the moment `create` is called to the
@@ -83,8 +83,12 @@ async fn measure(b: &mut Bench, runs: usize, shim: &Path) -> anyhow::Result<()> 
     }
     let mut first = [Vec::new(), Vec::new()];
     let mut whole = [Vec::new(), Vec::new()];
-    for _ in 0..runs {
-        for (i, (_, backend)) in backends.iter().enumerate() {
+    // One backend after the other: interleaving them per run made the
+    // built-in's figures pay for runc's teardown (a Go process, nine v1
+    // cgroups) still settling; a pause between runs made both slower and
+    // noisier (idle CPUs clocking down).
+    for (i, (_, backend)) in backends.iter().enumerate() {
+        for _ in 0..runs {
             first[i].push(b.first_instruction(backend).await?);
             whole[i].push(b.run_true(backend).await?);
         }
