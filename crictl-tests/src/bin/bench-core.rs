@@ -28,6 +28,8 @@ use crictl_tests::tools;
 const RUNC: &str = "/usr/sbin/runc";
 /// The benchmark's parent cgroup, removed at the end.
 const CGROUP_PARENT: &str = "corten-bench";
+/// How many idle shims share the binary's pages in the second memory figure.
+const IDLE_SHIMS: u64 = 10;
 
 struct Bench {
     tmp: tempfile::TempDir,
@@ -101,11 +103,14 @@ async fn measure(b: &mut Bench, runs: usize, shim: &Path) -> anyhow::Result<()> 
     // lands: create+start a `sleep` container per backend here, time N
     // exec_sync calls, and report() them like the figures above.
     for (name, backend) in &backends {
-        let (rss, pss) = b.idle_shim_memory(backend).await?;
-        println!(
-            "shim memory, idle with a running sleep ({name}): RSS {} KiB, PSS {} KiB",
-            rss, pss
-        );
+        for n in [1, IDLE_SHIMS] {
+            let m = b.idle_shim_memory(backend, n).await?;
+            println!(
+                "shim memory, idle, {n} running sleep container(s) ({name}): RSS {} KiB, \
+                 PSS {} KiB (anonymous {} KiB) per shim",
+                m.rss, m.pss, m.anon
+            );
+        }
     }
     let size = std::fs::metadata(shim).map(|m| m.len()).unwrap_or(0);
     println!("corten-shim binary: {} KiB", size / 1024);
@@ -201,21 +206,47 @@ impl Bench {
         Ok(took)
     }
 
-    /// RSS and PSS (KiB) of the shim of a running `sleep`.
-    async fn idle_shim_memory(&mut self, backend: &Option<PathBuf>) -> anyhow::Result<(u64, u64)> {
-        let id = self.next_id("idle");
-        self.create(&id, &["sleep", "1000"], backend).await?;
-        self.runtime.start(&id).await?;
+    /// Memory (KiB) of the shims of `n` running `sleep`s: the mean over them.
+    /// With one shim its PSS carries every page of the binary it touched;
+    /// with more, those are shared and PSS approaches the anonymous part.
+    async fn idle_shim_memory(
+        &mut self,
+        backend: &Option<PathBuf>,
+        n: u64,
+    ) -> anyhow::Result<Memory> {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let id = self.next_id("idle");
+            self.create(&id, &["sleep", "1000"], backend).await?;
+            ids.push(id.clone());
+            self.runtime.start(&id).await?;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let pid = self.runtime.state(&id).await?.pid;
-        let measured = shim_of(pid).and_then(|shim| {
-            let rss = proc_kib(&format!("/proc/{shim}/status"), "VmRSS:")?;
-            let pss = proc_kib(&format!("/proc/{shim}/smaps_rollup"), "Pss:")?;
-            Ok((rss, pss))
-        });
-        self.runtime.delete(&id).await?;
-        measured
+        let mut sum = Memory::default();
+        for id in &ids {
+            let shim = shim_of(self.runtime.state(id).await?.pid)?;
+            sum.rss += proc_kib(&format!("/proc/{shim}/status"), "VmRSS:")?;
+            let rollup = format!("/proc/{shim}/smaps_rollup");
+            sum.pss += proc_kib(&rollup, "Pss:")?;
+            sum.anon += proc_kib(&rollup, "Anonymous:")?;
+        }
+        for id in &ids {
+            self.runtime.delete(id).await?;
+        }
+        Ok(Memory {
+            rss: sum.rss / n,
+            pss: sum.pss / n,
+            anon: sum.anon / n,
+        })
     }
+}
+
+/// A process's memory, KiB.
+#[derive(Debug, Default)]
+struct Memory {
+    rss: u64,
+    pss: u64,
+    anon: u64,
 }
 
 /// The init's parent: the shim (runc's init is reparented to it).
