@@ -16,7 +16,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian packages: protoc for the CRI bindings; the real parts the tests use.
-packages=(protobuf-compiler containernetworking-plugins iptables iproute2 docker-registry busybox-static)
+packages=(protobuf-compiler containernetworking-plugins iptables iproute2 docker-registry busybox-static runc)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,9 @@
 //! corten-shim: the per-container supervisor, started by cortend.
 //!
-//! `corten-shim run --bundle DIR --id ID --log FILE` detaches from the
-//! daemon, creates the container described by DIR/config.json on the
-//! layers of DIR/rootfs.json, prints `ok <pid>` (or `error <why>`) on
+//! `corten-shim run --bundle DIR --id ID --log FILE [--runtime PATH]`
+//! detaches from the daemon, creates the container described by
+//! DIR/config.json on the layers of DIR/rootfs.json (with the built-in core,
+//! or with the OCI runtime binary PATH such as runc), prints `ok <pid>` (or `error <why>`) on
 //! stdout, then supervises the container until it exits.
 //!
 //! `corten-shim exec --bundle DIR [--tty] [--cwd DIR] [--env K=V ...] --
@@ -12,8 +13,11 @@
 const USAGE: &str = "\
 corten-shim: per-container supervisor of the corten runtime
 
-usage: corten-shim run --bundle DIR --id ID --log FILE
+usage: corten-shim run --bundle DIR --id ID --log FILE [--runtime PATH]
        corten-shim exec --bundle DIR [--tty] [--cwd DIR] [--env K=V ...] -- ARGS...
+
+  --runtime PATH   create the container with this OCI runtime (runc, crun)
+                   instead of the built-in core
 
 It is started by cortend, one per container; it is not meant to be run by hand.";
 

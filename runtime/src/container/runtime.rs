@@ -15,6 +15,9 @@ use crate::shim::{Request, ShimClient, State};
 
 /// How long a shim gets to create a container.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a shim gets to finish after its container's exit (an external
+/// runtime's `delete`, the cgroup) before its files are removed anyway.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What is needed to create a container.
 #[derive(Debug, Clone)]
@@ -29,6 +32,9 @@ pub struct CreateRequest {
     pub readonly_rootfs: bool,
     /// The CRI log file.
     pub log_path: PathBuf,
+    /// An external OCI runtime binary (runc, crun) to create the container
+    /// with; `None` is the built-in core.
+    pub runtime: Option<PathBuf>,
 }
 
 /// Runs containers under shims.
@@ -126,14 +132,19 @@ impl ContainerRuntime {
 
         let shim_log = bundle.join(files::SHIM_LOG);
         let log_file = std::fs::File::create(&shim_log).map_err(io(&shim_log))?;
-        let mut child = tokio::process::Command::new(&self.shim)
+        let mut command = tokio::process::Command::new(&self.shim);
+        command
             .arg("run")
             .arg("--bundle")
             .arg(bundle)
             .arg("--id")
             .arg(id)
             .arg("--log")
-            .arg(&req.log_path)
+            .arg(&req.log_path);
+        if let Some(runtime) = &req.runtime {
+            command.arg("--runtime").arg(runtime);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -252,8 +263,23 @@ impl ContainerRuntime {
                 let _ = tokio::time::timeout(Duration::from_secs(10), self.wait(id)).await;
             }
         }
+        self.shim_finished(id).await;
         self.remove_files(id);
         Ok(())
+    }
+
+    /// Waits (bounded) until the shim of an exited container has finished:
+    /// it removes its socket last, after `runc delete` needed the bundle.
+    async fn shim_finished(&self, id: &str) {
+        let socket = self.bundle(id).join(files::SOCKET);
+        let deadline = tokio::time::Instant::now() + FINISH_TIMEOUT;
+        while socket.exists() && tokio::time::Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+                // A socket file with no shim behind it.
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     fn remove_files(&self, id: &str) {

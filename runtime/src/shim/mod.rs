@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod exec;
+pub mod external;
 pub mod protocol;
 pub mod server;
 pub mod setup;

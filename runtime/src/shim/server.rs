@@ -14,9 +14,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::external::{Created, OciRuntime};
 use super::protocol::{files, ExitStatus, Request, Response, State, Status};
 use crate::cgroups::Cgroup;
-use crate::linux::Init;
 use crate::logs::{LogWriter, Stream};
 
 /// A connected daemon with what it has sent so far.
@@ -28,7 +28,7 @@ struct Client {
 /// The supervisor of one running (or created) container.
 pub struct Supervisor {
     pub(crate) bundle: PathBuf,
-    pub(crate) init: Option<Init>,
+    pub(crate) init: Option<Created>,
     pub(crate) pid: i32,
     pub(crate) cgroup: Option<Cgroup>,
     pub(crate) log: LogWriter,
@@ -40,6 +40,8 @@ pub struct Supervisor {
     pub(crate) exit: Option<ExitStatus>,
     clients: Vec<Client>,
     waiters: VecDeque<UnixStream>,
+    /// The external OCI runtime that made the container, if one did.
+    external: Option<OciRuntime>,
 }
 
 impl Supervisor {
@@ -47,7 +49,7 @@ impl Supervisor {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         bundle: &Path,
-        init: Init,
+        init: impl Into<Created>,
         cgroup: Option<Cgroup>,
         log: LogWriter,
         stdout: Option<OwnedFd>,
@@ -55,6 +57,7 @@ impl Supervisor {
         tty_master: Option<OwnedFd>,
         listener: UnixListener,
     ) -> Supervisor {
+        let init = init.into();
         let pid = init.pid();
         Supervisor {
             bundle: bundle.to_path_buf(),
@@ -70,7 +73,14 @@ impl Supervisor {
             exit: None,
             clients: Vec::new(),
             waiters: VecDeque::new(),
+            external: None,
         }
+    }
+
+    /// The container was made by `runtime`, which deletes it when it is gone.
+    pub fn with_external(mut self, runtime: OciRuntime) -> Supervisor {
+        self.external = Some(runtime);
+        self
     }
 
     fn state(&self) -> State {
@@ -230,9 +240,7 @@ impl Supervisor {
                         write_json(&self.bundle.join(files::STATE), &self.state());
                         ok(None)
                     }
-                    Err(e) => Response::Error {
-                        message: e.to_string(),
-                    },
+                    Err(message) => Response::Error { message },
                 },
                 None => Response::Error {
                     message: "the container was started already".into(),
@@ -331,6 +339,11 @@ impl Supervisor {
                     state: Some(state.clone()),
                 },
             );
+        }
+        if let Some(oci) = self.external.take() {
+            if let Err(e) = oci.delete() {
+                eprintln!("corten-shim: {e}");
+            }
         }
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.destroy() {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
+use super::external::{self, Backend, Created, OciRuntime};
 use super::protocol::files;
 use super::server::{sigchld_fd, Supervisor};
 use crate::cgroups::{self, Cgroup};
@@ -37,14 +38,17 @@ pub struct Args {
     pub id: String,
     /// The CRI log file.
     pub log: PathBuf,
+    /// An external OCI runtime binary (`--runtime`); the built-in core if `None`.
+    pub runtime: Option<PathBuf>,
 }
 
 impl Args {
-    /// `run --bundle DIR --id ID --log FILE`.
+    /// `run --bundle DIR --id ID --log FILE [--runtime PATH]`.
     pub fn parse(args: &[String]) -> Result<Args, String> {
         let mut bundle = None;
         let mut id = None;
         let mut log = None;
+        let mut runtime = None;
         let mut it = args.iter();
         match it.next().map(String::as_str) {
             Some("run") => {}
@@ -56,6 +60,7 @@ impl Args {
                 "--bundle" => bundle = Some(PathBuf::from(value)),
                 "--id" => id = Some(value.clone()),
                 "--log" => log = Some(PathBuf::from(value)),
+                "--runtime" => runtime = Some(PathBuf::from(value)),
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -63,6 +68,7 @@ impl Args {
             bundle: bundle.ok_or("--bundle is required")?,
             id: id.ok_or("--id is required")?,
             log: log.ok_or("--log is required")?,
+            runtime,
         })
     }
 }
@@ -137,11 +143,61 @@ fn create(args: &Args) -> Result<Supervisor, String> {
         (stdio, Some(out_r), Some(err_r), None)
     };
 
-    let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+    let (init, cgroup, oci) = match Backend::from_flag(args.runtime.as_deref()) {
+        Backend::Builtin => {
+            let (init, cgroup) = builtin(&spec, &target, stdio)?;
+            (Created::from(init), cgroup, None)
+        }
+        Backend::External(binary) => {
+            external::refuse_terminal(terminal)?;
+            let oci = OciRuntime::new(&binary, bundle, &args.id);
+            oci.prepare(&spec)?;
+            let pid = oci.create(stdio)?;
+            // The runtime made the cgroup: opened for OOM events and kill-all.
+            let cgroup = cgroup_path(&spec).and_then(|path| {
+                let hierarchy = cgroups::detect().ok()?;
+                Cgroup::open(&hierarchy, &path).ok()
+            });
+            let runtime = oci.clone();
+            (Created::External { runtime, pid }, cgroup, Some(oci))
+        }
+    };
+    let socket = bundle.join(files::SOCKET);
+    let _ = std::fs::remove_file(&socket);
+    let listener = match UnixListener::bind(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            // The init dies when dropped unstarted; the cgroup goes with it.
+            drop(init);
+            if let Some(oci) = &oci {
+                let _ = oci.delete();
+            }
+            if let Some(cg) = &cgroup {
+                let _ = cg.kill_all();
+                let _ = cg.destroy();
+            }
+            return Err(format!("bind {}: {e}", socket.display()));
+        }
+    };
+    let supervisor = Supervisor::new(
+        bundle, init, cgroup, log, stdout, stderr, tty_master, listener,
+    );
+    Ok(match oci {
+        Some(oci) => supervisor.with_external(oci),
+        None => supervisor,
+    })
+}
+
+/// The built-in core: the shim makes the cgroup and forks the init into it.
+fn builtin(
+    spec: &Spec,
+    target: &Path,
+    stdio: Stdio,
+) -> Result<(linux::Init, Option<Cgroup>), String> {
+    let cgroup = match cgroup_path(spec) {
         Some(path) => {
             let hierarchy = cgroups::detect().map_err(|e| e.to_string())?;
-            let cg =
-                Cgroup::create(&hierarchy, &path.to_string_lossy()).map_err(|e| e.to_string())?;
+            let cg = Cgroup::create(&hierarchy, &path).map_err(|e| e.to_string())?;
             if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().clone()) {
                 if let Err(e) = cg.apply(&resources) {
                     let _ = cg.destroy();
@@ -152,33 +208,23 @@ fn create(args: &Args) -> Result<Supervisor, String> {
         }
         None => None,
     };
-    let init = match spawn(&spec, &target, stdio, cgroup.as_ref()) {
-        Ok(init) => init,
+    match spawn(spec, target, stdio, cgroup.as_ref()) {
+        Ok(init) => Ok((init, cgroup)),
         Err(e) => {
             // Nothing half-made: the cgroup goes with the failed init.
             if let Some(cg) = &cgroup {
                 let _ = cg.destroy();
             }
-            return Err(e);
+            Err(e)
         }
-    };
-    let socket = bundle.join(files::SOCKET);
-    let _ = std::fs::remove_file(&socket);
-    let listener = match UnixListener::bind(&socket) {
-        Ok(l) => l,
-        Err(e) => {
-            // The init dies when dropped unstarted; the cgroup goes with it.
-            drop(init);
-            if let Some(cg) = &cgroup {
-                let _ = cg.kill_all();
-                let _ = cg.destroy();
-            }
-            return Err(format!("bind {}: {e}", socket.display()));
-        }
-    };
-    Ok(Supervisor::new(
-        bundle, init, cgroup, log, stdout, stderr, tty_master, listener,
-    ))
+    }
+}
+
+fn cgroup_path(spec: &Spec) -> Option<String> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 fn spawn(

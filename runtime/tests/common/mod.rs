@@ -59,10 +59,17 @@ pub struct Env {
     pub tmp: tempfile::TempDir,
     pub runtime: ContainerRuntime,
     pub layer: PathBuf,
+    /// The OCI runtime binary containers are created with (`None`: built-in).
+    pub oci_runtime: Option<PathBuf>,
 }
 
 impl Env {
     pub fn new() -> Env {
+        Env::with_oci_runtime(None)
+    }
+
+    /// An env whose containers are created by `oci_runtime` (e.g. runc).
+    pub fn with_oci_runtime(oci_runtime: Option<PathBuf>) -> Env {
         let tmp = tempfile::Builder::new()
             .prefix("corten-ct-")
             .tempdir()
@@ -78,6 +85,7 @@ impl Env {
             tmp,
             runtime,
             layer,
+            oci_runtime,
         }
     }
 
@@ -92,6 +100,16 @@ impl Env {
         args: &[&str],
         edit: impl FnOnce(&mut ContainerConfig),
     ) -> i32 {
+        self.try_create(id, args, edit).await.expect("create")
+    }
+
+    /// [`Env::create`], returning the runtime's error.
+    pub async fn try_create(
+        &self,
+        id: &str,
+        args: &[&str],
+        edit: impl FnOnce(&mut ContainerConfig),
+    ) -> Result<i32, corten_runtime::container::Error> {
         let mut config = ContainerConfig {
             id: id.to_string(),
             command: args.iter().map(|s| s.to_string()).collect(),
@@ -115,9 +133,9 @@ impl Env {
                 layers: vec![self.layer.clone()],
                 readonly_rootfs: config.security.readonly_rootfs,
                 log_path: self.log_path(id),
+                runtime: self.oci_runtime.clone(),
             })
             .await
-            .expect("create")
     }
 
     /// Kills every container still running (a failed test must not leave
