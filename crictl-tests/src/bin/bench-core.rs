@@ -162,6 +162,8 @@ impl Bench {
                 readonly_rootfs: false,
                 log_path: self.log_path(id),
                 runtime: backend.clone(),
+                stdin: false,
+                stdin_once: false,
             })
             .await?;
         Ok(())

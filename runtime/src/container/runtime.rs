@@ -35,6 +35,10 @@ pub struct CreateRequest {
     /// An external OCI runtime binary (runc, crun) to create the container
     /// with; `None` is the built-in core.
     pub runtime: Option<PathBuf>,
+    /// Keep the container's stdin open for attach.
+    pub stdin: bool,
+    /// Close stdin when the first attached client detaches.
+    pub stdin_once: bool,
 }
 
 /// Runs containers under shims.
@@ -144,6 +148,12 @@ impl ContainerRuntime {
         if let Some(runtime) = &req.runtime {
             command.arg("--runtime").arg(runtime);
         }
+        if req.stdin {
+            command.arg("--stdin");
+        }
+        if req.stdin_once {
+            command.arg("--stdin-once");
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -205,6 +215,12 @@ impl ContainerRuntime {
             .call(&Request::Kill { signal, all })
             .await?;
         Ok(())
+    }
+
+    /// Attaches to the container's stdio: the returned connection carries
+    /// frames ([`crate::shim::protocol::frame`]) until the container exits.
+    pub async fn attach(&self, id: &str, stdin: bool) -> Result<tokio::net::UnixStream, Error> {
+        self.client(id)?.attach(stdin).await
     }
 
     /// Asks the shim to reopen the log file.

@@ -28,6 +28,47 @@ impl ShimClient {
         }
     }
 
+    /// Sends `Attach` and, once the shim agreed, hands back the connection,
+    /// which then carries frames both ways.
+    pub async fn attach(&self, stdin: bool) -> Result<UnixStream, Error> {
+        let failed = |reason: String| Error::Shim {
+            id: self.id.clone(),
+            reason,
+        };
+        let mut stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| Error::Refused {
+                id: self.id.clone(),
+                message: format!("cannot attach: the container is not running ({e})"),
+            })?;
+        let mut line =
+            serde_json::to_vec(&Request::Attach { stdin }).map_err(|e| failed(e.to_string()))?;
+        line.push(b'\n');
+        stream
+            .write_all(&line)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        // Read the answer byte by byte: frames may follow it at once.
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut stream, &mut byte)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            if n == 0 || byte[0] == b'\n' {
+                break;
+            }
+            answer.push(byte[0]);
+        }
+        match serde_json::from_slice::<Response>(&answer).map_err(|e| failed(e.to_string()))? {
+            Response::Ok { .. } => Ok(stream),
+            Response::Error { message } => Err(Error::Refused {
+                id: self.id.clone(),
+                message,
+            }),
+        }
+    }
+
     /// Sends one request and reads the answer; `Ok(None)` when the shim is
     /// gone (its socket refuses), so the caller falls back to the files.
     pub async fn call(&self, request: &Request) -> Result<Option<Option<State>>, Error> {

@@ -1,6 +1,7 @@
 //! The per-container supervisor: its protocol, the daemon's client, and the
 //! server loop that runs inside the `corten-shim` binary.
 
+pub mod attach;
 pub mod client;
 pub mod exec;
 pub mod external;

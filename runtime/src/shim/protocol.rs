@@ -22,6 +22,13 @@ pub enum Request {
     Wait,
     /// Reopen the log file (kubelet rotated it).
     ReopenLog,
+    /// Stream the container's output to this connection (and, with
+    /// `stdin`, take its input from it). After the `ok` line the connection
+    /// carries frames (see [`frame`]) both ways until the container exits.
+    Attach {
+        /// Forward input from this connection to the container's stdin.
+        stdin: bool,
+    },
     /// Resize the terminal of a tty container.
     Resize {
         /// Columns.
@@ -84,6 +91,46 @@ pub enum Response {
         /// What went wrong.
         message: String,
     },
+}
+
+/// The frames of an attached connection: `[stream: u8][len: u32 BE][data]`.
+/// Stream 0 is stdin (client to shim; a zero-length frame closes stdin),
+/// 1 stdout and 2 stderr (shim to client; a tty's output is all stdout).
+pub mod frame {
+    /// Input to the container.
+    pub const STDIN: u8 = 0;
+    /// The container's stdout.
+    pub const STDOUT: u8 = 1;
+    /// The container's stderr.
+    pub const STDERR: u8 = 2;
+    /// Header size.
+    pub const HEADER: usize = 5;
+
+    /// One frame's bytes.
+    pub fn encode(stream: u8, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + data.len());
+        out.push(stream);
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    /// Takes every complete frame off the front of `buf`.
+    pub fn decode(buf: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while buf.len() - at >= HEADER {
+            let len =
+                u32::from_be_bytes([buf[at + 1], buf[at + 2], buf[at + 3], buf[at + 4]]) as usize;
+            if buf.len() - at - HEADER < len {
+                break;
+            }
+            frames.push((buf[at], buf[at + HEADER..at + HEADER + len].to_vec()));
+            at += HEADER + len;
+        }
+        buf.drain(..at);
+        frames
+    }
 }
 
 /// The files a shim keeps in its bundle directory.

@@ -42,6 +42,8 @@ pub struct Supervisor {
     waiters: VecDeque<UnixStream>,
     /// The external OCI runtime that made the container, if one did.
     external: Option<OciRuntime>,
+    /// Attached connections (see [`super::attach`]).
+    pub(crate) attach: super::attach::Attachments,
 }
 
 impl Supervisor {
@@ -74,6 +76,7 @@ impl Supervisor {
             clients: Vec::new(),
             waiters: VecDeque::new(),
             external: None,
+            attach: Default::default(),
         }
     }
 
@@ -130,6 +133,10 @@ impl Supervisor {
                 })
             })
             .collect();
+            let first_attached = fds.len();
+            for a in self.attach.clients() {
+                fds.push(PollFd::new(a.as_fd(), PollFlags::POLLIN));
+            }
             let first_client = fds.len();
             for c in &self.clients {
                 fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
@@ -155,6 +162,12 @@ impl Supervisor {
                 if ready[2 + i] {
                     self.drain(stream, slot);
                 }
+            }
+            let attached: Vec<usize> = (0..first_client - first_attached)
+                .filter(|i| ready.get(first_attached + i).copied().unwrap_or(false))
+                .collect();
+            for i in attached.into_iter().rev() {
+                self.serve_attached(i);
             }
             let readable: Vec<usize> = (0..self.clients.len())
                 .filter(|i| ready.get(first_client + i).copied().unwrap_or(false))
@@ -196,6 +209,7 @@ impl Supervisor {
                 if let Err(e) = self.log.write(stream, &buf[..n]) {
                     eprintln!("corten-shim: {e}");
                 }
+                self.attach.broadcast(stream, &buf[..n]);
             }
         }
     }
@@ -221,6 +235,10 @@ impl Supervisor {
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
             },
+            Ok(Request::Attach { stdin }) => {
+                self.attach_client(stream, stdin);
+                return;
+            }
             Ok(Request::Wait) if self.exit.is_none() => {
                 self.waiters.push_back(stream);
                 return;
@@ -267,6 +285,10 @@ impl Supervisor {
                 }
             }
             Request::State | Request::Wait => ok(Some(self.state())),
+            // Taken over by `attach_client` before it gets here.
+            Request::Attach { .. } => Response::Error {
+                message: "attach needs a connection of its own".into(),
+            },
             Request::ReopenLog => match self.log.reopen() {
                 Ok(()) => ok(None),
                 Err(e) => Response::Error {
@@ -354,7 +376,7 @@ impl Supervisor {
     }
 }
 
-fn reply(stream: &mut UnixStream, response: &Response) {
+pub(crate) fn reply(stream: &mut UnixStream, response: &Response) {
     if let Ok(mut line) = serde_json::to_vec(response) {
         line.push(b'\n');
         let _ = stream.write_all(&line);

@@ -40,6 +40,10 @@ pub struct Args {
     pub log: PathBuf,
     /// An external OCI runtime binary (`--runtime`); the built-in core if `None`.
     pub runtime: Option<PathBuf>,
+    /// Keep the container's stdin open for attach (`--stdin`).
+    pub stdin: bool,
+    /// Close stdin when the first attached client detaches (`--stdin-once`).
+    pub stdin_once: bool,
 }
 
 impl Args {
@@ -49,12 +53,24 @@ impl Args {
         let mut id = None;
         let mut log = None;
         let mut runtime = None;
+        let (mut stdin, mut stdin_once) = (false, false);
         let mut it = args.iter();
         match it.next().map(String::as_str) {
             Some("run") => {}
             other => return Err(format!("unknown command {other:?}")),
         }
         while let Some(flag) = it.next() {
+            match flag.as_str() {
+                "--stdin" => {
+                    stdin = true;
+                    continue;
+                }
+                "--stdin-once" => {
+                    stdin_once = true;
+                    continue;
+                }
+                _ => {}
+            }
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
             match flag.as_str() {
                 "--bundle" => bundle = Some(PathBuf::from(value)),
@@ -69,6 +85,8 @@ impl Args {
             id: id.ok_or("--id is required")?,
             log: log.ok_or("--log is required")?,
             runtime,
+            stdin,
+            stdin_once,
         })
     }
 }
@@ -123,6 +141,7 @@ fn create(args: &Args) -> Result<Supervisor, String> {
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
+    let mut stdin_writer = None;
     let (stdio, stdout, stderr, tty_master) = if terminal {
         let (master, slave) = linux::open_pty().map_err(|e| e.to_string())?;
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup pty: {e}"));
@@ -135,8 +154,15 @@ fn create(args: &Args) -> Result<Supervisor, String> {
     } else {
         let (out_r, out_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
         let (err_r, err_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let stdin = if args.stdin {
+            let (in_r, in_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+            stdin_writer = Some(in_w);
+            Some(in_r)
+        } else {
+            None
+        };
         let stdio = Stdio {
-            stdin: None,
+            stdin,
             stdout: out_w,
             stderr: err_w,
         };
@@ -181,7 +207,8 @@ fn create(args: &Args) -> Result<Supervisor, String> {
     };
     let supervisor = Supervisor::new(
         bundle, init, cgroup, log, stdout, stderr, tty_master, listener,
-    );
+    )
+    .with_stdin(stdin_writer, args.stdin && terminal, args.stdin_once);
     Ok(match oci {
         Some(oci) => supervisor.with_external(oci),
         None => supervisor,

@@ -134,6 +134,8 @@ impl Env {
                 readonly_rootfs: config.security.readonly_rootfs,
                 log_path: self.log_path(id),
                 runtime: self.oci_runtime.clone(),
+                stdin: config.stdin,
+                stdin_once: config.stdin_once,
             })
             .await
     }
