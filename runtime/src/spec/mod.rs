@@ -29,7 +29,7 @@ use crate::{seccomp, ErrorKind};
 /// Errors of spec generation.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A mount is unsafe or malformed.
+    /// A mount is hostile or malformed.
     #[error("invalid mount {path:?}: {reason}")]
     Mount {
         /// The offending path.
@@ -37,7 +37,7 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
-    /// A device is unsafe, malformed or missing.
+    /// A device is hostile, malformed or missing.
     #[error("invalid device {path:?}: {reason}")]
     Device {
         /// The offending path.
