@@ -104,6 +104,11 @@ pub fn main(args: Args) -> Result<(), String> {
         Ok(supervisor) => {
             let _ = writeln!(stdout, "ok {}", supervisor.pid);
             let _ = stdout.flush();
+            // Setup is over: its code need not stay resident while the
+            // shim sleeps in poll for the container's lifetime.
+            if let Err(e) = linux::shed_code_pages() {
+                eprintln!("corten-shim: {e}");
+            }
             // The daemon has its answer: stdout is not needed any more.
             if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
                 let _ = nix::unistd::dup2_stdout(&null);
