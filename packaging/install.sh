@@ -15,4 +15,9 @@ if [ ! -e /etc/corten/config.toml ]; then
     install -d -m 0755 /etc/corten
     "$PREFIX/bin/cortend" config > /etc/corten/config.toml
 fi
+# The default pod network, only where no CNI configuration exists yet.
+CNI_CONF_DIR="${CNI_CONF_DIR:-/etc/cni/net.d}"
+if [ -z "$(ls -A "$CNI_CONF_DIR" 2>/dev/null)" ]; then
+    install -D -m 0644 packaging/cni/10-corten-bridge.conflist "$CNI_CONF_DIR/10-corten-bridge.conflist"
+fi
 echo "installed; start with: systemctl daemon-reload && systemctl enable --now cortend"
