@@ -199,6 +199,22 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_default_network_is_valid() {
+        let text = include_str!("../../../packaging/cni/10-corten-bridge.conflist");
+        let net = parse(Path::new("10-corten-bridge.conflist"), text.as_bytes()).expect("valid");
+        assert_eq!(net.name, "corten");
+        assert_eq!(net.cni_version, "1.0.0");
+        assert_eq!(
+            net.plugin_types().collect::<Vec<_>>(),
+            ["bridge", "portmap", "loopback"]
+        );
+        assert_eq!(
+            net.plugins[0]["ipam"]["ranges"][0][0]["subnet"],
+            "10.88.0.0/16"
+        );
+    }
+
+    #[test]
     fn invalid_documents_are_refused() {
         for (body, why) in [
             (r#"[1]"#, "not a JSON object"),
