@@ -27,7 +27,7 @@ const LOCK_FILE: &str = "cortend.lock";
 /// Runs the daemon until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     for dir in [&config.root_dir, &config.state_dir] {
-        create_private_dir(dir)?;
+        create_dir(dir)?;
     }
     let _lock = lock_state_dir(&config.state_dir)?;
     let mut shutdown = ShutdownSignal::new()?;
@@ -72,7 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     served
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+fn create_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
 
