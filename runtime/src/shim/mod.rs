@@ -5,6 +5,7 @@ pub mod attach;
 pub mod client;
 pub mod exec;
 pub mod external;
+pub mod pin;
 pub mod protocol;
 pub mod server;
 pub mod setup;
