@@ -104,14 +104,24 @@ mod tests {
             check("net/ipv4/conf/eth0.100/forwarding", ALL).ok(),
             Some(PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/forwarding"))
         );
-        for ipc in ["kernel.shmmax", "kernel.msgmnb", "kernel.sem", "fs.mqueue.msg_max"] {
+        for ipc in [
+            "kernel.shmmax",
+            "kernel.msgmnb",
+            "kernel.sem",
+            "fs.mqueue.msg_max",
+        ] {
             assert!(check(ipc, &[Namespace::Ipc]).is_ok(), "{ipc}");
         }
     }
 
     #[test]
     fn host_wide_ones_are_refused() {
-        for name in ["vm.swappiness", "kernel.hostname", "kernel.semx", "fs.file-max"] {
+        for name in [
+            "vm.swappiness",
+            "kernel.hostname",
+            "kernel.semx",
+            "fs.file-max",
+        ] {
             let e = check(name, ALL).err();
             assert!(
                 matches!(&e, Some(e) if e.kind() == ErrorKind::InvalidArgument
@@ -130,7 +140,14 @@ mod tests {
 
     #[test]
     fn malformed_names_are_refused() {
-        for name in ["net", "net..x", "net/../../etc", "net.ipv4.a b", "", "net/ipv4/"] {
+        for name in [
+            "net",
+            "net..x",
+            "net/../../etc",
+            "net.ipv4.a b",
+            "",
+            "net/ipv4/",
+        ] {
             assert!(check(name, ALL).is_err(), "{name:?}");
         }
     }

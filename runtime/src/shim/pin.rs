@@ -153,7 +153,11 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_through_exit_codes() {
-        for kind in [ErrorKind::InvalidArgument, ErrorKind::AlreadyExists, ErrorKind::Internal] {
+        for kind in [
+            ErrorKind::InvalidArgument,
+            ErrorKind::AlreadyExists,
+            ErrorKind::Internal,
+        ] {
             assert_eq!(kind_of_exit(Some(i32::from(exit_code(kind)))), kind);
         }
         assert_eq!(kind_of_exit(None), ErrorKind::Internal);
