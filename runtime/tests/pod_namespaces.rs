@@ -242,3 +242,45 @@ async fn fifty_cycles_leak_no_mounts() {
     assert!(nsfs_count() <= before + 6, "{before} -> {}", nsfs_count());
     assert!(mounts_under(g.tmp.path()).is_empty());
 }
+
+/// Kills the pod init (and so its whole pid namespace) even on failure.
+struct Kill(i32);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::SIGKILL,
+        );
+    }
+}
+
+#[test]
+fn pod_init_is_pid_one_and_reaps_orphans() {
+    if !root() {
+        return;
+    }
+    let pid: i32 = run(&[shim().to_str().expect("utf-8"), "pod-init"])
+        .parse()
+        .expect("pid");
+    let _kill = Kill(pid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let nspid = status
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .expect("NSpid");
+    assert!(nspid.ends_with("\t1"), "{nspid}");
+    // An orphan left in the namespace is reparented to the init and reaped.
+    let ns = format!("--pid=/proc/{pid}/ns/pid");
+    run(&["nsenter", &ns, "sh", "-c", "sleep 0.2 & exit 0"]);
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(&children)
+        .expect("children")
+        .trim()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "orphan not reaped");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

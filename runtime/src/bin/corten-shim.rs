@@ -13,6 +13,9 @@
 //! `corten-shim pin --dir DIR [--net] [--ipc] [--uts] [--hostname NAME]
 //! [--sysctl K=V ...]` creates a pod's namespaces, pins them as DIR/net,
 //! DIR/ipc, DIR/uts and exits.
+//!
+//! `corten-shim pod-init` starts the reaping init of a new pid namespace for
+//! a pod that shares one, prints its pid and exits.
 
 const USAGE: &str = "\
 corten-shim: per-container supervisor of the corten runtime
@@ -20,6 +23,7 @@ corten-shim: per-container supervisor of the corten runtime
 usage: corten-shim run --bundle DIR --id ID --log FILE [--runtime PATH]
        corten-shim exec --bundle DIR [--tty] [--cwd DIR] [--env K=V ...] -- ARGS...
        corten-shim pin --dir DIR [--net] [--ipc] [--uts] [--hostname NAME] [--sysctl K=V ...]
+       corten-shim pod-init
 
   --runtime PATH   create the container with this OCI runtime (runc, crun)
                    instead of the built-in core
@@ -39,6 +43,9 @@ fn main() -> std::process::ExitCode {
         }
         Some("exec") => return exec(&args),
         Some("pin") => return pin(&args),
+        Some("pod-init") if args.len() == 1 => {
+            return std::process::ExitCode::from(corten_runtime::shim::pod_init::main())
+        }
         _ => {}
     }
     let parsed = match corten_runtime::shim::setup::Args::parse(&args) {

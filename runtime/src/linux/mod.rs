@@ -36,6 +36,7 @@ mod mounts;
 mod namespaces;
 mod pin;
 mod pivot;
+mod pod_init;
 mod process;
 mod pty;
 mod relay;
@@ -48,6 +49,7 @@ pub use exec::{exec_process, ExecOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, E
 pub use init::{spawn_init, Init, Stdio};
 pub use memory::shed_code_pages;
 pub use pin::{check_pin_options, pin, unpin, PinOptions};
+pub use pod_init::spawn_pod_init;
 pub use pty::{open_pty, resize_pty};
 pub use rootfs::{mount_rootfs, RootfsLayers};
 pub use sysctl::{namespace_of as sysctl_namespace, Namespace};

@@ -6,6 +6,7 @@ pub mod client;
 pub mod exec;
 pub mod external;
 pub mod pin;
+pub mod pod_init;
 pub mod protocol;
 pub mod server;
 pub mod setup;
