@@ -1,7 +1,9 @@
 //! The runtime's error type: one enum per module, folded together here.
 
 use crate::image::pull;
-use crate::{cgroups, container, image, linux, logs, network, seccomp, snapshot, spec, store};
+use crate::{
+    cgroups, container, image, linux, logs, network, sandbox, seccomp, snapshot, spec, store,
+};
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
@@ -50,6 +52,9 @@ pub enum Error {
     /// The metadata store failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// A pod sandbox problem (pinned namespaces).
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::Error),
     /// A seccomp profile problem.
     #[error(transparent)]
     Seccomp(#[from] seccomp::Error),
@@ -75,6 +80,7 @@ impl Error {
             Error::Network(e) => e.kind(),
             Error::Pull(e) => e.kind(),
             Error::Store(e) => e.kind(),
+            Error::Sandbox(e) => e.kind(),
             Error::Seccomp(e) => e.kind(),
             Error::Spec(e) => e.kind(),
             Error::Snapshot(e) => e.kind(),

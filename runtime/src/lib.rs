@@ -12,6 +12,7 @@ pub mod image;
 pub mod linux;
 pub mod logs;
 pub mod network;
+pub mod sandbox;
 pub mod seccomp;
 pub mod shim;
 pub mod snapshot;

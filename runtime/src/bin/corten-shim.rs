@@ -9,12 +9,21 @@
 //! `corten-shim exec --bundle DIR [--tty] [--cwd DIR] [--env K=V ...] --
 //! ARGS...` runs a command in the running container of DIR with this
 //! process's stdio and exits with its exit code (125 for its own errors).
+//!
+//! `corten-shim pin --dir DIR [--net] [--ipc] [--uts] [--hostname NAME]
+//! [--sysctl K=V ...]` creates a pod's namespaces, pins them as DIR/net,
+//! DIR/ipc, DIR/uts and exits.
+//!
+//! `corten-shim pod-init` starts the reaping init of a new pid namespace for
+//! a pod that shares one, prints its pid and exits.
 
 const USAGE: &str = "\
 corten-shim: per-container supervisor of the corten runtime
 
 usage: corten-shim run --bundle DIR --id ID --log FILE [--runtime PATH]
        corten-shim exec --bundle DIR [--tty] [--cwd DIR] [--env K=V ...] -- ARGS...
+       corten-shim pin --dir DIR [--net] [--ipc] [--uts] [--hostname NAME] [--sysctl K=V ...]
+       corten-shim pod-init
 
   --runtime PATH   create the container with this OCI runtime (runc, crun)
                    instead of the built-in core
@@ -33,6 +42,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::SUCCESS;
         }
         Some("exec") => return exec(&args),
+        Some("pin") => return pin(&args),
+        Some("pod-init") if args.len() == 1 => {
+            return std::process::ExitCode::from(corten_runtime::shim::pod_init::main())
+        }
         _ => {}
     }
     let parsed = match corten_runtime::shim::setup::Args::parse(&args) {
@@ -61,4 +74,16 @@ fn exec(args: &[String]) -> std::process::ExitCode {
         }
     };
     std::process::ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+}
+
+fn pin(args: &[String]) -> std::process::ExitCode {
+    use corten_runtime::shim::pin;
+    let code = match pin::Args::parse(args) {
+        Ok(parsed) => pin::main(&parsed),
+        Err(e) => {
+            eprintln!("corten-shim pin: {e}\n{USAGE}");
+            pin::EXIT_INVALID
+        }
+    };
+    std::process::ExitCode::from(code)
 }

@@ -82,6 +82,29 @@ pub enum Error {
         /// or 125 (setup failed).
         code: i32,
     },
+    /// A pod sysctl that is malformed, not namespaced, or needs a namespace
+    /// the pod does not get.
+    #[error("sysctl {name:?}: {reason}")]
+    Sysctl {
+        /// The sysctl as given.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A pod hostname the kernel would refuse.
+    #[error("hostname {name:?}: {reason}")]
+    Hostname {
+        /// The hostname as given.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A namespace file to pin exists already.
+    #[error("{}: a namespace is pinned there already", path.display())]
+    AlreadyPinned {
+        /// The namespace file.
+        path: PathBuf,
+    },
     /// The caller's `before_setup` hook failed; the child was killed.
     #[error("preparing container init (pid {pid}): {message}")]
     BeforeSetup {
@@ -97,7 +120,11 @@ impl Error {
     /// `InvalidArgument`, the host's failures are `Internal`.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidSpec(_) | Error::Escapes { .. } => ErrorKind::InvalidArgument,
+            Error::InvalidSpec(_)
+            | Error::Escapes { .. }
+            | Error::Sysctl { .. }
+            | Error::Hostname { .. } => ErrorKind::InvalidArgument,
+            Error::AlreadyPinned { .. } => ErrorKind::AlreadyExists,
             Error::Exec { source, .. } => match source {
                 Errno::ENOENT | Errno::ENOTDIR | Errno::EACCES | Errno::ENOEXEC => {
                     ErrorKind::InvalidArgument

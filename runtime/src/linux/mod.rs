@@ -15,6 +15,9 @@
 //! * [`exec_process`] runs a command in a running container, from a fresh
 //!   single-threaded helper (`corten-shim exec`).
 //!
+//! * [`pin`] creates and pins a pod's net/ipc/uts namespaces (from
+//!   `corten-shim pin`); [`unpin`] releases them (from the daemon).
+//!
 //! Sync protocol, over two close-on-exec pipes: the parent writes `G` (go,
 //! after `before_setup`) and `S` (start); the child answers `R` (ready) or an
 //! error record `E<kind><message>` and exits. A successful exec closes the
@@ -31,16 +34,22 @@ mod init;
 mod memory;
 mod mounts;
 mod namespaces;
+mod pin;
 mod pivot;
+mod pod_init;
 mod process;
 mod pty;
 mod relay;
 mod rootfs;
 mod sync;
+mod sysctl;
 
 pub use error::{Error, Result};
 pub use exec::{exec_process, ExecOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use init::{spawn_init, Init, Stdio};
 pub use memory::shed_code_pages;
+pub use pin::{check_pin_options, pin, unpin, PinOptions};
+pub use pod_init::spawn_pod_init;
 pub use pty::{open_pty, resize_pty};
 pub use rootfs::{mount_rootfs, RootfsLayers};
+pub use sysctl::{namespace_of as sysctl_namespace, Namespace};

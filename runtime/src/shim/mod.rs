@@ -5,6 +5,8 @@ pub mod attach;
 pub mod client;
 pub mod exec;
 pub mod external;
+pub mod pin;
+pub mod pod_init;
 pub mod protocol;
 pub mod server;
 pub mod setup;

@@ -1,0 +1,69 @@
+//! The tiny init of a pod that shares one pid namespace among its
+//! containers (`corten-shim pod-init`).
+//!
+//! [`spawn_pod_init`] unshares a new pid namespace and forks: the child is
+//! pid 1 there. It detaches (new session, cwd `/`, stdio on `/dev/null`, so
+//! a parent reading the helper's stdout sees end-of-file when the helper
+//! exits) and reaps whatever exits in the namespace, forever. Signals
+//! without a handler never reach a pid 1 from inside its namespace; SIGKILL
+//! from the host ends it and with it every process of the namespace.
+//!
+//! Containers join it by path: `setns(open("/proc/<pid>/ns/pid"),
+//! CLONE_NEWPID)` before forking their init (the spec's pid namespace path),
+//! so they become children of nothing in the namespace and orphans are
+//! reparented to this init, which reaps them.
+
+use std::os::fd::AsRawFd as _;
+
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use super::error::{Context, Result};
+
+/// Starts the pod's init in a new pid namespace and returns its pid as the
+/// caller sees it. For the single-threaded `corten-shim pod-init`.
+pub fn spawn_pod_init() -> Result<i32> {
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    unshare(CloneFlags::CLONE_NEWPID).ctx(|| "unshare a pid namespace")?;
+    // SAFETY: the caller is the single-threaded helper; the child only makes
+    // system calls through nix and never returns into the caller's code.
+    match unsafe { fork() }.ctx(|| "fork the pod init")? {
+        ForkResult::Parent { child } => Ok(child.as_raw()),
+        ForkResult::Child => {
+            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None);
+            detach();
+            reap_forever(&chld)
+        }
+    }
+}
+
+fn detach() {
+    let _ = nix::unistd::setsid();
+    let _ = nix::unistd::chdir("/");
+    if let Ok(null) = open("/dev/null", OFlag::O_RDWR, Mode::empty()) {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors, which this process
+            // owns; `null` stays valid across the calls.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
+fn reap_forever(chld: &SigSet) -> ! {
+    loop {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = chld.wait();
+    }
+}
