@@ -15,6 +15,9 @@ use crate::shim::pin::{command_line, kind_of_exit};
 use crate::ErrorKind;
 
 pub use crate::linux::Namespace;
+pub use files::{write_pod_files, DnsConfig, FilesError, PodFiles};
+
+mod files;
 
 /// Errors of the sandbox module.
 #[derive(Debug, thiserror::Error)]
