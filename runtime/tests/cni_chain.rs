@@ -145,6 +145,12 @@ async fn add_runs_the_chain_in_order_with_the_spec_environment_and_stdin() {
     assert!(f.cached());
     f.cni.check("pod1").await.expect("check");
     assert_eq!(f.stdin("CHECK", "a")["prevResult"], result.raw);
+    // ADD again for the same id: the earlier attachment is undone first.
+    f.cni.add(&f.pod()).await.expect("add again");
+    assert_eq!(
+        f.call_names()[2..],
+        ["CHECK a", "CHECK b", "DEL b", "DEL a", "ADD a", "ADD b"]
+    );
 }
 
 #[tokio::test]

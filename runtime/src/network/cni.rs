@@ -70,10 +70,16 @@ impl Cni {
     }
 
     /// Attaches the pod to the network. On failure the plugins already run
-    /// are undone (DEL), so nothing stays allocated.
+    /// are undone (DEL), so nothing stays allocated. A cache left by an
+    /// earlier ADD of the same id (say, cut short by a crash) is DELeted
+    /// first.
     pub async fn add(&self, pod: &PodNetwork) -> Result<CniResult, Error> {
         check_id(&pod.id)?;
         let config = self.network()?;
+        if matches!(self.cache.load(&pod.id), Ok(Some(_))) {
+            tracing::info!(pod = %pod.id, "stale CNI cache: deleting the earlier attachment first");
+            self.del(&pod.id, Some(&pod.netns_path)).await?;
+        }
         for plugin in &config.plugins {
             self.plugin_path(&config, plugin)?;
         }
