@@ -11,7 +11,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use super::caps::Sets;
 use super::error::{Context, Error, Result};
 use super::init::Stdio;
-use super::process::{self, Command};
+use super::process::{self, apply_seccomp, Command};
 use super::sync;
 use super::{confined, namespaces, pivot};
 
@@ -163,14 +163,4 @@ fn setup_and_exec(
     }
     nix::sys::prctl::set_pdeathsig(None).ctx(|| "clear PR_SET_PDEATHSIG")?;
     Err(plan.command.exec())
-}
-
-fn apply_seccomp(filter: Option<&seccompiler::BpfProgram>) -> Result<()> {
-    match filter {
-        Some(f) => seccompiler::apply_filter(f).map_err(|e| Error::Io {
-            op: "install seccomp filter".into(),
-            source: std::io::Error::other(e.to_string()),
-        }),
-        None => Ok(()),
-    }
 }

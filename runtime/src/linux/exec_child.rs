@@ -11,7 +11,7 @@ use nix::unistd::{chdir, setsid};
 use super::error::{Context, Error, Result};
 use super::exec::{parent_alive, ExecPlan, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 use super::init::Stdio;
-use super::process;
+use super::process::{self, apply_seccomp};
 use super::sync;
 
 /// Ends the child at once: no destructors, no atexit handlers, no flush of
@@ -85,14 +85,4 @@ fn setup_and_exec(plan: &ExecPlan, tty: Option<OwnedFd>, alive: &OwnedFd) -> Res
         apply_seccomp(plan.seccomp.as_ref())?;
     }
     Err(plan.command.exec())
-}
-
-fn apply_seccomp(filter: Option<&seccompiler::BpfProgram>) -> Result<()> {
-    match filter {
-        Some(f) => seccompiler::apply_filter(f).map_err(|e| Error::Io {
-            op: "install seccomp filter".into(),
-            source: std::io::Error::other(e.to_string()),
-        }),
-        None => Ok(()),
-    }
 }

@@ -238,6 +238,17 @@ impl Command {
     }
 }
 
+/// Installs the seccomp filter, if there is one (init and exec alike).
+pub(super) fn apply_seccomp(filter: Option<&seccompiler::BpfProgram>) -> Result<()> {
+    match filter {
+        Some(f) => seccompiler::apply_filter(f).map_err(|e| Error::Io {
+            op: "install seccomp filter".into(),
+            source: std::io::Error::other(e.to_string()),
+        }),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -340,6 +340,11 @@ impl Supervisor {
         });
         // The exit is on disk before anyone hears of it.
         write_json(&self.bundle.join(files::EXIT), &self.state());
+        self.answer_waiters();
+    }
+
+    /// Everyone waiting for the exit hears the final state.
+    fn answer_waiters(&mut self) {
         let state = self.state();
         while let Some(mut w) = self.waiters.pop_front() {
             reply(
@@ -353,15 +358,7 @@ impl Supervisor {
 
     /// The container is gone: answer the late waiters, free the cgroup.
     fn finish(&mut self) {
-        let state = self.state();
-        while let Some(mut w) = self.waiters.pop_front() {
-            reply(
-                &mut w,
-                &Response::Ok {
-                    state: Some(state.clone()),
-                },
-            );
-        }
+        self.answer_waiters();
         if let Some(oci) = self.external.take() {
             if let Err(e) = oci.delete() {
                 eprintln!("corten-shim: {e}");
