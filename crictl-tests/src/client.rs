@@ -120,13 +120,7 @@ impl RegistryClient {
             .with_auth(self.agent.post(&url))
             .send_empty()
             .with_context(|| format!("POST {url}"))?;
-        if resp.status() != StatusCode::ACCEPTED {
-            bail!(
-                "POST {url}: status {}: {}",
-                resp.status(),
-                body_text(&mut resp)
-            );
-        }
+        expect_status(&mut resp, StatusCode::ACCEPTED, || format!("POST {url}"))?;
         let location =
             header(&resp, "Location").with_context(|| format!("POST {url}: no Location"))?;
         let location = if location.starts_with('/') {
@@ -141,13 +135,9 @@ impl RegistryClient {
             .header("Content-Type", "application/octet-stream")
             .send(bytes)
             .with_context(|| format!("PUT blob {digest} to {repo}"))?;
-        if resp.status() != StatusCode::CREATED {
-            bail!(
-                "PUT blob {digest} to {repo}: status {}: {}",
-                resp.status(),
-                body_text(&mut resp)
-            );
-        }
+        expect_status(&mut resp, StatusCode::CREATED, || {
+            format!("PUT blob {digest} to {repo}")
+        })?;
         Ok(())
     }
 
@@ -165,13 +155,7 @@ impl RegistryClient {
             .header("Content-Type", media_type)
             .send(bytes)
             .with_context(|| format!("PUT {url}"))?;
-        if resp.status() != StatusCode::CREATED {
-            bail!(
-                "PUT {url}: status {}: {}",
-                resp.status(),
-                body_text(&mut resp)
-            );
-        }
+        expect_status(&mut resp, StatusCode::CREATED, || format!("PUT {url}"))?;
         let digest = sha256_digest(bytes);
         if let Some(sent) = header(&resp, "Docker-Content-Digest") {
             if sent != digest {
@@ -194,13 +178,7 @@ impl RegistryClient {
             .header("Accept", accept.join(", "))
             .call()
             .with_context(|| format!("GET {url}"))?;
-        if resp.status() != StatusCode::OK {
-            bail!(
-                "GET {url}: status {}: {}",
-                resp.status(),
-                body_text(&mut resp)
-            );
-        }
+        expect_status(&mut resp, StatusCode::OK, || format!("GET {url}"))?;
         let content_type = header(&resp, "Content-Type").unwrap_or_default();
         let digest_header = header(&resp, "Docker-Content-Digest");
         let bytes = read_body(&mut resp).with_context(|| format!("GET {url}: body"))?;
@@ -218,13 +196,7 @@ impl RegistryClient {
             .with_auth(self.agent.get(&url))
             .call()
             .with_context(|| format!("GET {url}"))?;
-        if resp.status() != StatusCode::OK {
-            bail!(
-                "GET {url}: status {}: {}",
-                resp.status(),
-                body_text(&mut resp)
-            );
-        }
+        expect_status(&mut resp, StatusCode::OK, || format!("GET {url}"))?;
         read_body(&mut resp).with_context(|| format!("GET {url}: body"))
     }
 }
@@ -242,6 +214,18 @@ fn read_body(resp: &mut ureq::http::Response<ureq::Body>) -> Result<Vec<u8>> {
         .with_config()
         .limit(MAX_BODY)
         .read_to_vec()?)
+}
+
+/// Fails with what the registry said unless it answered `want`.
+fn expect_status(
+    resp: &mut ureq::http::Response<ureq::Body>,
+    want: StatusCode,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    if resp.status() != want {
+        bail!("{}: status {}: {}", what(), resp.status(), body_text(resp));
+    }
+    Ok(())
 }
 
 fn body_text(resp: &mut ureq::http::Response<ureq::Body>) -> String {

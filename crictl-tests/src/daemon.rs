@@ -236,6 +236,23 @@ impl Daemon {
         self.dir.path().join("root")
     }
 
+    /// Waits until a layer is being unpacked (a pull is under way): its
+    /// temporary snapshot appears. Panics after 30 s.
+    pub fn wait_until_unpacking(&self) {
+        let tmp = self.root_dir().join("snapshots/tmp");
+        let started = Instant::now();
+        while std::fs::read_dir(&tmp)
+            .map(|mut r| r.next().is_none())
+            .unwrap_or(true)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no pull started unpacking within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Runs the real crictl against this daemon.
     pub fn crictl(&self, args: &[&str]) -> Crictl {
         let endpoint = format!("unix://{}", self.socket.display());

@@ -1,8 +1,6 @@
 //! Issue 2: SIGTERM lets the calls in flight finish (within the grace
 //! period) before the daemon exits 0 and removes its socket.
 
-use std::time::{Duration, Instant};
-
 use crictl_tests::proxy::SlowProxy;
 use crictl_tests::{Compression, DaemonBuilder, ImageBuilder, Registry, RegistryOptions};
 
@@ -26,18 +24,7 @@ fn sigterm_drains_a_pull_in_flight() {
     let name = format!("{}/drain:v1", proxy.addr());
     std::thread::scope(|s| {
         let pull = s.spawn(|| d.crictl(&["pull", &name]));
-        let tmp = d.root_dir().join("snapshots/tmp");
-        let started = Instant::now();
-        while std::fs::read_dir(&tmp)
-            .map(|mut r| r.next().is_none())
-            .unwrap_or(true)
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the pull never started"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        d.wait_until_unpacking();
         let pid = d.pid().expect("running");
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crictl_tests::proxy::SlowProxy;
 use crictl_tests::{
@@ -232,21 +232,10 @@ fn registry_killed_mid_blob_then_retry_succeeds() {
     let proxy = SlowProxy::start(&reg.addr(), 4 << 20).expect("proxy");
     let mut d = Daemon::start();
     let name = format!("{}/big:v1", proxy.addr());
-    let started = Instant::now();
     std::thread::scope(|s| {
         let pull = s.spawn(|| d.crictl(&["pull", &name]));
         // Wait until a layer is being unpacked, then kill the registry.
-        let tmp = d.root_dir().join("snapshots/tmp");
-        while std::fs::read_dir(&tmp)
-            .map(|mut r| r.next().is_none())
-            .unwrap_or(true)
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the pull never started"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        d.wait_until_unpacking();
         std::thread::sleep(Duration::from_millis(500));
         reg.stop().expect("kill the registry");
         let result = pull.join().expect("pull thread");
