@@ -10,6 +10,7 @@ pub mod error;
 pub mod image;
 #[allow(unsafe_code)]
 pub mod linux;
+pub mod locks;
 pub mod logs;
 pub mod network;
 pub mod sandbox;

@@ -53,7 +53,7 @@ impl FilesError {
 }
 
 /// Where the pod's files are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PodFiles {
     /// `/etc/hostname` of the pod's containers.
     pub hostname: PathBuf,

@@ -15,8 +15,10 @@ use crate::shim::pin::{command_line, kind_of_exit};
 use crate::ErrorKind;
 
 pub use crate::linux::Namespace;
+pub use context::PodContext;
 pub use files::{write_pod_files, DnsConfig, FilesError, PodFiles};
 
+mod context;
 mod files;
 
 /// Errors of the sandbox module.

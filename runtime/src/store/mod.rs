@@ -18,12 +18,18 @@ use crate::ErrorKind;
 pub enum Table {
     /// Image records, by image id.
     Images,
+    /// Pod sandbox records, by pod id.
+    Pods,
+    /// Container records, by container id.
+    Containers,
 }
 
 impl Table {
     fn definition(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         match self {
             Table::Images => TableDefinition::new("images"),
+            Table::Pods => TableDefinition::new("pods"),
+            Table::Containers => TableDefinition::new("containers"),
         }
     }
 }

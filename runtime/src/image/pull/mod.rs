@@ -4,7 +4,7 @@
 
 mod error;
 mod layer;
-mod locks;
+
 mod manifest;
 mod registry;
 
@@ -20,9 +20,9 @@ pub use error::Error;
 pub use registry::{is_loopback, Credentials, Endpoint, RegistryConfig, Scheme};
 
 use self::layer::LayerJob;
-use self::locks::KeyedLocks;
 use self::manifest::{Descriptor, Manifest};
 use crate::image::{Digest, ImageIndex, ImageRecord, LayerRecord, Reference};
+use crate::locks::KeyedLocks;
 use crate::snapshot::chain_ids;
 
 /// Layers downloaded at once per pull.
