@@ -71,6 +71,10 @@ section! {
         /// Seconds that in-flight calls get to finish after SIGTERM or
         /// SIGINT before the daemon exits anyway. Containers keep running.
         pub shutdown_grace_seconds: u64 = 10,
+        /// The `corten-shim` helper binary (container supervisor, pod
+        /// namespace pinner, exec helper). Empty: the `corten-shim` next to
+        /// the `cortend` executable.
+        pub shim_path: PathBuf = PathBuf::new(),
         /// Control groups.
         pub cgroup: Cgroup = Cgroup::default(),
         /// CNI networking for pods.
@@ -209,6 +213,13 @@ impl Config {
         }
         if let Some(p) = self.registry.ca_files.iter().find(|p| !p.is_absolute()) {
             return Err(bad("registry.ca_files", "absolute paths", format!("{p:?}")));
+        }
+        if !self.shim_path.as_os_str().is_empty() && !self.shim_path.is_absolute() {
+            return Err(bad(
+                "shim_path",
+                "an absolute path or \"\"",
+                format!("{:?}", self.shim_path),
+            ));
         }
         let auth = &self.registry.auth_file;
         if !auth.as_os_str().is_empty() && !auth.is_absolute() {

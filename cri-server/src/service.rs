@@ -1,5 +1,6 @@
 //! The state both CRI services share.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -18,6 +19,8 @@ pub struct Cri {
     pub config: Config,
     /// Pulled images.
     pub images: Images,
+    /// The `corten-shim` binary.
+    pub shim: PathBuf,
 }
 
 impl Cri {
@@ -31,8 +34,29 @@ impl Cri {
         );
         let images = Images::open(store, &config.root_dir, registry_config(&config))
             .context("cannot open the image store")?;
-        Ok(Cri { config, images })
+        let shim = shim_binary(&config)?;
+        Ok(Cri {
+            config,
+            images,
+            shim,
+        })
     }
+}
+
+/// The configured shim, or the `corten-shim` beside this executable.
+fn shim_binary(config: &Config) -> anyhow::Result<PathBuf> {
+    if !config.shim_path.as_os_str().is_empty() {
+        return Ok(config.shim_path.clone());
+    }
+    let exe = std::env::current_exe().context("cannot find the cortend executable")?;
+    let shim = exe.with_file_name("corten-shim");
+    if !shim.is_file() {
+        anyhow::bail!(
+            "corten-shim not found beside {} (set shim_path in the config)",
+            exe.display()
+        );
+    }
+    Ok(shim)
 }
 
 fn registry_config(config: &Config) -> RegistryConfig {

@@ -16,7 +16,8 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// The `cortend` binary: `$CORTEND_BIN`, or the workspace's debug build,
+/// The `cortend` binary: `$CORTEND_BIN`, or the workspace's debug build
+/// (with the `corten-shim` beside it),
 /// brought up to date once per test process so a test never runs a stale one.
 pub fn cortend() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -26,7 +27,18 @@ pub fn cortend() -> PathBuf {
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "corten-cri", "--bin", "cortend"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "corten-cri",
+                "--bin",
+                "cortend",
+                "-p",
+                "corten-runtime",
+                "--bin",
+                "corten-shim",
+            ])
             .current_dir(workspace_root())
             .status();
         match status {
