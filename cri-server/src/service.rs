@@ -60,3 +60,29 @@ fn shim_binary(config: &Config) -> anyhow::Result<PathBuf> {
     }
     Ok(shim)
 }
+
+fn registry_config(config: &Config) -> RegistryConfig {
+    let r = &config.registry;
+    RegistryConfig {
+        mirrors: r.mirrors.clone(),
+        insecure: r.insecure.clone(),
+        ca_files: r.ca_files.clone(),
+        auth_file: Some(r.auth_file.clone()).filter(|p| !p.as_os_str().is_empty()),
+    }
+}
+
+/// The tonic service object: a cheap handle on [`Cri`], one for each of
+/// `RuntimeService` and `ImageService`.
+#[derive(Debug, Clone)]
+pub struct CriService {
+    pub(crate) state: Arc<Cri>,
+}
+
+impl CriService {
+    /// Wraps the shared state.
+    pub fn new(cri: Cri) -> Self {
+        CriService {
+            state: Arc::new(cri),
+        }
+    }
+}
