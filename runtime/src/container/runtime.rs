@@ -65,6 +65,26 @@ impl ContainerRuntime {
         self.bundles.join(id)
     }
 
+    /// The ids of the bundles and writable layers on disk (with or without
+    /// a record: restart reconciliation removes those without).
+    pub fn ids_on_disk(&self) -> Vec<String> {
+        let mut ids: Vec<String> = [&self.bundles, &self.layers]
+            .into_iter()
+            .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|id| check_id(id).is_ok())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// The OCI spec container `id` was created with, as JSON.
+    pub fn spec_json(&self, id: &str) -> Option<serde_json::Value> {
+        let text = std::fs::read(self.bundle(id).join(files::SPEC)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
     /// The `corten-shim` binary this runtime starts.
     pub fn shim_binary(&self) -> &Path {
         &self.shim
