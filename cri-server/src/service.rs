@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use corten_runtime::container::{ContainerRuntime, Containers};
 use corten_runtime::image::{Images, RegistryConfig};
 use corten_runtime::store::MetaStore;
 
@@ -22,6 +23,8 @@ pub struct Cri {
     /// The `corten-shim` binary.
     #[allow(dead_code)] // used by the pod and container RPCs being built
     pub shim: PathBuf,
+    /// Containers.
+    pub containers: Containers,
 }
 
 impl Cri {
@@ -33,13 +36,17 @@ impl Cri {
         let store = Arc::new(
             MetaStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
         );
-        let images = Images::open(store, &config.root_dir, registry_config(&config))
+        let images = Images::open(store.clone(), &config.root_dir, registry_config(&config))
             .context("cannot open the image store")?;
         let shim = shim_binary(&config)?;
+        let runtime = ContainerRuntime::new(&config.state_dir, &config.root_dir, &shim);
+        let containers = Containers::open(store, runtime, images.holds())
+            .context("cannot open the container records")?;
         Ok(Cri {
             config,
             images,
             shim,
+            containers,
         })
     }
 }

@@ -152,7 +152,8 @@ fn security(s: Option<&cri::LinuxContainerSecurityContext>) -> Result<Security, 
         .supplemental_groups
         .iter()
         .map(|g| {
-            u32::try_from(*g).map_err(|_| invalid("security_context.supplemental_groups", "bad gid"))
+            u32::try_from(*g)
+                .map_err(|_| invalid("security_context.supplemental_groups", "bad gid"))
         })
         .collect::<Result<_, _>>()?;
     let caps = s.capabilities.clone().unwrap_or_default();
@@ -166,10 +167,16 @@ fn security(s: Option<&cri::LinuxContainerSecurityContext>) -> Result<Security, 
         drop_capabilities: caps.drop_capabilities,
         readonly_rootfs: s.readonly_rootfs,
         no_new_privs: s.no_new_privs,
-        seccomp: seccomp(s.seccomp.as_ref(), &s.seccomp_profile_path)?,
+        seccomp: seccomp(s.seccomp.as_ref(), legacy_seccomp_path(s))?,
         masked_paths: Some(s.masked_paths.clone()).filter(|p| !p.is_empty()),
         readonly_paths: Some(s.readonly_paths.clone()).filter(|p| !p.is_empty()),
     })
+}
+
+/// The deprecated `seccomp_profile_path`, still sent by older clients.
+#[allow(deprecated)]
+fn legacy_seccomp_path(s: &cri::LinuxContainerSecurityContext) -> &str {
+    &s.seccomp_profile_path
 }
 
 /// The seccomp profile: the `seccomp` field, else the deprecated path
@@ -186,7 +193,10 @@ fn seccomp(p: Option<&cri::SecurityProfile>, legacy: &str) -> Result<SeccompProf
                 "security_context.seccomp.localhost_ref",
                 "is not an absolute path",
             )),
-            Err(_) => Err(invalid("security_context.seccomp.profile_type", "is unknown")),
+            Err(_) => Err(invalid(
+                "security_context.seccomp.profile_type",
+                "is unknown",
+            )),
         };
     }
     match legacy {
@@ -277,9 +287,15 @@ pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
         .collect();
     let res = &r.config.resources;
     let linux = cri::LinuxContainerResources {
-        cpu_period: res.cpu_period.and_then(|v| i64::try_from(v).ok()).unwrap_or(0),
+        cpu_period: res
+            .cpu_period
+            .and_then(|v| i64::try_from(v).ok())
+            .unwrap_or(0),
         cpu_quota: res.cpu_quota.unwrap_or(0),
-        cpu_shares: res.cpu_shares.and_then(|v| i64::try_from(v).ok()).unwrap_or(0),
+        cpu_shares: res
+            .cpu_shares
+            .and_then(|v| i64::try_from(v).ok())
+            .unwrap_or(0),
         memory_limit_in_bytes: res.memory_limit_bytes.unwrap_or(0),
         oom_score_adj: i64::from(res.oom_score_adj.unwrap_or(0)),
         cpuset_cpus: res.cpuset_cpus.clone().unwrap_or_default(),

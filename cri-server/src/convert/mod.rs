@@ -1,3 +1,5 @@
 //! CRI messages <-> runtime types.
 
+pub mod container;
 pub mod image;
+pub mod stats;

@@ -13,10 +13,7 @@ pub async fn container_status(
     cri: &Cri,
     req: ContainerStatusRequest,
 ) -> Result<ContainerStatusResponse, Status> {
-    let record = cri
-        .containers
-        .status(&req.container_id)
-        .map_err(CriError)?;
+    let record = cri.containers.status(&req.container_id).map_err(CriError)?;
     let mut info = HashMap::new();
     if req.verbose {
         // The keys containerd gives (`crictl inspect` reads `info`).

@@ -28,3 +28,9 @@ pub fn pod_context(
         ..PodContext::default()
     })
 }
+
+/// The CRI status of pod `pod_id` for a container event, if known. Until
+/// the pod manager is merged there is none.
+pub fn pod_status(_cri: &Cri, _pod_id: &str) -> Option<k8s_cri::v1::PodSandboxStatus> {
+    None
+}
