@@ -310,7 +310,9 @@ impl ContainerRuntime {
         let socket = self.bundle(id).join(files::SOCKET);
         let deadline = tokio::time::Instant::now() + FINISH_TIMEOUT;
         while socket.exists() && tokio::time::Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            let connected = crate::shim::protocol::socket_address(&socket)
+                .and_then(|(_dir, addr)| std::os::unix::net::UnixStream::connect(addr));
+            if connected.is_err() {
                 // A socket file with no shim behind it.
                 return;
             }
