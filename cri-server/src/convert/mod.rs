@@ -1,3 +1,4 @@
 //! CRI messages <-> runtime types.
 
 pub mod image;
+pub mod pod;
