@@ -36,7 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = bind_socket(&socket)?;
     let bound_inode = std::fs::metadata(&socket).map(|m| m.ino()).ok();
 
-    let cri = Cri::open(config)?;
+    let cri = Cri::open(config).await?;
     // Before the image GC: it must know which layers containers hold.
     cri.containers
         .recover()

@@ -6,12 +6,17 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use corten_runtime::container::{ContainerRuntime, Containers};
 use corten_runtime::image::{Images, RegistryConfig};
+use corten_runtime::network::Cni;
+use corten_runtime::sandbox::Pods;
 use corten_runtime::store::MetaStore;
 
 use crate::config::Config;
 
 /// The metadata database, under root_dir.
 const META_DB: &str = "meta.redb";
+/// What CNI ADD returned per pod, under root_dir: DEL must see it even
+/// after a reboot (host-local keeps its leases on disk).
+const CNI_CACHE: &str = "cni";
 
 /// What every handler can reach.
 #[derive(Debug)]
@@ -20,6 +25,8 @@ pub struct Cri {
     pub config: Config,
     /// Pulled images.
     pub images: Images,
+    /// Pod sandboxes.
+    pub pods: Pods,
     /// The `corten-shim` binary.
     #[allow(dead_code)] // used by the pod and container RPCs being built
     pub shim: PathBuf,
@@ -29,7 +36,7 @@ pub struct Cri {
 
 impl Cri {
     /// Opens the runtime's stores under the configured directories.
-    pub fn open(config: Config) -> anyhow::Result<Cri> {
+    pub async fn open(config: Config) -> anyhow::Result<Cri> {
         std::fs::create_dir_all(&config.root_dir)
             .with_context(|| format!("cannot create {}", config.root_dir.display()))?;
         let db = config.root_dir.join(META_DB);
@@ -39,12 +46,21 @@ impl Cri {
         let images = Images::open(store.clone(), &config.root_dir, registry_config(&config))
             .context("cannot open the image store")?;
         let shim = shim_binary(&config)?;
+        let cni = Cni::new(
+            &config.cni.conf_dir,
+            config.cni.bin_dirs.clone(),
+            config.root_dir.join(CNI_CACHE),
+        );
+        let pods = Pods::open(store.clone(), &config.state_dir, &shim, cni)
+            .await
+            .context("cannot open the pod store")?;
         let runtime = ContainerRuntime::new(&config.state_dir, &config.root_dir, &shim);
         let containers = Containers::open(store, runtime, images.holds())
             .context("cannot open the container records")?;
         Ok(Cri {
             config,
             images,
+            pods,
             shim,
             containers,
         })

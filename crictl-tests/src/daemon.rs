@@ -323,11 +323,23 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            // Pods hold mounts, namespaces, cgroups and addresses: let the
+            // daemon undo them (with their containers) while it runs.
+            let _ = self.crictl(&["rmp", "--all", "--force"]);
+        }
         if self.signal_and_wait(Signal::SIGTERM).is_none() {
             if let Some(mut child) = self.child.take() {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        // Whatever is still mounted under the test's directory (a daemon
+        // that could not clean up) would keep the directory from going.
+        let mut left = crate::network::mounts_under(self.dir.path());
+        left.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in &left {
+            let _ = Command::new("umount").args(["-l", mount]).output();
         }
         if std::thread::panicking() {
             eprintln!("---- cortend log ----\n{}---- end of log ----", self.log());

@@ -8,10 +8,12 @@
 //! Certificates and htpasswd files are generated in-process.
 
 pub mod client;
+pub mod cri;
 pub mod daemon;
 pub mod images;
 pub mod index;
 pub mod layers;
+pub mod network;
 pub mod oci;
 pub mod proxy;
 pub mod registry;
@@ -23,5 +25,6 @@ pub use daemon::{Daemon, DaemonBuilder};
 pub use images::{Image, ImageBuilder};
 pub use index::ImageIndex;
 pub use layers::{HostileLayer, LayerBuilder};
+pub use network::TestNetwork;
 pub use oci::{sha256_digest, Blob, Compression, ManifestFormat};
 pub use registry::{Registry, RegistryOptions};

@@ -47,6 +47,24 @@ fn tutorial_pull_run_list_exec_logs_stop_remove() {
     assert!(ls_out.contains("bin"), "{ls_out}");
     let uname = env.d.crictl(&["exec", "-s", &sleeper, "uname", "-a"]).ok();
     assert!(uname.starts_with("Linux"), "{uname}");
+    // It is in the pod: its hostname, its network namespace and address.
+    let host = env.d.crictl(&["exec", "-s", &sleeper, "hostname"]).ok();
+    assert_eq!(host.trim(), "tutorial");
+    let pod_ip = env.d.crictl(&["inspectp", &pod]).json()["status"]["network"]["ip"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(!pod_ip.is_empty());
+    let addrs = env
+        .d
+        .crictl(&["exec", "-s", &sleeper, "ip", "-4", "addr"])
+        .ok();
+    assert!(addrs.contains(&format!("inet {pod_ip}/")), "{addrs}");
+    let hosts = env
+        .d
+        .crictl(&["exec", "-s", &sleeper, "cat", "/etc/hosts"])
+        .ok();
+    assert!(hosts.contains("tutorial"), "the pod's /etc/hosts: {hosts}");
 
     env.d.crictl(&["stop", "--timeout", "0", &sleeper]).ok();
     let v = env.inspect(&sleeper);
@@ -55,8 +73,8 @@ fn tutorial_pull_run_list_exec_logs_stop_remove() {
     env.d.crictl(&["rm", &sleeper, &ls]).ok();
     let ps = env.d.crictl(&["ps", "-a", "-q"]).ok();
     assert!(ps.trim().is_empty(), "{ps}");
-    let _ = env.d.crictl(&["stopp", &pod]);
-    let _ = env.d.crictl(&["rmp", &pod]);
+    env.d.crictl(&["stopp", &pod]).ok();
+    env.d.crictl(&["rmp", &pod]).ok();
     env.d.crictl(&["rmi", "busybox"]).ok();
     let images = env.d.crictl(&["images", "-q"]).ok();
     assert!(images.trim().is_empty(), "{images}");
@@ -65,7 +83,11 @@ fn tutorial_pull_run_list_exec_logs_stop_remove() {
 #[test]
 fn two_containers_of_one_image_see_neither_files_nor_processes_of_the_other() {
     let env = Env::new();
-    let pod = env.pod("iso");
+    // A pid namespace per container, as kubelet asks unless the pod shares one.
+    let pod = env.pod_with(
+        "iso",
+        serde_json::json!({"security_context": {"namespace_options": {"pid": 1}}}),
+    );
     let a = env.run(
         &pod,
         "iso",

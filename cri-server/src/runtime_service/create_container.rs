@@ -17,7 +17,7 @@ pub async fn create_container(
         .as_ref()
         .ok_or_else(|| Status::invalid_argument("config is required"))?;
     let new = new_container(config)?;
-    let pod = pod_context(cri, &req.pod_sandbox_id, req.sandbox_config.as_ref())?;
+    let pod = pod_context(cri, &req.pod_sandbox_id)?;
     let container_id = cri
         .containers
         .create(&cri.images, &pod, new)

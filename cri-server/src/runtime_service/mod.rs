@@ -10,13 +10,18 @@ mod create_container;
 mod exec_sync;
 mod get_container_events;
 mod list_containers;
+mod list_pod_sandbox;
 mod pod_lookup;
+mod pod_sandbox_status;
 mod remove_container;
+mod remove_pod_sandbox;
 mod reopen_container_log;
+mod run_pod_sandbox;
 mod runtime_config;
 mod start_container;
 mod status;
 mod stop_container;
+mod stop_pod_sandbox;
 mod update_container_resources;
 mod update_runtime_config;
 mod version;
@@ -65,37 +70,47 @@ impl RuntimeService for CriService {
 
     async fn run_pod_sandbox(
         &self,
-        _: Request<RunPodSandboxRequest>,
+        request: Request<RunPodSandboxRequest>,
     ) -> Result<Response<RunPodSandboxResponse>, Status> {
-        Err(unimplemented("RunPodSandbox"))
+        run_pod_sandbox::run_pod_sandbox(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _: Request<StopPodSandboxRequest>,
+        request: Request<StopPodSandboxRequest>,
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
-        Err(unimplemented("StopPodSandbox"))
+        stop_pod_sandbox::stop_pod_sandbox(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _: Request<RemovePodSandboxRequest>,
+        request: Request<RemovePodSandboxRequest>,
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
-        Err(unimplemented("RemovePodSandbox"))
+        remove_pod_sandbox::remove_pod_sandbox(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn pod_sandbox_status(
         &self,
-        _: Request<PodSandboxStatusRequest>,
+        request: Request<PodSandboxStatusRequest>,
     ) -> Result<Response<PodSandboxStatusResponse>, Status> {
-        Err(unimplemented("PodSandboxStatus"))
+        pod_sandbox_status::pod_sandbox_status(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_pod_sandbox(
         &self,
-        _: Request<ListPodSandboxRequest>,
+        request: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
-        Err(unimplemented("ListPodSandbox"))
+        list_pod_sandbox::list_pod_sandbox(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn create_container(

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use corten_runtime::network;
 use k8s_cri::v1::{
     RuntimeCondition, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
     StatusResponse,
@@ -18,10 +17,9 @@ const NETWORK_READY: &str = "NetworkReady";
 const NETWORK_NOT_READY_REASON: &str = "NetworkPluginNotReady";
 
 pub fn status(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
-    let cni = &cri.config.cni;
     // Read on every call: a config dropped in later makes the node ready
     // without restarting the daemon.
-    let network = network::find_network(&cni.conf_dir, &cni.bin_dirs);
+    let network = cri.pods.network();
     let network_condition = match &network {
         Ok(_) => condition(NETWORK_READY, true, "", String::new()),
         Err(e) => condition(
@@ -81,14 +79,14 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn cri_with_cni(conf_dir: &std::path::Path, bin_dir: &std::path::Path) -> Cri {
+    async fn cri_with_cni(conf_dir: &std::path::Path, bin_dir: &std::path::Path) -> Cri {
         let mut config = Config {
             root_dir: conf_dir.join("root"),
             ..Config::default()
         };
         config.cni.conf_dir = conf_dir.to_path_buf();
         config.cni.bin_dirs = vec![bin_dir.to_path_buf()];
-        Cri::open(config).expect("open")
+        Cri::open(config).await.expect("open")
     }
 
     fn network_condition(resp: &StatusResponse) -> &RuntimeCondition {
@@ -99,10 +97,10 @@ mod tests {
             .expect("NetworkReady")
     }
 
-    #[test]
-    fn network_becomes_ready_when_a_config_appears() {
+    #[tokio::test]
+    async fn network_becomes_ready_when_a_config_appears() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let cri = cri_with_cni(tmp.path(), tmp.path());
+        let cri = cri_with_cni(tmp.path(), tmp.path()).await;
         let resp = status(&cri, StatusRequest { verbose: false }).expect("status");
         let net = network_condition(&resp);
         assert!(!net.status);

@@ -7,13 +7,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crictl_tests::{Compression, Daemon, DaemonBuilder, ImageBuilder, Registry, RegistryOptions};
+use crictl_tests::{
+    Compression, Daemon, DaemonBuilder, ImageBuilder, Registry, RegistryOptions, TestNetwork,
+};
 use serde_json::{json, Value};
 
-/// A registry, a daemon using it as docker.io, and a directory for configs
-/// and pod logs. Dropping it removes every container and pod it made.
+/// A registry, a daemon using it as docker.io with a test network for its
+/// pods, and a directory for configs and pod logs. Dropping it removes
+/// every container and pod it made (the daemon goes before the network).
 pub struct Env {
     pub d: Daemon,
+    pub net: TestNetwork,
     pub reg: Registry,
     pub dir: tempfile::TempDir,
 }
@@ -29,16 +33,15 @@ impl Env {
         let reg = Registry::start(RegistryOptions::plain()).expect("registry starts");
         let img = image.build(Compression::Gzip).expect("build image");
         img.push(&reg, "library/busybox", "latest").expect("push");
-        let d = DaemonBuilder::new()
-            .mirror("docker.io", &reg.url())
-            .start()
-            .expect("cortend starts");
+        let builder = DaemonBuilder::new().mirror("docker.io", &reg.url());
+        let net = TestNetwork::new(&builder);
+        let d = builder.start().expect("cortend starts");
         d.crictl(&["pull", "busybox"]).ok();
         let dir = tempfile::Builder::new()
             .prefix("corten-ctr-")
             .tempdir()
             .expect("tempdir");
-        Env { d, reg, dir }
+        Env { d, net, reg, dir }
     }
 
     /// Writes `value` as a JSON file named `name`.
@@ -65,12 +68,15 @@ impl Env {
 
     /// Runs pod `name`; returns its id.
     pub fn pod(&self, name: &str) -> String {
-        let config = self.file(&format!("pod-{name}.json"), &self.pod_config(name));
+        self.pod_with(name, json!({}))
+    }
+
+    /// Runs pod `name` with `linux` as its Linux config; returns its id.
+    pub fn pod_with(&self, name: &str, linux: Value) -> String {
+        let mut pod = self.pod_config(name);
+        pod["linux"] = linux;
+        let config = self.file(&format!("pod-{name}.json"), &pod);
         let out = self.d.crictl(&["runp", path(&config)]);
-        // TEMPORARY until the pod manager is merged: a pod id of our own.
-        if out.stderr().contains("not implemented") {
-            return format!("{:0>64}", hex_of(name));
-        }
         out.ok().trim().to_string()
     }
 
@@ -102,7 +108,7 @@ impl Env {
     ) -> crictl_tests::daemon::Crictl {
         let name = config["metadata"]["name"].as_str().unwrap_or("c");
         let c = self.file(&format!("ctr-{pod_name}-{name}.json"), config);
-        let p = self.file(&format!("pod-{pod_name}.json"), &self.pod_config(pod_name));
+        let p = self.dir.path().join(format!("pod-{pod_name}.json"));
         self.d
             .crictl(&["create", "--no-pull", pod, path(&c), path(&p)])
     }
@@ -187,8 +193,4 @@ fn kill_leftover_shims(bundles: &Path) {
 /// A path as a crictl argument.
 pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-fn hex_of(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
 }

@@ -41,6 +41,7 @@ mod process;
 mod pty;
 mod relay;
 mod rootfs;
+mod shm;
 mod sync;
 mod sysctl;
 
@@ -52,4 +53,5 @@ pub use pin::{check_pin_options, pin, unpin, PinOptions};
 pub use pod_init::spawn_pod_init;
 pub use pty::{open_pty, resize_pty};
 pub use rootfs::{mount_rootfs, RootfsLayers};
+pub use shm::{mount_shm, unmount_shm, DEFAULT_SHM_SIZE};
 pub use sysctl::{namespace_of as sysctl_namespace, Namespace};

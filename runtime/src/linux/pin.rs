@@ -230,7 +230,7 @@ fn loopback_up() -> Result<()> {
 
 /// Detaches every mount stacked on `path`; a path that is not a mount point
 /// (or does not exist) is fine.
-fn unmount_all(path: &Path) -> Result<()> {
+pub(super) fn unmount_all(path: &Path) -> Result<()> {
     for _ in 0..32 {
         match umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
             Ok(()) => {}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::error::{Error, Result};
 
 /// The namespaces a pod sandbox pins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Namespace {
     /// The network namespace (`net`).
     Net,

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::{Error, NetworkConfig};
 
 /// A port of the pod published on the host (CRI `PortMapping`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortMapping {
     /// The port inside the pod.
     pub container_port: u16,

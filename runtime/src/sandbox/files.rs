@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::ErrorKind;
 
 /// A pod's DNS settings (CRI DNSConfig).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DnsConfig {
     /// Name server addresses.
     pub servers: Vec<String>,

@@ -1,4 +1,5 @@
-//! Pod sandboxes, daemon side. For now: a pod's pinned namespaces.
+//! Pod sandboxes, daemon side: [`Pods`] runs, stops and removes them;
+//! [`PodNamespaces`] pins a pod's namespaces.
 //!
 //! [`PodNamespaces::create`] runs `corten-shim pin` (a fresh process, since
 //! the daemon is threaded and never unshares or forks Rust code) and waits
@@ -17,9 +18,13 @@ use crate::ErrorKind;
 pub use crate::linux::Namespace;
 pub use context::PodContext;
 pub use files::{write_pod_files, DnsConfig, FilesError, PodFiles};
+pub use pods::Pods;
+pub use record::{PidMode, Pod, PodConfig, PodInit, PodState};
 
 mod context;
 mod files;
+mod pods;
+mod record;
 
 /// Errors of the sandbox module.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +52,44 @@ pub enum Error {
         /// The helper's error message.
         message: String,
     },
+    /// No pod has this id (or id prefix).
+    #[error("pod sandbox {id} not found")]
+    NotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// More than one pod id starts with this prefix.
+    #[error("pod sandbox id prefix {id} is ambiguous")]
+    Ambiguous {
+        /// The prefix asked for.
+        id: String,
+    },
+    /// A pod of this name (namespace, name, uid, attempt) exists.
+    #[error("pod sandbox name {name} is reserved for {id}")]
+    NameTaken {
+        /// The pod's full name.
+        name: String,
+        /// The pod that holds it.
+        id: String,
+    },
+    /// The request cannot be honoured as asked.
+    #[error("pod sandbox: {0}")]
+    Refused(String),
+    /// The init of the pod's shared pid namespace did not start.
+    #[error("pod init: {0}")]
+    PodInit(String),
+    /// A file of the pod cannot be written or removed.
+    #[error("pod sandbox {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pod's hostname, hosts or resolv.conf.
+    #[error(transparent)]
+    Files(#[from] FilesError),
     /// Unpinning failed.
     #[error("remove pod namespaces in {dir}: {source}")]
     Unpin {
@@ -64,7 +107,13 @@ impl Error {
         match self {
             Error::Invalid(e) => e.kind(),
             Error::Pin { kind, .. } => *kind,
-            Error::Spawn { .. } | Error::Unpin { .. } => ErrorKind::Internal,
+            Error::Files(e) => e.kind(),
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Ambiguous { .. } | Error::Refused(_) => ErrorKind::InvalidArgument,
+            Error::NameTaken { .. } => ErrorKind::AlreadyExists,
+            Error::Spawn { .. } | Error::Unpin { .. } | Error::PodInit(_) | Error::Io { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 }

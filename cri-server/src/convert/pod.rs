@@ -1,0 +1,268 @@
+//! Pod sandboxes between CRI and the runtime.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use corten_runtime::network::PortMapping;
+use corten_runtime::sandbox::{DnsConfig, PidMode, Pod, PodConfig, PodState};
+use k8s_cri::v1::{
+    LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodIp, PodSandbox,
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxNetworkStatus, PodSandboxState,
+    PodSandboxStatus, Protocol,
+};
+use tonic::Status;
+
+/// The runtime's pod config for a CRI `PodSandboxConfig`; what cannot be
+/// honoured is refused here with the field it came from.
+pub fn pod_config(c: &PodSandboxConfig, runtime_handler: &str) -> Result<PodConfig, Status> {
+    let meta = c
+        .metadata
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("PodSandboxConfig.metadata is required"))?;
+    if meta.name.is_empty() {
+        return Err(Status::invalid_argument(
+            "PodSandboxConfig.metadata.name is required",
+        ));
+    }
+    let log_directory = match c.log_directory.as_str() {
+        "" => None,
+        dir if dir.starts_with('/') => Some(PathBuf::from(dir)),
+        dir => {
+            return Err(Status::invalid_argument(format!(
+                "PodSandboxConfig.log_directory must be absolute, got {dir:?}"
+            )))
+        }
+    };
+    let linux = c.linux.clone().unwrap_or_default();
+    let ns = linux
+        .security_context
+        .as_ref()
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default();
+    let mode = |field: &str, value: i32| {
+        match NamespaceMode::try_from(value) {
+        Ok(m @ (NamespaceMode::Pod | NamespaceMode::Container | NamespaceMode::Node)) => Ok(m),
+        _ => Err(Status::invalid_argument(format!(
+            "PodSandboxConfig.linux.security_context.namespace_options.{field}: unsupported mode {value}"
+        ))),
+    }
+    };
+    let network = mode("network", ns.network)?;
+    let ipc = mode("ipc", ns.ipc)?;
+    let pid = match mode("pid", ns.pid)? {
+        NamespaceMode::Node => PidMode::Host,
+        NamespaceMode::Pod => PidMode::Pod,
+        _ => PidMode::Container,
+    };
+    let port_mappings = c
+        .port_mappings
+        .iter()
+        .map(port_mapping)
+        .collect::<Result<_, _>>()?;
+    Ok(PodConfig {
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        attempt: meta.attempt,
+        hostname: c.hostname.clone(),
+        log_directory,
+        dns: c.dns_config.as_ref().map(|d| DnsConfig {
+            servers: d.servers.clone(),
+            searches: d.searches.clone(),
+            options: d.options.clone(),
+        }),
+        port_mappings,
+        labels: sorted(&c.labels),
+        annotations: sorted(&c.annotations),
+        cgroup_parent: linux.cgroup_parent.clone(),
+        sysctls: sorted(&linux.sysctls),
+        host_network: network == NamespaceMode::Node,
+        host_ipc: ipc == NamespaceMode::Node,
+        pid,
+        runtime_handler: runtime_handler.to_string(),
+    })
+}
+
+fn port_mapping(p: &k8s_cri::v1::PortMapping) -> Result<PortMapping, Status> {
+    let port = |field: &str, v: i32, zero_ok: bool| match u16::try_from(v) {
+        Ok(p) if p > 0 || zero_ok => Ok(p),
+        _ => Err(Status::invalid_argument(format!(
+            "PodSandboxConfig.port_mappings.{field}: {v} is not a port"
+        ))),
+    };
+    let protocol = Protocol::try_from(p.protocol).map_err(|_| {
+        Status::invalid_argument(format!(
+            "PodSandboxConfig.port_mappings.protocol: unknown protocol {}",
+            p.protocol
+        ))
+    })?;
+    Ok(PortMapping {
+        container_port: port("container_port", p.container_port, false)?,
+        host_port: port("host_port", p.host_port, true)?,
+        protocol: protocol.as_str_name().to_ascii_lowercase(),
+        host_ip: p.host_ip.clone(),
+    })
+}
+
+fn sorted(m: &HashMap<String, String>) -> BTreeMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn unsorted(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The CRI state of a pod.
+pub fn state(s: PodState) -> PodSandboxState {
+    match s {
+        PodState::Ready => PodSandboxState::SandboxReady,
+        PodState::NotReady => PodSandboxState::SandboxNotready,
+    }
+}
+
+fn metadata(pod: &Pod) -> PodSandboxMetadata {
+    PodSandboxMetadata {
+        name: pod.config.name.clone(),
+        uid: pod.config.uid.clone(),
+        namespace: pod.config.namespace.clone(),
+        attempt: pod.config.attempt,
+    }
+}
+
+/// The CRI list entry of a pod.
+pub fn pod_sandbox(pod: &Pod) -> PodSandbox {
+    PodSandbox {
+        id: pod.id.clone(),
+        metadata: Some(metadata(pod)),
+        state: state(pod.state) as i32,
+        created_at: pod.created_at,
+        labels: unsorted(&pod.config.labels),
+        annotations: unsorted(&pod.config.annotations),
+        runtime_handler: pod.config.runtime_handler.clone(),
+    }
+}
+
+/// The CRI status of a pod.
+pub fn pod_status(pod: &Pod) -> PodSandboxStatus {
+    let mode = |host: bool| {
+        if host {
+            NamespaceMode::Node
+        } else {
+            NamespaceMode::Pod
+        }
+    };
+    let pid = match pod.config.pid {
+        PidMode::Container => NamespaceMode::Container,
+        PidMode::Pod => NamespaceMode::Pod,
+        PidMode::Host => NamespaceMode::Node,
+    };
+    let mut ips = pod.ips.iter().map(ToString::to_string);
+    PodSandboxStatus {
+        id: pod.id.clone(),
+        metadata: Some(metadata(pod)),
+        state: state(pod.state) as i32,
+        created_at: pod.created_at,
+        network: Some(PodSandboxNetworkStatus {
+            ip: ips.next().unwrap_or_default(),
+            additional_ips: ips.map(|ip| PodIp { ip }).collect(),
+        }),
+        linux: Some(LinuxPodSandboxStatus {
+            namespaces: Some(Namespace {
+                options: Some(NamespaceOption {
+                    network: mode(pod.config.host_network) as i32,
+                    pid: pid as i32,
+                    ipc: mode(pod.config.host_ipc) as i32,
+                    target_id: String::new(),
+                    userns_options: None,
+                }),
+            }),
+        }),
+        labels: unsorted(&pod.config.labels),
+        annotations: unsorted(&pod.config.annotations),
+        runtime_handler: pod.config.runtime_handler.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_cri::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext};
+
+    fn config() -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u1".into(),
+                namespace: "default".into(),
+                attempt: 2,
+            }),
+            hostname: "web-0".into(),
+            port_mappings: vec![k8s_cri::v1::PortMapping {
+                protocol: Protocol::Udp as i32,
+                container_port: 53,
+                host_port: 5353,
+                host_ip: "127.0.0.1".into(),
+            }],
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Node as i32,
+                        pid: NamespaceMode::Container as i32,
+                        ipc: NamespaceMode::Pod as i32,
+                        ..NamespaceOption::default()
+                    }),
+                    ..LinuxSandboxSecurityContext::default()
+                }),
+                ..LinuxPodSandboxConfig::default()
+            }),
+            ..PodSandboxConfig::default()
+        }
+    }
+
+    #[test]
+    fn cri_config_to_runtime_config() {
+        let c = pod_config(&config(), "").expect("valid");
+        assert_eq!((c.name.as_str(), c.attempt), ("web", 2));
+        assert!(c.host_network && !c.host_ipc);
+        assert_eq!(c.pid, PidMode::Container);
+        assert_eq!(c.port_mappings[0].protocol, "udp");
+        assert_eq!(c.port_mappings[0].host_port, 5353);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let mut c = config();
+        c.metadata = None;
+        assert!(pod_config(&c, "")
+            .expect_err("refused")
+            .message()
+            .contains("metadata"));
+        let mut c = config();
+        c.port_mappings[0].container_port = 70000;
+        let e = pod_config(&c, "").expect_err("refused");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("container_port"), "{}", e.message());
+        let mut c = config();
+        c.log_directory = "relative/dir".into();
+        assert!(pod_config(&c, "").is_err());
+    }
+
+    #[test]
+    fn status_reports_ips_and_namespaces() {
+        let pod = Pod {
+            id: "abc".into(),
+            config: pod_config(&config(), "").expect("valid"),
+            ips: vec![
+                "10.0.0.2".parse().expect("ip"),
+                "fd00::2".parse().expect("ip"),
+            ],
+            ..Pod::default()
+        };
+        let s = pod_status(&pod);
+        let net = s.network.expect("network");
+        assert_eq!(net.ip, "10.0.0.2");
+        assert_eq!(net.additional_ips[0].ip, "fd00::2");
+        let opts = s.linux.and_then(|l| l.namespaces).and_then(|n| n.options);
+        assert_eq!(opts.map(|o| o.network), Some(NamespaceMode::Node as i32));
+    }
+}

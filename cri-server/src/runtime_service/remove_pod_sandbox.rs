@@ -1,0 +1,28 @@
+//! `RemovePodSandbox`: removes the pod's containers, then the pod (network,
+//! namespaces, /dev/shm, cgroup, files, record). Idempotent.
+
+use k8s_cri::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
+use tonic::Status;
+
+use crate::error::CriError;
+use crate::service::Cri;
+
+pub async fn remove_pod_sandbox(
+    cri: &Cri,
+    req: RemovePodSandboxRequest,
+) -> Result<RemovePodSandboxResponse, Status> {
+    if req.pod_sandbox_id.is_empty() {
+        return Err(Status::invalid_argument("pod_sandbox_id is required"));
+    }
+    if let Ok(pod) = cri.pods.get(&req.pod_sandbox_id) {
+        cri.containers
+            .remove_all_of_pod(&pod.id)
+            .await
+            .map_err(CriError)?;
+    }
+    cri.pods
+        .remove(&req.pod_sandbox_id)
+        .await
+        .map_err(CriError)?;
+    Ok(RemovePodSandboxResponse {})
+}

@@ -1,0 +1,30 @@
+//! `RunPodSandbox`: pinned namespaces, cgroup, /dev/shm, CNI, pod files.
+//! On any failure nothing of the pod is left (the runtime undoes it).
+
+use k8s_cri::v1::{RunPodSandboxRequest, RunPodSandboxResponse};
+use tonic::Status;
+
+use crate::convert::pod::pod_config;
+use crate::error::CriError;
+use crate::service::Cri;
+
+pub async fn run_pod_sandbox(
+    cri: &Cri,
+    req: RunPodSandboxRequest,
+) -> Result<RunPodSandboxResponse, Status> {
+    let config = req
+        .config
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("RunPodSandboxRequest.config is required"))?;
+    if !req.runtime_handler.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "runtime handler {:?} is not configured (only the default handler \"\" is)",
+            req.runtime_handler
+        )));
+    }
+    let config = pod_config(config, &req.runtime_handler)?;
+    let pod = cri.pods.run(config).await.map_err(CriError)?;
+    Ok(RunPodSandboxResponse {
+        pod_sandbox_id: pod.id,
+    })
+}
