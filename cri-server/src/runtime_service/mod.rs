@@ -12,6 +12,7 @@ mod get_container_events;
 mod list_containers;
 mod list_pod_sandbox;
 mod pod_lookup;
+mod pod_sandbox_stats;
 mod pod_sandbox_status;
 mod remove_container;
 mod remove_pod_sandbox;
@@ -229,16 +230,20 @@ impl RuntimeService for CriService {
 
     async fn pod_sandbox_stats(
         &self,
-        _: Request<PodSandboxStatsRequest>,
+        request: Request<PodSandboxStatsRequest>,
     ) -> Result<Response<PodSandboxStatsResponse>, Status> {
-        Err(unimplemented("PodSandboxStats"))
+        pod_sandbox_stats::pod_sandbox_stats(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<ListPodSandboxStatsRequest>,
+        request: Request<ListPodSandboxStatsRequest>,
     ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxStats"))
+        pod_sandbox_stats::list_pod_sandbox_stats(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn update_runtime_config(

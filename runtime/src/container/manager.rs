@@ -339,7 +339,9 @@ impl Containers {
             id: id.clone(),
             spec,
             layers,
-            readonly_rootfs: config.security.readonly_rootfs,
+            // Mounted writable so mount points can be made; the spec's
+            // `root.readonly` remounts it read-only once they are (as runc).
+            readonly_rootfs: false,
             log_path: log_file
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/dev/null")),
