@@ -268,6 +268,7 @@ pub(super) fn record_exit(inner: &Inner, id: &str, exit: &ExitStatus) {
 }
 
 fn record_unknown_exit(inner: &Inner, id: &str, why: &str) {
+    tracing::warn!(container = %id, reason = why, "container ended unseen; exit code unknown");
     let exit = ExitStatus {
         code: UNKNOWN_EXIT,
         signal: None,
