@@ -30,17 +30,22 @@ impl ImageIndex {
     /// Starts a collection as a background task, if there is a runtime to
     /// run it; otherwise the next collection does the work.
     pub(super) fn gc_in_background(&self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!("no async runtime; garbage left for the next collection");
-            return;
-        };
-        let inner = self.inner.clone();
-        runtime.spawn(async move {
-            if let Err(e) = collect(inner).await {
-                tracing::warn!(error = %e, "background garbage collection failed");
-            }
-        });
+        collect_in_background(self.inner.clone());
     }
+}
+
+/// Starts a collection as a background task, if there is a runtime to run
+/// it; otherwise the next collection does the work.
+pub(super) fn collect_in_background(inner: Arc<Inner>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::debug!("no async runtime; garbage left for the next collection");
+        return;
+    };
+    runtime.spawn(async move {
+        if let Err(e) = collect(inner).await {
+            tracing::warn!(error = %e, "background garbage collection failed");
+        }
+    });
 }
 
 async fn collect(inner: Arc<Inner>) -> Result<GcStats, crate::Error> {

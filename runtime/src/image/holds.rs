@@ -4,15 +4,27 @@
 //! their layers, and garbage collection skips them).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use super::Digest;
 
+type OnRelease = Box<dyn Fn() + Send + Sync>;
+
 /// Who holds which snapshots (by chain id), shared by the image index's
 /// garbage collector and the container manager.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LayerHolds {
     holders: Mutex<HashMap<String, Vec<Digest>>>,
+    /// Run when a hold goes: the index collects what nothing needs now.
+    on_release: OnceLock<OnRelease>,
+}
+
+impl std::fmt::Debug for LayerHolds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerHolds")
+            .field("holders", &self.map().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LayerHolds {
@@ -26,9 +38,20 @@ impl LayerHolds {
         self.map().insert(holder.to_string(), chain_ids);
     }
 
-    /// `holder` needs nothing any more.
+    /// `holder` needs nothing any more; layers no image uses either are
+    /// then collected (in the background).
     pub fn release(&self, holder: &str) {
-        self.map().remove(holder);
+        let released = self.map().remove(holder).is_some();
+        if released {
+            if let Some(on_release) = self.on_release.get() {
+                on_release();
+            }
+        }
+    }
+
+    /// Sets what runs when a hold is released (once; later calls are ignored).
+    pub(super) fn on_release(&self, f: OnRelease) {
+        let _ = self.on_release.set(f);
     }
 
     /// Every chain id someone holds.

@@ -62,16 +62,21 @@ impl ImageIndex {
             .into_iter()
             .map(|(_, record)| (record.id.clone(), record))
             .collect();
-        Ok(ImageIndex {
-            inner: Arc::new(Inner {
-                store,
-                content,
-                snapshots,
-                images: Mutex::new(images),
-                gc_lock: Arc::new(RwLock::new(())),
-                holds: Arc::new(LayerHolds::default()),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            store,
+            content,
+            snapshots,
+            images: Mutex::new(images),
+            gc_lock: Arc::new(RwLock::new(())),
+            holds: Arc::new(LayerHolds::default()),
+        });
+        let weak = Arc::downgrade(&inner);
+        inner.holds.on_release(Box::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                super::gc::collect_in_background(inner);
+            }
+        }));
+        Ok(ImageIndex { inner })
     }
 
     /// The content store of image manifests and configs.

@@ -128,3 +128,21 @@ async fn held_layers_outlive_their_image() {
         .expect("hold")
         .is_none());
 }
+
+#[tokio::test]
+async fn releasing_the_last_hold_collects_the_layers() {
+    let (_dir, index) = setup();
+    let a = image(&index, "a", &["a:1"], &["only"]);
+    index.add(a.clone()).expect("add a");
+    index.hold_image("ctr", &a.id).await.expect("hold");
+    assert!(index.remove("a:1").await.expect("remove"));
+    assert!(index.snapshots().exists(&a.layers[0].chain_id));
+    index.holds().release("ctr");
+    for _ in 0..200 {
+        if !index.snapshots().exists(&a.layers[0].chain_id) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the released layer was not collected");
+}
