@@ -42,13 +42,13 @@ fn list_filters_by_state_pod_label_and_id_prefix() {
     let done = env.run(&p2, "two", "done", &["true"]);
     env.wait_state(&done, "CONTAINER_EXITED", Duration::from_secs(20));
 
-    assert_eq!(ids(&env, &[]), [web.clone()], "running only by default");
+    assert_eq!(ids(&env, &[]), [web.as_str()], "running only by default");
     assert_eq!(
         ids(&env, &["-a"]),
         sorted(vec![web.clone(), db.clone(), done.clone()])
     );
-    assert_eq!(ids(&env, &["-a", "--state", "created"]), [db.clone()]);
-    assert_eq!(ids(&env, &["-a", "--state", "exited"]), [done.clone()]);
+    assert_eq!(ids(&env, &["-a", "--state", "created"]), [db.as_str()]);
+    assert_eq!(ids(&env, &["-a", "--state", "exited"]), [done.as_str()]);
     assert_eq!(
         ids(&env, &["-a", "--pod", &p2]),
         sorted(vec![db.clone(), done.clone()])
@@ -57,13 +57,13 @@ fn list_filters_by_state_pod_label_and_id_prefix() {
         ids(&env, &["-a", "--pod", &p2[..8]]),
         sorted(vec![db.clone(), done.clone()])
     );
-    assert_eq!(ids(&env, &["-a", "--label", "app=web"]), [web.clone()]);
+    assert_eq!(ids(&env, &["-a", "--label", "app=web"]), [web.as_str()]);
     assert_eq!(
         ids(&env, &["-a", "--label", "app=web", "--label", "tier=back"]),
         Vec::<String>::new()
     );
-    assert_eq!(ids(&env, &["-a", "--id", &db[..12]]), [db.clone()]);
-    assert_eq!(ids(&env, &["-a", "--name", "^do"]), [done.clone()]);
+    assert_eq!(ids(&env, &["-a", "--id", &db[..12]]), [db.as_str()]);
+    assert_eq!(ids(&env, &["-a", "--name", "^do"]), [done.as_str()]);
 
     // A short id is accepted wherever crictl passes it through.
     let v = env.inspect(&web[..10]);
