@@ -142,7 +142,7 @@ fn removing_a_pod_removes_its_running_containers() {
     assert_eq!(env.state(&c), "CONTAINER_RUNNING");
     env.d.crictl(&["rmp", &pod]).ok();
     let left = ids(&env, &["-a"]);
-    assert_eq!(left, [c.clone()], "a and b went with their pod");
+    assert_eq!(left, [c.as_str()], "a and b went with their pod");
     assert!(!left.contains(&b));
     // A container cannot be made in a stopped pod.
     env.d.crictl(&["stopp", &other]).ok();
