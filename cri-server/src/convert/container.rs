@@ -75,7 +75,50 @@ pub fn new_container(c: &cri::ContainerConfig) -> Result<NewContainer, Status> {
         annotations: sorted(&c.annotations),
         log_path: c.log_path.clone(),
         config,
+        pid: None,
     })
+}
+
+/// Which PID namespace a container asks for (its security context's
+/// namespace options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidChoice {
+    /// The pod's (the CRI default).
+    Pod,
+    /// One of its own.
+    Container,
+    /// The host's.
+    Node,
+    /// That of this other container.
+    Target(String),
+}
+
+/// The PID namespace the container config asks for.
+pub fn pid_choice(c: &cri::ContainerConfig) -> Result<PidChoice, Status> {
+    let Some(ns) = c
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+    else {
+        return Ok(PidChoice::Pod);
+    };
+    match cri::NamespaceMode::try_from(ns.pid) {
+        Ok(cri::NamespaceMode::Pod) => Ok(PidChoice::Pod),
+        Ok(cri::NamespaceMode::Container) => Ok(PidChoice::Container),
+        Ok(cri::NamespaceMode::Node) => Ok(PidChoice::Node),
+        Ok(cri::NamespaceMode::Target) if !ns.target_id.is_empty() => {
+            Ok(PidChoice::Target(ns.target_id.clone()))
+        }
+        Ok(cri::NamespaceMode::Target) => Err(invalid(
+            "security_context.namespace_options.target_id",
+            "is empty",
+        )),
+        Err(_) => Err(invalid(
+            "security_context.namespace_options.pid",
+            "is unknown",
+        )),
+    }
 }
 
 fn invalid(field: &str, why: &str) -> Status {

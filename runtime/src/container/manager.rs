@@ -64,6 +64,8 @@ pub struct NewContainer {
     /// The container's configuration; id, namespaces, hostname, cgroup path
     /// and the pod's mounts are filled in from the pod.
     pub config: ContainerConfig,
+    /// The container's own PID namespace choice, instead of the pod's.
+    pub pid: Option<NsMode>,
 }
 
 /// The containers of this daemon.
@@ -323,6 +325,9 @@ impl Containers {
         let mut config = req.config;
         config.id = id.clone();
         apply_pod(&mut config, pod);
+        if let Some(pid) = req.pid {
+            config.namespaces.pid = pid;
+        }
         config.oom_score_adj_cap = own_oom_score_adj();
         let view = LayeredRootfs {
             layers: layers.clone(),
