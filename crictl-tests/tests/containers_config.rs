@@ -33,6 +33,20 @@ fn env_workdir_and_user_come_from_the_image_unless_overridden() {
     let script = ["sh", "-c", "echo $FOO $KEEP; pwd; id -u; id -g"];
     let from_image = output(&env, &pod, "cfg", &env.container_config("plain", &script));
     assert_eq!(from_image, ["image kept", "/home/tester", "1000", "1000"]);
+    let plain = env.d.crictl(&["ps", "-a", "-q", "--name", "plain"]).ok();
+    let v = env.inspect(plain.trim());
+    let uid = &v["status"]["user"]["linux"]["uid"];
+    assert!(uid == "1000" || uid == 1000, "the user reported: {v}");
+    let annotations = &v["info"]["runtimeSpec"]["annotations"];
+    assert_eq!(
+        annotations["io.kubernetes.cri.container-name"], "plain",
+        "{v}"
+    );
+    assert_eq!(
+        annotations["io.kubernetes.cri.sandbox-id"],
+        pod.as_str(),
+        "{v}"
+    );
 
     let mut over = env.container_config("over", &script);
     over["envs"] = json!([{"key": "FOO", "value": "ctr"}]);

@@ -371,7 +371,18 @@ pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
             windows: None,
         }),
         image_id: r.image_id.clone(),
-        user: None,
+        user: Some(cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: i64::from(r.user.uid),
+                gid: i64::from(r.user.gid),
+                supplemental_groups: r
+                    .user
+                    .additional_gids
+                    .iter()
+                    .map(|g| i64::from(*g))
+                    .collect(),
+            }),
+        }),
     }
 }
 

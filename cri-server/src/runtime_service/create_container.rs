@@ -35,6 +35,20 @@ pub async fn create_container(
             Some(NsMode::Path(format!("/proc/{}/ns/pid", t.pid).into()))
         }
     };
+    // The annotations containerd puts in the OCI spec, for tools that
+    // look for them (the record keeps the request's own).
+    let cri_annotations = [
+        ("io.kubernetes.cri.container-type", "container".to_string()),
+        ("io.kubernetes.cri.container-name", new.name.clone()),
+        ("io.kubernetes.cri.sandbox-id", pod.pod_id.clone()),
+        ("io.kubernetes.cri.sandbox-name", pod.name.clone()),
+        ("io.kubernetes.cri.sandbox-namespace", pod.namespace.clone()),
+        ("io.kubernetes.cri.sandbox-uid", pod.uid.clone()),
+        ("io.kubernetes.cri.image-name", new.image.clone()),
+    ];
+    for (key, value) in cri_annotations {
+        new.config.annotations.insert(key.to_string(), value);
+    }
     let container_id = cri
         .containers
         .create(&cri.images, &pod, new)

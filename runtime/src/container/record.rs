@@ -71,10 +71,24 @@ pub struct ContainerRecord {
     pub message: String,
     /// The init's pid while it runs (host pid namespace).
     pub pid: i32,
+    /// The user the process runs as, as resolved at creation.
+    #[serde(default)]
+    pub user: ProcessUser,
     /// The pod as the container saw it at creation.
     pub pod: PodContext,
     /// The container's configuration.
     pub config: ContainerConfig,
+}
+
+/// The identity a container's process runs with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    /// The uid.
+    pub uid: u32,
+    /// The primary gid.
+    pub gid: u32,
+    /// Supplementary gids.
+    pub additional_gids: Vec<u32>,
 }
 
 impl ContainerRecord {
@@ -281,6 +295,7 @@ mod tests {
             reason: String::new(),
             message: String::new(),
             pid: 0,
+            user: ProcessUser::default(),
             pod: PodContext::default(),
             config: ContainerConfig::default(),
         };
