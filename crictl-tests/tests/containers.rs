@@ -332,3 +332,35 @@ fn exec_sync_codes_output_timeout_and_stopped_containers() {
         "{err}"
     );
 }
+
+#[test]
+fn a_command_that_cannot_run_fails_start_and_leaves_an_exited_container() {
+    let env = Env::new();
+    let pod = env.pod("bad");
+    let id = env.create(
+        &pod,
+        "bad",
+        &env.container_config("nope", &["/no/such/binary"]),
+    );
+    let out = env.d.crictl(&["start", &id]);
+    let v = env.inspect(&id);
+    if out.output.status.success() {
+        // The exec failure shows as the process's end.
+        let v = env.wait_state(&id, "CONTAINER_EXITED", Duration::from_secs(10));
+        assert_ne!(v["status"]["exitCode"], 0, "{v}");
+    } else {
+        assert!(out.stderr().contains("/no/such/binary"), "{}", out.stderr());
+        assert_eq!(v["status"]["state"], "CONTAINER_EXITED", "{v}");
+        assert_ne!(v["status"]["exitCode"], 0, "{v}");
+    }
+    env.d.crictl(&["rm", &id]).ok();
+    // Bad input is refused before anything is made.
+    let mut bad = env.container_config("badmount", &["true"]);
+    bad["mounts"] = serde_json::json!([{"container_path": "relative", "host_path": "/tmp"}]);
+    let err = env.try_create(&pod, "bad", &bad).fails();
+    assert!(
+        err.contains("InvalidArgument") && err.contains("container_path"),
+        "{err}"
+    );
+    assert!(env.d.crictl(&["ps", "-a", "-q"]).ok().trim().is_empty());
+}
