@@ -201,6 +201,12 @@ impl Daemon {
         self.spawn().expect("cortend restarts");
     }
 
+    /// Starts the daemon again after [`Daemon::terminate`].
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "cortend is still running");
+        self.spawn().expect("cortend starts again");
+    }
+
     /// A daemon with the test defaults.
     pub fn start() -> Daemon {
         DaemonBuilder::new().start().expect("cortend starts")
