@@ -2,14 +2,17 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use corten_runtime::container::ContainerRuntime;
 use corten_runtime::image::{Images, RegistryConfig};
 use corten_runtime::network::Cni;
 use corten_runtime::sandbox::Pods;
 use corten_runtime::store::MetaStore;
 
 use crate::config::Config;
+use crate::streaming::Streaming;
 
 /// The metadata database, under root_dir.
 const META_DB: &str = "meta.redb";
@@ -27,8 +30,9 @@ pub struct Cri {
     /// Pod sandboxes.
     pub pods: Pods,
     /// The `corten-shim` binary.
-    #[allow(dead_code)] // used by the pod and container RPCs being built
     pub shim: PathBuf,
+    /// The streaming server (Exec, Attach, PortForward URLs).
+    pub streaming: Arc<Streaming>,
 }
 
 impl Cri {
@@ -51,12 +55,26 @@ impl Cri {
         let pods = Pods::open(store, &config.state_dir, &shim, cni)
             .await
             .context("cannot open the pod store")?;
+        let s = &config.streaming;
+        let streaming = Streaming::start(
+            &s.address,
+            s.port,
+            Duration::from_secs(s.idle_timeout_seconds),
+            ContainerRuntime::new(&config.state_dir, &config.root_dir, &shim),
+        )
+        .await?;
         Ok(Cri {
             config,
             images,
             pods,
             shim,
+            streaming,
         })
+    }
+
+    /// The container core, on this daemon's directories and shim.
+    pub fn container_runtime(&self) -> ContainerRuntime {
+        ContainerRuntime::new(&self.config.state_dir, &self.config.root_dir, &self.shim)
     }
 }
 

@@ -4,8 +4,11 @@
 //! built RPC lives in its own file. RPCs whose issue is not done yet answer
 //! `Unimplemented`, naming themselves.
 
+mod attach;
+mod exec;
 mod list_pod_sandbox;
 mod pod_sandbox_status;
+mod port_forward;
 mod remove_pod_sandbox;
 mod run_pod_sandbox;
 mod runtime_config;
@@ -164,19 +167,28 @@ impl RuntimeService for CriService {
         Err(unimplemented("ExecSync"))
     }
 
-    async fn exec(&self, _: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
-        Err(unimplemented("Exec"))
+    async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        exec::exec(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn attach(&self, _: Request<AttachRequest>) -> Result<Response<AttachResponse>, Status> {
-        Err(unimplemented("Attach"))
+    async fn attach(
+        &self,
+        request: Request<AttachRequest>,
+    ) -> Result<Response<AttachResponse>, Status> {
+        attach::attach(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn port_forward(
         &self,
-        _: Request<PortForwardRequest>,
+        request: Request<PortForwardRequest>,
     ) -> Result<Response<PortForwardResponse>, Status> {
-        Err(unimplemented("PortForward"))
+        port_forward::port_forward(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn container_stats(
