@@ -37,6 +37,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let bound_inode = std::fs::metadata(&socket).map(|m| m.ino()).ok();
 
     let cri = Cri::open(config).await?;
+    // Before the image GC: it must know which layers containers hold.
+    cri.containers
+        .recover()
+        .await
+        .context("cannot reconcile containers with their shims")?;
     cri.images
         .collect_garbage()
         .await

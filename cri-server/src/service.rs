@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use corten_runtime::container::ContainerRuntime;
+use corten_runtime::container::{ContainerRuntime, Containers};
 use corten_runtime::image::{Images, RegistryConfig};
 use corten_runtime::network::Cni;
 use corten_runtime::sandbox::Pods;
@@ -29,10 +29,10 @@ pub struct Cri {
     pub images: Images,
     /// Pod sandboxes.
     pub pods: Pods,
-    /// The `corten-shim` binary.
-    pub shim: PathBuf,
     /// The streaming server (Exec, Attach, PortForward URLs).
     pub streaming: Arc<Streaming>,
+    /// Containers.
+    pub containers: Containers,
 }
 
 impl Cri {
@@ -52,29 +52,27 @@ impl Cri {
             config.cni.bin_dirs.clone(),
             config.root_dir.join(CNI_CACHE),
         );
-        let pods = Pods::open(store, &config.state_dir, &shim, cni)
+        let pods = Pods::open(store.clone(), &config.state_dir, &shim, cni)
             .await
             .context("cannot open the pod store")?;
+        let runtime = ContainerRuntime::new(&config.state_dir, &config.root_dir, &shim);
+        let containers = Containers::open(store, runtime.clone(), images.holds())
+            .context("cannot open the container records")?;
         let s = &config.streaming;
         let streaming = Streaming::start(
             &s.address,
             s.port,
             Duration::from_secs(s.idle_timeout_seconds),
-            ContainerRuntime::new(&config.state_dir, &config.root_dir, &shim),
+            runtime.clone(),
         )
         .await?;
         Ok(Cri {
             config,
             images,
             pods,
-            shim,
             streaming,
+            containers,
         })
-    }
-
-    /// The container core, on this daemon's directories and shim.
-    pub fn container_runtime(&self) -> ContainerRuntime {
-        ContainerRuntime::new(&self.config.state_dir, &self.config.root_dir, &self.shim)
     }
 }
 

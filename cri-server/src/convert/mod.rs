@@ -1,4 +1,6 @@
 //! CRI messages <-> runtime types.
 
+pub mod container;
 pub mod image;
 pub mod pod;
+pub mod stats;

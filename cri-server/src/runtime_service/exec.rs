@@ -46,10 +46,11 @@ pub async fn running_container(cri: &Cri, id: &str) -> Result<String, Status> {
     if id.is_empty() {
         return Err(Status::invalid_argument("container_id is required"));
     }
-    let runtime = cri.container_runtime();
-    runtime
-        .ensure_running(id)
+    let id = cri.containers.resolve(id).map_err(CriError)?;
+    cri.containers
+        .runtime()
+        .ensure_running(&id)
         .await
         .map_err(|e| CriError(e.into()))?;
-    Ok(id.to_string())
+    Ok(id)
 }

@@ -5,15 +5,28 @@
 //! `Unimplemented`, naming themselves.
 
 mod attach;
+mod container_stats;
+mod container_status;
+mod create_container;
 mod exec;
+mod exec_sync;
+mod get_container_events;
+mod list_containers;
 mod list_pod_sandbox;
+mod pod_lookup;
+mod pod_sandbox_stats;
 mod pod_sandbox_status;
 mod port_forward;
+mod remove_container;
 mod remove_pod_sandbox;
+mod reopen_container_log;
 mod run_pod_sandbox;
 mod runtime_config;
+mod start_container;
 mod status;
+mod stop_container;
 mod stop_pod_sandbox;
+mod update_container_resources;
 mod update_runtime_config;
 mod version;
 
@@ -106,65 +119,83 @@ impl RuntimeService for CriService {
 
     async fn create_container(
         &self,
-        _: Request<CreateContainerRequest>,
+        request: Request<CreateContainerRequest>,
     ) -> Result<Response<CreateContainerResponse>, Status> {
-        Err(unimplemented("CreateContainer"))
+        create_container::create_container(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn start_container(
         &self,
-        _: Request<StartContainerRequest>,
+        request: Request<StartContainerRequest>,
     ) -> Result<Response<StartContainerResponse>, Status> {
-        Err(unimplemented("StartContainer"))
+        start_container::start_container(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn stop_container(
         &self,
-        _: Request<StopContainerRequest>,
+        request: Request<StopContainerRequest>,
     ) -> Result<Response<StopContainerResponse>, Status> {
-        Err(unimplemented("StopContainer"))
+        stop_container::stop_container(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn remove_container(
         &self,
-        _: Request<RemoveContainerRequest>,
+        request: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerResponse>, Status> {
-        Err(unimplemented("RemoveContainer"))
+        remove_container::remove_container(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_containers(
         &self,
-        _: Request<ListContainersRequest>,
+        request: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
-        Err(unimplemented("ListContainers"))
+        list_containers::list_containers(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn container_status(
         &self,
-        _: Request<ContainerStatusRequest>,
+        request: Request<ContainerStatusRequest>,
     ) -> Result<Response<ContainerStatusResponse>, Status> {
-        Err(unimplemented("ContainerStatus"))
+        container_status::container_status(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn update_container_resources(
         &self,
-        _: Request<UpdateContainerResourcesRequest>,
+        request: Request<UpdateContainerResourcesRequest>,
     ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
-        Err(unimplemented("UpdateContainerResources"))
+        update_container_resources::update_container_resources(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn reopen_container_log(
         &self,
-        _: Request<ReopenContainerLogRequest>,
+        request: Request<ReopenContainerLogRequest>,
     ) -> Result<Response<ReopenContainerLogResponse>, Status> {
-        Err(unimplemented("ReopenContainerLog"))
+        reopen_container_log::reopen_container_log(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn exec_sync(
         &self,
-        _: Request<ExecSyncRequest>,
+        request: Request<ExecSyncRequest>,
     ) -> Result<Response<ExecSyncResponse>, Status> {
-        Err(unimplemented("ExecSync"))
+        exec_sync::exec_sync(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
@@ -193,30 +224,38 @@ impl RuntimeService for CriService {
 
     async fn container_stats(
         &self,
-        _: Request<ContainerStatsRequest>,
+        request: Request<ContainerStatsRequest>,
     ) -> Result<Response<ContainerStatsResponse>, Status> {
-        Err(unimplemented("ContainerStats"))
+        container_stats::container_stats(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_container_stats(
         &self,
-        _: Request<ListContainerStatsRequest>,
+        request: Request<ListContainerStatsRequest>,
     ) -> Result<Response<ListContainerStatsResponse>, Status> {
-        Err(unimplemented("ListContainerStats"))
+        container_stats::list_container_stats(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _: Request<PodSandboxStatsRequest>,
+        request: Request<PodSandboxStatsRequest>,
     ) -> Result<Response<PodSandboxStatsResponse>, Status> {
-        Err(unimplemented("PodSandboxStats"))
+        pod_sandbox_stats::pod_sandbox_stats(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<ListPodSandboxStatsRequest>,
+        request: Request<ListPodSandboxStatsRequest>,
     ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxStats"))
+        pod_sandbox_stats::list_pod_sandbox_stats(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn update_runtime_config(
@@ -243,9 +282,11 @@ impl RuntimeService for CriService {
 
     async fn get_container_events(
         &self,
-        _: Request<GetEventsRequest>,
+        request: Request<GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(unimplemented("GetContainerEvents"))
+        get_container_events::get_container_events(self.state.clone(), request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_metric_descriptors(

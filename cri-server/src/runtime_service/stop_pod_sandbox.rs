@@ -16,6 +16,14 @@ pub async fn stop_pod_sandbox(
     if req.pod_sandbox_id.is_empty() {
         return Err(Status::invalid_argument("pod_sandbox_id is required"));
     }
+    // The pod's containers first, killed at once as containerd does
+    // (kubelet has stopped them with their grace period already).
+    if let Ok(pod) = cri.pods.get(&req.pod_sandbox_id) {
+        cri.containers
+            .stop_all_of_pod(&pod.id, std::time::Duration::ZERO)
+            .await
+            .map_err(CriError)?;
+    }
     match cri.pods.stop(&req.pod_sandbox_id).await {
         Ok(_) => Ok(StopPodSandboxResponse {}),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(StopPodSandboxResponse {}),

@@ -6,10 +6,16 @@
 //! holds the writable layer (`upper/`, `work/`), which survives reboots.
 
 mod exec;
+mod lifecycle;
+mod manager;
+mod ops;
+mod record;
 mod runtime;
 mod stats;
 
 pub use exec::{ExecOutput, ExecRequest};
+pub use manager::{ContainerEvent, Containers, EventKind, NewContainer};
+pub use record::{reason, stop_signal, ContainerFilter, ContainerRecord, ContainerState};
 pub use runtime::{ContainerRuntime, CreateRequest};
 pub use stats::ContainerStats;
 
@@ -29,6 +35,26 @@ pub enum Error {
     AlreadyExists {
         /// The id.
         id: String,
+    },
+    /// Another container of the pod has this name and attempt.
+    #[error("container name {name:?} is already in use by {by}")]
+    NameInUse {
+        /// `pod/name/attempt`.
+        name: String,
+        /// The container holding it.
+        by: String,
+    },
+    /// The image to create a container from is not present.
+    #[error("image {image:?} not found: pull it first")]
+    ImageNotFound {
+        /// The image as asked for.
+        image: String,
+    },
+    /// A stop signal that names no signal.
+    #[error("invalid stop signal {signal:?}")]
+    InvalidSignal {
+        /// The signal as given.
+        signal: String,
     },
     /// The id cannot name a directory.
     #[error("invalid container id {id:?}: {reason}")]
@@ -87,9 +113,11 @@ impl Error {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
-            Error::InvalidId { .. } | Error::InvalidExec { .. } => ErrorKind::InvalidArgument,
+            Error::NotFound { .. } | Error::ImageNotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } | Error::NameInUse { .. } => ErrorKind::AlreadyExists,
+            Error::InvalidId { .. } | Error::InvalidExec { .. } | Error::InvalidSignal { .. } => {
+                ErrorKind::InvalidArgument
+            }
             Error::Refused { .. } => ErrorKind::FailedPrecondition,
             Error::Create { .. } | Error::Shim { .. } | Error::Io { .. } => ErrorKind::Internal,
         }

@@ -65,6 +65,26 @@ impl ContainerRuntime {
         self.bundles.join(id)
     }
 
+    /// The ids of the bundles and writable layers on disk (with or without
+    /// a record: restart reconciliation removes those without).
+    pub fn ids_on_disk(&self) -> Vec<String> {
+        let mut ids: Vec<String> = [&self.bundles, &self.layers]
+            .into_iter()
+            .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|id| check_id(id).is_ok())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// The OCI spec container `id` was created with, as JSON.
+    pub fn spec_json(&self, id: &str) -> Option<serde_json::Value> {
+        let text = std::fs::read(self.bundle(id).join(files::SPEC)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
     /// The `corten-shim` binary this runtime starts.
     pub fn shim_binary(&self) -> &Path {
         &self.shim
@@ -298,7 +318,9 @@ impl ContainerRuntime {
         let socket = self.bundle(id).join(files::SOCKET);
         let deadline = tokio::time::Instant::now() + FINISH_TIMEOUT;
         while socket.exists() && tokio::time::Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            let connected = crate::shim::protocol::socket_address(&socket)
+                .and_then(|(_dir, addr)| std::os::unix::net::UnixStream::connect(addr));
+            if connected.is_err() {
                 // A socket file with no shim behind it.
                 return;
             }

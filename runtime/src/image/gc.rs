@@ -17,7 +17,7 @@ pub struct GcStats {
 
 impl ImageIndex {
     /// Deletes the snapshots and content blobs that no image record refers
-    /// to. An image refers to its layers' chain ids, its config and manifest
+    /// to and no container holds. An image refers to its layers' chain ids, its config and manifest
     /// digests, and the digests its digest references name.
     ///
     /// Waits for pulls in flight (see [`pull_guard`](Self::pull_guard)) and
@@ -30,17 +30,22 @@ impl ImageIndex {
     /// Starts a collection as a background task, if there is a runtime to
     /// run it; otherwise the next collection does the work.
     pub(super) fn gc_in_background(&self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!("no async runtime; garbage left for the next collection");
-            return;
-        };
-        let inner = self.inner.clone();
-        runtime.spawn(async move {
-            if let Err(e) = collect(inner).await {
-                tracing::warn!(error = %e, "background garbage collection failed");
-            }
-        });
+        collect_in_background(self.inner.clone());
     }
+}
+
+/// Starts a collection as a background task, if there is a runtime to run
+/// it; otherwise the next collection does the work.
+pub(super) fn collect_in_background(inner: Arc<Inner>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::debug!("no async runtime; garbage left for the next collection");
+        return;
+    };
+    runtime.spawn(async move {
+        if let Err(e) = collect(inner).await {
+            tracing::warn!(error = %e, "background garbage collection failed");
+        }
+    });
 }
 
 async fn collect(inner: Arc<Inner>) -> Result<GcStats, crate::Error> {
@@ -59,10 +64,11 @@ async fn collect(inner: Arc<Inner>) -> Result<GcStats, crate::Error> {
 fn collect_blocking(inner: &Inner) -> Result<GcStats, crate::Error> {
     let (chain_ids, blobs) = {
         let images = inner.images();
-        let chain_ids: HashSet<Digest> = images
+        let mut chain_ids: HashSet<Digest> = images
             .values()
             .flat_map(|r| r.chain_ids().cloned())
             .collect();
+        chain_ids.extend(inner.holds.held());
         let blobs: HashSet<Digest> = images.values().flat_map(|r| r.blobs()).collect();
         (chain_ids, blobs)
     };

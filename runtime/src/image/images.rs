@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::pull::{Credentials, Puller, RegistryConfig};
-use super::{ContentStore, ImageIndex, ImageRecord, Reference};
+use super::{ContentStore, ImageIndex, ImageRecord, LayerHolds, Reference};
 use crate::snapshot::{Snapshotter, Usage};
 use crate::store::MetaStore;
 
@@ -85,6 +85,29 @@ impl Images {
             );
         }
         Ok(())
+    }
+
+    /// The layer holds of containers (see [`LayerHolds`]).
+    pub fn holds(&self) -> Arc<LayerHolds> {
+        self.index.holds().clone()
+    }
+
+    /// Resolves `name_or_id` and makes `holder` keep the image's layers.
+    /// `Ok(None)` when there is no such image.
+    pub async fn hold(
+        &self,
+        holder: &str,
+        name_or_id: &str,
+    ) -> Result<Option<ImageRecord>, crate::Error> {
+        let Some(record) = self.index.resolve(name_or_id)? else {
+            return Ok(None);
+        };
+        self.index.hold_image(holder, &record.id).await
+    }
+
+    /// The snapshot directory of a layer, by chain id.
+    pub fn snapshot_path(&self, chain_id: &super::Digest) -> PathBuf {
+        self.index.snapshots().path(chain_id)
     }
 
     /// Where the layer snapshots live.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
-use super::{ContentStore, Digest, Error, ImageRecord, Reference};
+use super::{ContentStore, Digest, Error, ImageRecord, LayerHolds, Reference};
 use crate::snapshot::{self, Snapshotter};
 use crate::store::{Change, MetaStore, Table};
 
@@ -27,6 +27,8 @@ pub(super) struct Inner {
     pub(super) images: Mutex<BTreeMap<Digest, ImageRecord>>,
     /// Pulls in flight hold the read side, garbage collection the write side.
     pub(super) gc_lock: Arc<RwLock<()>>,
+    /// Snapshots containers still run on, kept by garbage collection.
+    pub(super) holds: Arc<LayerHolds>,
 }
 
 impl Inner {
@@ -60,15 +62,21 @@ impl ImageIndex {
             .into_iter()
             .map(|(_, record)| (record.id.clone(), record))
             .collect();
-        Ok(ImageIndex {
-            inner: Arc::new(Inner {
-                store,
-                content,
-                snapshots,
-                images: Mutex::new(images),
-                gc_lock: Arc::new(RwLock::new(())),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            store,
+            content,
+            snapshots,
+            images: Mutex::new(images),
+            gc_lock: Arc::new(RwLock::new(())),
+            holds: Arc::new(LayerHolds::default()),
+        });
+        let weak = Arc::downgrade(&inner);
+        inner.holds.on_release(Box::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                super::gc::collect_in_background(inner);
+            }
+        }));
+        Ok(ImageIndex { inner })
     }
 
     /// The content store of image manifests and configs.
@@ -205,6 +213,29 @@ impl ImageIndex {
     /// stored until its [`add`](Self::add): garbage collection waits for it.
     pub async fn pull_guard(&self) -> OwnedRwLockReadGuard<()> {
         self.inner.gc_lock.clone().read_owned().await
+    }
+
+    /// The holds garbage collection honours besides the image records.
+    pub fn holds(&self) -> &Arc<LayerHolds> {
+        &self.inner.holds
+    }
+
+    /// Makes `holder` keep the layers of image `id` (it must exist), with
+    /// garbage collection kept out meanwhile so none is deleted between
+    /// the lookup and the hold. Returns the record.
+    pub async fn hold_image(
+        &self,
+        holder: &str,
+        id: &Digest,
+    ) -> Result<Option<ImageRecord>, crate::Error> {
+        let _no_gc = self.pull_guard().await;
+        let Some(record) = self.inner.images().get(id).cloned() else {
+            return Ok(None);
+        };
+        self.inner
+            .holds
+            .hold(holder, record.chain_ids().cloned().collect());
+        Ok(Some(record))
     }
 
     /// Disk usage of the layer snapshots.

@@ -4,6 +4,7 @@
 mod content;
 mod digest;
 mod gc;
+mod holds;
 mod images;
 mod index;
 pub mod pull;
@@ -13,6 +14,7 @@ mod reference;
 pub use content::ContentStore;
 pub use digest::{Algorithm, Digest};
 pub use gc::GcStats;
+pub use holds::LayerHolds;
 pub use images::Images;
 pub use index::ImageIndex;
 pub use pull::{Credentials, RegistryConfig};

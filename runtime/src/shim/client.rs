@@ -35,12 +35,10 @@ impl ShimClient {
             id: self.id.clone(),
             reason,
         };
-        let mut stream = UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| Error::Refused {
-                id: self.id.clone(),
-                message: format!("cannot attach: the container is not running ({e})"),
-            })?;
+        let mut stream = connect(&self.socket).await.map_err(|e| Error::Refused {
+            id: self.id.clone(),
+            message: format!("cannot attach: the container is not running ({e})"),
+        })?;
         let mut line =
             serde_json::to_vec(&Request::Attach { stdin }).map_err(|e| failed(e.to_string()))?;
         line.push(b'\n');
@@ -76,7 +74,7 @@ impl ShimClient {
             id: self.id.clone(),
             reason,
         };
-        let mut stream = match UnixStream::connect(&self.socket).await {
+        let mut stream = match connect(&self.socket).await {
             Ok(s) => s,
             Err(e)
                 if matches!(
@@ -131,4 +129,10 @@ impl ShimClient {
             }),
         }
     }
+}
+
+/// Connects to `socket`, however long its path (see [`super::protocol::socket_address`]).
+async fn connect(socket: &Path) -> std::io::Result<UnixStream> {
+    let (_dir, addr) = super::protocol::socket_address(socket)?;
+    UnixStream::connect(addr).await
 }

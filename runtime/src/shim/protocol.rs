@@ -151,9 +151,48 @@ pub mod files {
     pub const STATE: &str = "state.json";
 }
 
+/// Longest socket path that fits a `sockaddr_un` (108 bytes with the NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// A path to reach `socket` by, short enough for `bind`/`connect`: the path
+/// itself, or, when it is too long (a deep state dir), the same file
+/// through `/proc/self/fd/N` of its directory, held open by the returned
+/// handle, which must live until the bind or connect is done.
+pub fn socket_address(
+    socket: &std::path::Path,
+) -> std::io::Result<(Option<std::fs::File>, std::path::PathBuf)> {
+    use std::os::fd::AsRawFd as _;
+    if socket.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok((None, socket.to_path_buf()));
+    }
+    let (Some(dir), Some(name)) = (socket.parent(), socket.file_name()) else {
+        return Ok((None, socket.to_path_buf()));
+    };
+    let handle = std::fs::File::open(dir)?;
+    let short =
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())).join(name);
+    Ok((Some(handle), short))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_socket_paths_bind_and_connect_through_proc() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let deep = tmp.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).expect("mkdir");
+        let socket = deep.join("shim.sock");
+        let (_held, addr) = socket_address(&socket).expect("address");
+        assert!(addr.as_os_str().len() <= SUN_PATH_MAX, "{}", addr.display());
+        let _listener = std::os::unix::net::UnixListener::bind(&addr).expect("bind");
+        assert!(socket.exists(), "the socket is where it belongs");
+        let (_held2, addr2) = socket_address(&socket).expect("address");
+        std::os::unix::net::UnixStream::connect(&addr2).expect("connect");
+        let short = tmp.path().join("s.sock");
+        assert_eq!(socket_address(&short).expect("short").1, short);
+    }
 
     #[test]
     fn wire_format_is_stable() {

@@ -10,7 +10,7 @@ use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
 use super::external::{self, Backend, Created, OciRuntime};
-use super::protocol::files;
+use super::protocol::{self, files};
 use super::server::{sigchld_fd, Supervisor};
 use crate::cgroups::{self, Cgroup};
 use crate::linux::{self, RootfsLayers, Stdio};
@@ -195,21 +195,22 @@ fn create(args: &Args) -> Result<Supervisor, String> {
     };
     let socket = bundle.join(files::SOCKET);
     let _ = std::fs::remove_file(&socket);
-    let listener = match UnixListener::bind(&socket) {
-        Ok(l) => l,
-        Err(e) => {
-            // The init dies when dropped unstarted; the cgroup goes with it.
-            drop(init);
-            if let Some(oci) = &oci {
-                let _ = oci.delete();
+    let listener =
+        match protocol::socket_address(&socket).and_then(|(_dir, addr)| UnixListener::bind(addr)) {
+            Ok(l) => l,
+            Err(e) => {
+                // The init dies when dropped unstarted; the cgroup goes with it.
+                drop(init);
+                if let Some(oci) = &oci {
+                    let _ = oci.delete();
+                }
+                if let Some(cg) = &cgroup {
+                    let _ = cg.kill_all();
+                    let _ = cg.destroy();
+                }
+                return Err(format!("bind {}: {e}", socket.display()));
             }
-            if let Some(cg) = &cgroup {
-                let _ = cg.kill_all();
-                let _ = cg.destroy();
-            }
-            return Err(format!("bind {}: {e}", socket.display()));
-        }
-    };
+        };
     let supervisor = Supervisor::new(
         bundle, init, cgroup, log, stdout, stderr, tty_master, listener,
     )

@@ -10,7 +10,7 @@ use oci_spec::runtime::{
     Mount, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 
-use super::config::{ContainerConfig, NsMode, Propagation, SeccompProfile};
+use super::config::{ContainerConfig, NsMode, Propagation, Resources, SeccompProfile};
 use super::defaults::{self, capability};
 use super::image::{self, ImageConfig};
 use super::{user, Error, RootfsView};
@@ -223,31 +223,7 @@ fn linux(c: &ContainerConfig, cap_names: &[String]) -> Result<Linux, Error> {
     let (devices, mut rules) = devices(c)?;
     linux.set_devices(Some(devices));
 
-    let r = &c.resources;
-    let mut resources = LinuxResources::default();
-    if r.memory_limit_bytes.is_some_and(|m| m > 0) {
-        let mut memory = LinuxMemory::default();
-        memory.set_limit(r.memory_limit_bytes);
-        resources.set_memory(Some(memory));
-    }
-    let positive = |v: Option<u64>| v.filter(|v| *v > 0);
-    let mut cpu = LinuxCpu::default();
-    cpu.set_shares(positive(r.cpu_shares));
-    cpu.set_quota(r.cpu_quota.filter(|q| *q > 0));
-    cpu.set_period(positive(r.cpu_period));
-    cpu.set_cpus(r.cpuset_cpus.clone().filter(|s| !s.is_empty()));
-    cpu.set_mems(r.cpuset_mems.clone().filter(|s| !s.is_empty()));
-    if cpu != LinuxCpu::default() {
-        resources.set_cpu(Some(cpu));
-    }
-    if let Some(limit) = r.pids_limit.filter(|l| *l > 0) {
-        let mut pids = LinuxPids::default();
-        pids.set_limit(limit);
-        resources.set_pids(Some(pids));
-    }
-    if !r.unified.is_empty() {
-        resources.set_unified(Some(r.unified.clone().into_iter().collect()));
-    }
+    let mut resources = linux_resources(&c.resources);
     rules.insert(0, device_rule(false, None, None, None, "rwm"));
     resources.set_devices(Some(rules));
     linux.set_resources(Some(resources));
@@ -280,6 +256,36 @@ fn linux(c: &ContainerConfig, cap_names: &[String]) -> Result<Linux, Error> {
         SeccompProfile::Localhost(path) => Some(seccomp::from_file(path)?),
     });
     Ok(linux)
+}
+
+/// The cgroup limits of `r` (no device rules): what a container is created
+/// with, and what `UpdateContainerResources` applies to a running one.
+pub fn linux_resources(r: &Resources) -> LinuxResources {
+    let mut resources = LinuxResources::default();
+    if r.memory_limit_bytes.is_some_and(|m| m > 0) {
+        let mut memory = LinuxMemory::default();
+        memory.set_limit(r.memory_limit_bytes);
+        resources.set_memory(Some(memory));
+    }
+    let positive = |v: Option<u64>| v.filter(|v| *v > 0);
+    let mut cpu = LinuxCpu::default();
+    cpu.set_shares(positive(r.cpu_shares));
+    cpu.set_quota(r.cpu_quota.filter(|q| *q > 0));
+    cpu.set_period(positive(r.cpu_period));
+    cpu.set_cpus(r.cpuset_cpus.clone().filter(|s| !s.is_empty()));
+    cpu.set_mems(r.cpuset_mems.clone().filter(|s| !s.is_empty()));
+    if cpu != LinuxCpu::default() {
+        resources.set_cpu(Some(cpu));
+    }
+    if let Some(limit) = r.pids_limit.filter(|l| *l > 0) {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(limit);
+        resources.set_pids(Some(pids));
+    }
+    if !r.unified.is_empty() {
+        resources.set_unified(Some(r.unified.clone().into_iter().collect()));
+    }
+    resources
 }
 
 fn namespace(typ: LinuxNamespaceType, path: Option<PathBuf>) -> LinuxNamespace {

@@ -20,7 +20,7 @@ pub use config::{
     ContainerConfig, DeviceConfig, MountConfig, Namespaces, NsMode, Propagation, Resources,
     SeccompProfile, Security,
 };
-pub use generate::generate;
+pub use generate::{generate, linux_resources};
 pub use image::ImageConfig;
 pub use rootfs::{single_layer, LayeredRootfs, RootfsView, MAX_SYMLINKS};
 

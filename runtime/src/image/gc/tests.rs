@@ -98,3 +98,51 @@ async fn gc_waits_for_pulls_in_flight() {
     assert_eq!(stats, GcStats::default());
     assert!(index.snapshots().exists(&r.layers[0].chain_id));
 }
+
+#[tokio::test]
+async fn held_layers_outlive_their_image() {
+    let (_dir, index) = setup();
+    let a = image(&index, "a", &["a:1"], &["base", "a-top"]);
+    index.add(a.clone()).expect("add a");
+    let held = index
+        .hold_image("ctr1", &a.id)
+        .await
+        .expect("hold")
+        .expect("present");
+    assert_eq!(held.id, a.id);
+    assert!(index.remove("a:1").await.expect("remove"));
+    for layer in &a.layers {
+        assert!(index.snapshots().exists(&layer.chain_id), "held layer kept");
+    }
+    index.holds().release("ctr1");
+    index.gc().await.expect("gc");
+    for layer in &a.layers {
+        assert!(
+            !index.snapshots().exists(&layer.chain_id),
+            "released layer collected"
+        );
+    }
+    assert!(index
+        .hold_image("ctr2", &a.id)
+        .await
+        .expect("hold")
+        .is_none());
+}
+
+#[tokio::test]
+async fn releasing_the_last_hold_collects_the_layers() {
+    let (_dir, index) = setup();
+    let a = image(&index, "a", &["a:1"], &["only"]);
+    index.add(a.clone()).expect("add a");
+    index.hold_image("ctr", &a.id).await.expect("hold");
+    assert!(index.remove("a:1").await.expect("remove"));
+    assert!(index.snapshots().exists(&a.layers[0].chain_id));
+    index.holds().release("ctr");
+    for _ in 0..200 {
+        if !index.snapshots().exists(&a.layers[0].chain_id) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the released layer was not collected");
+}

@@ -1,0 +1,447 @@
+//! Containers between CRI and the runtime: the CRI `ContainerConfig` into
+//! a [`NewContainer`] (validated, errors naming the field), records back
+//! into CRI `Container` and `ContainerStatus`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use corten_runtime::container::{ContainerRecord, ContainerState, NewContainer};
+use corten_runtime::spec::{
+    ContainerConfig, DeviceConfig, MountConfig, Propagation, Resources, SeccompProfile, Security,
+};
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::security_profile::ProfileType;
+use tonic::Status;
+
+/// The runtime's request for a CRI `ContainerConfig`.
+pub fn new_container(c: &cri::ContainerConfig) -> Result<NewContainer, Status> {
+    let meta = c
+        .metadata
+        .as_ref()
+        .ok_or_else(|| invalid("config.metadata", "is required"))?;
+    if meta.name.is_empty() {
+        return Err(invalid("config.metadata.name", "is empty"));
+    }
+    let image = c
+        .image
+        .as_ref()
+        .map(|i| i.image.as_str())
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| invalid("config.image.image", "is empty"))?;
+    let mut env = Vec::with_capacity(c.envs.len());
+    for kv in &c.envs {
+        if kv.key.is_empty() || kv.key.contains('=') || kv.key.contains('\0') {
+            return Err(invalid("config.envs", &format!("bad name {:?}", kv.key)));
+        }
+        env.push((kv.key.clone(), kv.value.clone()));
+    }
+    let working_dir = Some(c.working_dir.clone()).filter(|w| !w.is_empty());
+    if working_dir.as_ref().is_some_and(|w| !w.starts_with('/')) {
+        return Err(invalid("config.working_dir", "is not an absolute path"));
+    }
+    let linux = c.linux.clone().unwrap_or_default();
+    let config = ContainerConfig {
+        command: c.command.clone(),
+        args: c.args.clone(),
+        env,
+        working_dir,
+        mounts: c.mounts.iter().map(mount).collect::<Result<_, _>>()?,
+        devices: c
+            .devices
+            .iter()
+            .map(|d| DeviceConfig {
+                host_path: PathBuf::from(&d.host_path),
+                container_path: d.container_path.clone(),
+                permissions: d.permissions.clone(),
+            })
+            .collect(),
+        resources: resources(linux.resources.as_ref())?,
+        security: security(linux.security_context.as_ref())?,
+        tty: c.tty,
+        stdin: c.stdin,
+        stdin_once: c.stdin_once,
+        annotations: c
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        ..ContainerConfig::default()
+    };
+    Ok(NewContainer {
+        name: meta.name.clone(),
+        attempt: meta.attempt,
+        image: image.to_string(),
+        labels: sorted(&c.labels),
+        annotations: sorted(&c.annotations),
+        log_path: c.log_path.clone(),
+        config,
+    })
+}
+
+fn invalid(field: &str, why: &str) -> Status {
+    Status::invalid_argument(format!("{field} {why}"))
+}
+
+fn sorted(m: &HashMap<String, String>) -> BTreeMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn mount(m: &cri::Mount) -> Result<MountConfig, Status> {
+    if !m.container_path.starts_with('/') {
+        return Err(invalid(
+            "config.mounts.container_path",
+            &format!("{:?} is not absolute", m.container_path),
+        ));
+    }
+    if !m.host_path.starts_with('/') {
+        return Err(invalid(
+            "config.mounts.host_path",
+            &format!("{:?} is not absolute", m.host_path),
+        ));
+    }
+    let propagation = match cri::MountPropagation::try_from(m.propagation) {
+        Ok(cri::MountPropagation::PropagationPrivate) => Propagation::Private,
+        Ok(cri::MountPropagation::PropagationHostToContainer) => Propagation::HostToContainer,
+        Ok(cri::MountPropagation::PropagationBidirectional) => Propagation::Bidirectional,
+        Err(_) => return Err(invalid("config.mounts.propagation", "is unknown")),
+    };
+    Ok(MountConfig {
+        host_path: PathBuf::from(&m.host_path),
+        container_path: m.container_path.clone(),
+        readonly: m.readonly,
+        propagation,
+    })
+}
+
+/// CRI Linux resources (0 = unset) to the runtime's.
+pub fn resources(r: Option<&cri::LinuxContainerResources>) -> Result<Resources, Status> {
+    let Some(r) = r else {
+        return Ok(Resources::default());
+    };
+    let positive = |v: i64| u64::try_from(v).ok().filter(|v| *v > 0);
+    if r.cpu_period < 0 || r.cpu_shares < 0 || r.memory_limit_in_bytes < 0 {
+        return Err(invalid("linux.resources", "has a negative limit"));
+    }
+    let oom = i32::try_from(r.oom_score_adj)
+        .ok()
+        .filter(|v| (-1000..=1000).contains(v))
+        .ok_or_else(|| invalid("linux.resources.oom_score_adj", "is not in -1000..1000"))?;
+    Ok(Resources {
+        cpu_shares: positive(r.cpu_shares),
+        cpu_quota: Some(r.cpu_quota).filter(|q| *q > 0),
+        cpu_period: positive(r.cpu_period),
+        cpuset_cpus: Some(r.cpuset_cpus.clone()).filter(|s| !s.is_empty()),
+        cpuset_mems: Some(r.cpuset_mems.clone()).filter(|s| !s.is_empty()),
+        memory_limit_bytes: Some(r.memory_limit_in_bytes).filter(|m| *m > 0),
+        pids_limit: None,
+        oom_score_adj: Some(oom).filter(|v| *v != 0),
+        unified: sorted(&r.unified),
+    })
+}
+
+fn security(s: Option<&cri::LinuxContainerSecurityContext>) -> Result<Security, Status> {
+    let Some(s) = s else {
+        return Ok(Security::default());
+    };
+    let id = |v: &Option<cri::Int64Value>, field: &str| -> Result<Option<u32>, Status> {
+        v.as_ref()
+            .map(|v| u32::try_from(v.value).map_err(|_| invalid(field, "is not a valid id")))
+            .transpose()
+    };
+    let supplemental_groups = s
+        .supplemental_groups
+        .iter()
+        .map(|g| {
+            u32::try_from(*g)
+                .map_err(|_| invalid("security_context.supplemental_groups", "bad gid"))
+        })
+        .collect::<Result<_, _>>()?;
+    let caps = s.capabilities.clone().unwrap_or_default();
+    Ok(Security {
+        privileged: s.privileged,
+        run_as_user: id(&s.run_as_user, "security_context.run_as_user")?,
+        run_as_group: id(&s.run_as_group, "security_context.run_as_group")?,
+        run_as_username: Some(s.run_as_username.clone()).filter(|u| !u.is_empty()),
+        supplemental_groups,
+        add_capabilities: caps.add_capabilities,
+        drop_capabilities: caps.drop_capabilities,
+        readonly_rootfs: s.readonly_rootfs,
+        no_new_privs: s.no_new_privs,
+        seccomp: seccomp(s.seccomp.as_ref(), legacy_seccomp_path(s))?,
+        masked_paths: Some(s.masked_paths.clone()).filter(|p| !p.is_empty()),
+        readonly_paths: Some(s.readonly_paths.clone()).filter(|p| !p.is_empty()),
+    })
+}
+
+/// The deprecated `seccomp_profile_path`, still sent by older clients.
+#[allow(deprecated)]
+fn legacy_seccomp_path(s: &cri::LinuxContainerSecurityContext) -> &str {
+    &s.seccomp_profile_path
+}
+
+/// The seccomp profile: the `seccomp` field, else the deprecated path
+/// field, else none (unconfined, as containerd without a default).
+fn seccomp(p: Option<&cri::SecurityProfile>, legacy: &str) -> Result<SeccompProfile, Status> {
+    if let Some(p) = p {
+        return match ProfileType::try_from(p.profile_type) {
+            Ok(ProfileType::RuntimeDefault) => Ok(SeccompProfile::RuntimeDefault),
+            Ok(ProfileType::Unconfined) => Ok(SeccompProfile::Unconfined),
+            Ok(ProfileType::Localhost) if p.localhost_ref.starts_with('/') => {
+                Ok(SeccompProfile::Localhost(PathBuf::from(&p.localhost_ref)))
+            }
+            Ok(ProfileType::Localhost) => Err(invalid(
+                "security_context.seccomp.localhost_ref",
+                "is not an absolute path",
+            )),
+            Err(_) => Err(invalid(
+                "security_context.seccomp.profile_type",
+                "is unknown",
+            )),
+        };
+    }
+    match legacy {
+        "" | "unconfined" => Ok(SeccompProfile::Unconfined),
+        "runtime/default" | "docker/default" => Ok(SeccompProfile::RuntimeDefault),
+        other => match other.strip_prefix("localhost/") {
+            Some(path) if path.starts_with('/') => Ok(SeccompProfile::Localhost(path.into())),
+            _ => Err(invalid(
+                "security_context.seccomp_profile_path",
+                &format!("{other:?} is not a known profile"),
+            )),
+        },
+    }
+}
+
+/// The CRI state of a record.
+pub fn state(s: ContainerState) -> cri::ContainerState {
+    match s {
+        ContainerState::Created => cri::ContainerState::ContainerCreated,
+        ContainerState::Running => cri::ContainerState::ContainerRunning,
+        ContainerState::Exited => cri::ContainerState::ContainerExited,
+        ContainerState::Unknown => cri::ContainerState::ContainerUnknown,
+    }
+}
+
+/// The runtime state a CRI state filter asks for.
+pub fn state_from_cri(s: i32) -> Result<ContainerState, Status> {
+    match cri::ContainerState::try_from(s) {
+        Ok(cri::ContainerState::ContainerCreated) => Ok(ContainerState::Created),
+        Ok(cri::ContainerState::ContainerRunning) => Ok(ContainerState::Running),
+        Ok(cri::ContainerState::ContainerExited) => Ok(ContainerState::Exited),
+        Ok(cri::ContainerState::ContainerUnknown) => Ok(ContainerState::Unknown),
+        Err(_) => Err(invalid("filter.state", "is unknown")),
+    }
+}
+
+fn metadata(r: &ContainerRecord) -> cri::ContainerMetadata {
+    cri::ContainerMetadata {
+        name: r.name.clone(),
+        attempt: r.attempt,
+    }
+}
+
+fn unsorted(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn image_spec(r: &ContainerRecord) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: r.image.clone(),
+        ..cri::ImageSpec::default()
+    }
+}
+
+/// The CRI list entry of a record.
+pub fn container(r: &ContainerRecord) -> cri::Container {
+    cri::Container {
+        id: r.id.clone(),
+        pod_sandbox_id: r.pod_id.clone(),
+        metadata: Some(metadata(r)),
+        image: Some(image_spec(r)),
+        image_ref: r.image_ref.clone(),
+        state: state(r.state) as i32,
+        created_at: r.created_at_ns,
+        labels: unsorted(&r.labels),
+        annotations: unsorted(&r.annotations),
+        image_id: r.image_id.clone(),
+    }
+}
+
+/// The CRI status of a record.
+pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
+    let mounts = r
+        .config
+        .mounts
+        .iter()
+        .map(|m| cri::Mount {
+            container_path: m.container_path.clone(),
+            host_path: m.host_path.display().to_string(),
+            readonly: m.readonly,
+            propagation: match m.propagation {
+                Propagation::Private => cri::MountPropagation::PropagationPrivate,
+                Propagation::HostToContainer => cri::MountPropagation::PropagationHostToContainer,
+                Propagation::Bidirectional => cri::MountPropagation::PropagationBidirectional,
+            } as i32,
+            ..cri::Mount::default()
+        })
+        .collect();
+    let res = &r.config.resources;
+    let linux = cri::LinuxContainerResources {
+        cpu_period: res
+            .cpu_period
+            .and_then(|v| i64::try_from(v).ok())
+            .unwrap_or(0),
+        cpu_quota: res.cpu_quota.unwrap_or(0),
+        cpu_shares: res
+            .cpu_shares
+            .and_then(|v| i64::try_from(v).ok())
+            .unwrap_or(0),
+        memory_limit_in_bytes: res.memory_limit_bytes.unwrap_or(0),
+        oom_score_adj: i64::from(res.oom_score_adj.unwrap_or(0)),
+        cpuset_cpus: res.cpuset_cpus.clone().unwrap_or_default(),
+        cpuset_mems: res.cpuset_mems.clone().unwrap_or_default(),
+        unified: unsorted(&res.unified),
+        ..cri::LinuxContainerResources::default()
+    };
+    cri::ContainerStatus {
+        id: r.id.clone(),
+        metadata: Some(metadata(r)),
+        state: state(r.state) as i32,
+        created_at: r.created_at_ns,
+        started_at: r.started_at_ns,
+        finished_at: r.finished_at_ns,
+        exit_code: r.exit_code,
+        image: Some(image_spec(r)),
+        image_ref: r.image_ref.clone(),
+        reason: r.reason.clone(),
+        message: r.message.clone(),
+        labels: unsorted(&r.labels),
+        annotations: unsorted(&r.annotations),
+        mounts,
+        log_path: r
+            .log_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        resources: Some(cri::ContainerResources {
+            linux: Some(linux),
+            windows: None,
+        }),
+        image_id: r.image_id.clone(),
+        user: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> cri::ContainerConfig {
+        cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: "web".into(),
+                attempt: 2,
+            }),
+            image: Some(cri::ImageSpec {
+                image: "busybox".into(),
+                ..cri::ImageSpec::default()
+            }),
+            ..cri::ContainerConfig::default()
+        }
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let mut c = config();
+        c.metadata = None;
+        let e = new_container(&c).expect_err("no metadata");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("metadata"), "{}", e.message());
+        let mut c = config();
+        c.image = None;
+        assert!(new_container(&c)
+            .expect_err("no image")
+            .message()
+            .contains("image"));
+        let mut c = config();
+        c.mounts.push(cri::Mount {
+            container_path: "rel".into(),
+            host_path: "/x".into(),
+            ..cri::Mount::default()
+        });
+        assert!(new_container(&c)
+            .expect_err("relative")
+            .message()
+            .contains("container_path"));
+        let mut c = config();
+        c.working_dir = "srv".into();
+        assert!(new_container(&c)
+            .expect_err("relative wd")
+            .message()
+            .contains("working_dir"));
+    }
+
+    #[test]
+    fn security_and_resources_convert() {
+        let mut c = config();
+        c.linux = Some(cri::LinuxContainerConfig {
+            resources: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 1 << 20,
+                cpu_quota: 50_000,
+                cpu_period: 100_000,
+                oom_score_adj: -998,
+                ..Default::default()
+            }),
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                run_as_user: Some(cri::Int64Value { value: 1000 }),
+                readonly_rootfs: true,
+                seccomp: Some(cri::SecurityProfile {
+                    profile_type: ProfileType::RuntimeDefault as i32,
+                    localhost_ref: String::new(),
+                }),
+                capabilities: Some(cri::Capability {
+                    add_capabilities: vec!["NET_ADMIN".into()],
+                    drop_capabilities: vec!["ALL".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        });
+        let n = new_container(&c).expect("convert");
+        assert_eq!((n.name.as_str(), n.attempt), ("web", 2));
+        let r = &n.config.resources;
+        assert_eq!(r.memory_limit_bytes, Some(1 << 20));
+        assert_eq!((r.cpu_quota, r.cpu_period), (Some(50_000), Some(100_000)));
+        assert_eq!(r.oom_score_adj, Some(-998));
+        let s = &n.config.security;
+        assert_eq!(s.run_as_user, Some(1000));
+        assert!(s.readonly_rootfs);
+        assert_eq!(s.seccomp, SeccompProfile::RuntimeDefault);
+        assert_eq!(s.drop_capabilities, vec!["ALL".to_string()]);
+
+        let mut bad = c.clone();
+        if let Some(l) = bad.linux.as_mut() {
+            if let Some(sc) = l.security_context.as_mut() {
+                sc.run_as_user = Some(cri::Int64Value { value: -1 });
+            }
+        }
+        assert!(new_container(&bad)
+            .expect_err("negative uid")
+            .message()
+            .contains("run_as_user"));
+    }
+
+    #[test]
+    fn legacy_seccomp_paths() {
+        assert_eq!(seccomp(None, "").expect("none"), SeccompProfile::Unconfined);
+        assert_eq!(
+            seccomp(None, "runtime/default").expect("default"),
+            SeccompProfile::RuntimeDefault
+        );
+        assert_eq!(
+            seccomp(None, "localhost//p.json").expect("file"),
+            SeccompProfile::Localhost("/p.json".into())
+        );
+        assert!(seccomp(None, "nope").is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! Resource usage from the runtime into CRI stats messages.
+
+use std::collections::HashMap;
+
+use corten_runtime::cgroups::CgroupStats;
+use corten_runtime::container::{ContainerRecord, ContainerStats};
+use k8s_cri::v1 as cri;
+
+fn value(v: u64) -> Option<cri::UInt64Value> {
+    Some(cri::UInt64Value { value: v })
+}
+
+fn ts(ns: u64) -> i64 {
+    i64::try_from(ns).unwrap_or(i64::MAX)
+}
+
+/// CPU usage of a cgroup snapshot, with the rate if known.
+pub fn cpu(c: &CgroupStats, nano_cores: Option<u64>) -> cri::CpuUsage {
+    cri::CpuUsage {
+        timestamp: ts(c.timestamp_ns),
+        usage_core_nano_seconds: value(c.cpu_usage_ns),
+        usage_nano_cores: value(nano_cores.unwrap_or(0)),
+    }
+}
+
+/// Memory usage of a cgroup snapshot.
+pub fn memory(c: &CgroupStats) -> cri::MemoryUsage {
+    cri::MemoryUsage {
+        timestamp: ts(c.timestamp_ns),
+        working_set_bytes: value(c.memory_working_set_bytes),
+        available_bytes: c
+            .memory_limit_bytes
+            .map(|l| l.saturating_sub(c.memory_working_set_bytes))
+            .and_then(value),
+        usage_bytes: value(c.memory_usage_bytes),
+        rss_bytes: value(c.memory_rss_bytes),
+        page_faults: value(0),
+        major_page_faults: value(0),
+    }
+}
+
+/// The CRI stats of one container; `layers_dir` is where writable layers live.
+pub fn container_stats(
+    r: &ContainerRecord,
+    s: &ContainerStats,
+    nano_cores: Option<u64>,
+    layers_dir: &str,
+) -> cri::ContainerStats {
+    let now = s
+        .cgroup
+        .as_ref()
+        .map(|c| ts(c.timestamp_ns))
+        .unwrap_or_else(now_ns);
+    let labels: HashMap<String, String> = r.labels.clone().into_iter().collect();
+    let annotations: HashMap<String, String> = r.annotations.clone().into_iter().collect();
+    cri::ContainerStats {
+        attributes: Some(cri::ContainerAttributes {
+            id: r.id.clone(),
+            metadata: Some(cri::ContainerMetadata {
+                name: r.name.clone(),
+                attempt: r.attempt,
+            }),
+            labels,
+            annotations,
+        }),
+        cpu: s.cgroup.as_ref().map(|c| cpu(c, nano_cores)),
+        memory: s.cgroup.as_ref().map(memory),
+        writable_layer: Some(cri::FilesystemUsage {
+            timestamp: now,
+            fs_id: Some(cri::FilesystemIdentifier {
+                mountpoint: layers_dir.to_string(),
+            }),
+            used_bytes: value(s.writable_layer.bytes),
+            inodes_used: value(s.writable_layer.inodes),
+        }),
+        swap: None,
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

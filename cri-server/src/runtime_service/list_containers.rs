@@ -1,0 +1,25 @@
+//! `ListContainers`: filtered by id (or prefix), state, pod, labels.
+
+use corten_runtime::container::ContainerFilter;
+use k8s_cri::v1::{ListContainersRequest, ListContainersResponse};
+use tonic::Status;
+
+use crate::convert::container::{container, state_from_cri};
+use crate::service::Cri;
+
+pub async fn list_containers(
+    cri: &Cri,
+    req: ListContainersRequest,
+) -> Result<ListContainersResponse, Status> {
+    let filter = match req.filter {
+        None => ContainerFilter::default(),
+        Some(f) => ContainerFilter {
+            id: Some(f.id).filter(|s| !s.is_empty()),
+            state: f.state.map(|s| state_from_cri(s.state)).transpose()?,
+            pod_id: Some(f.pod_sandbox_id).filter(|s| !s.is_empty()),
+            labels: f.label_selector.into_iter().collect(),
+        },
+    };
+    let containers = cri.containers.list(&filter).iter().map(container).collect();
+    Ok(ListContainersResponse { containers })
+}

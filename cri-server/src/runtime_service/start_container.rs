@@ -1,0 +1,18 @@
+//! `StartContainer`: lets a created container run.
+
+use k8s_cri::v1::{StartContainerRequest, StartContainerResponse};
+use tonic::Status;
+
+use crate::error::CriError;
+use crate::service::Cri;
+
+pub async fn start_container(
+    cri: &Cri,
+    req: StartContainerRequest,
+) -> Result<StartContainerResponse, Status> {
+    cri.containers
+        .start(&req.container_id)
+        .await
+        .map_err(CriError)?;
+    Ok(StartContainerResponse {})
+}

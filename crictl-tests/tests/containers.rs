@@ -1,0 +1,294 @@
+//! Issue 6, end to end: the Docker tutorial's flow through the real crictl
+//! against cortend, with a real registry and real pods.
+
+mod container_env;
+
+use std::time::Duration;
+
+use container_env::Env;
+
+#[test]
+fn tutorial_pull_run_list_exec_logs_stop_remove() {
+    let env = Env::new();
+    let images = env.d.crictl(&["images"]).ok();
+    assert!(images.contains("docker.io/library/busybox"), "{images}");
+
+    let pod = env.pod("tutorial");
+    let ls = env.run(&pod, "tutorial", "ls", &["ls", "-l", "/"]);
+    env.wait_state(&ls, "CONTAINER_EXITED", Duration::from_secs(20));
+    let (out, _) = env.logs(&ls, &[]);
+    assert!(out.contains("bin") && out.contains("etc"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("total ")), "{out}");
+
+    let sleeper = env.run(&pod, "tutorial", "sleep", &["sleep", "3600"]);
+    assert_eq!(env.state(&sleeper), "CONTAINER_RUNNING");
+
+    let ps = env.d.crictl(&["ps", "-a", "-o", "json"]).json();
+    let listed = ps["containers"].as_array().cloned().unwrap_or_default();
+    let state_of = |id: &str| {
+        listed
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["state"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(state_of(&ls).as_deref(), Some("CONTAINER_EXITED"), "{ps}");
+    assert_eq!(
+        state_of(&sleeper).as_deref(),
+        Some("CONTAINER_RUNNING"),
+        "{ps}"
+    );
+    let running = env.d.crictl(&["ps", "-q"]).ok();
+    assert!(
+        running.contains(&sleeper) && !running.contains(&ls),
+        "{running}"
+    );
+
+    let ls_out = env.d.crictl(&["exec", "-s", &sleeper, "ls", "/"]).ok();
+    assert!(ls_out.contains("bin"), "{ls_out}");
+    let uname = env.d.crictl(&["exec", "-s", &sleeper, "uname", "-a"]).ok();
+    assert!(uname.starts_with("Linux"), "{uname}");
+    // It is in the pod: its hostname, its network namespace and address.
+    let host = env.d.crictl(&["exec", "-s", &sleeper, "hostname"]).ok();
+    assert_eq!(host.trim(), "tutorial");
+    let pod_ip = env.d.crictl(&["inspectp", &pod]).json()["status"]["network"]["ip"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(!pod_ip.is_empty());
+    let addrs = env
+        .d
+        .crictl(&["exec", "-s", &sleeper, "ip", "-4", "addr"])
+        .ok();
+    assert!(addrs.contains(&format!("inet {pod_ip}/")), "{addrs}");
+    let hosts = env
+        .d
+        .crictl(&["exec", "-s", &sleeper, "cat", "/etc/hosts"])
+        .ok();
+    assert!(hosts.contains("tutorial"), "the pod's /etc/hosts: {hosts}");
+
+    env.d.crictl(&["stop", "--timeout", "0", &sleeper]).ok();
+    let v = env.inspect(&sleeper);
+    assert_eq!(v["status"]["state"], "CONTAINER_EXITED", "{v}");
+    assert_eq!(v["status"]["exitCode"], 137, "{v}");
+    env.d.crictl(&["rm", &sleeper, &ls]).ok();
+    let ps = env.d.crictl(&["ps", "-a", "-q"]).ok();
+    assert!(ps.trim().is_empty(), "{ps}");
+    env.d.crictl(&["stopp", &pod]).ok();
+    env.d.crictl(&["rmp", &pod]).ok();
+    env.d.crictl(&["rmi", "busybox"]).ok();
+    let images = env.d.crictl(&["images", "-q"]).ok();
+    assert!(images.trim().is_empty(), "{images}");
+}
+
+#[test]
+fn two_containers_of_one_image_see_neither_files_nor_processes_of_the_other() {
+    let env = Env::new();
+    // A pid namespace per container, as kubelet asks unless the pod shares one.
+    let pod = env.pod_with(
+        "iso",
+        serde_json::json!({"security_context": {"namespace_options": {"pid": 1}}}),
+    );
+    let a = env.run(
+        &pod,
+        "iso",
+        "a",
+        &["sh", "-c", "echo secret > /tmp/mine; exec sleep 3600"],
+    );
+    let b = env.run(&pod, "iso", "b", &["sleep", "3600"]);
+    // The file a wrote is there for a, and not for b.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = env.d.crictl(&["exec", "-s", &a, "cat", "/tmp/mine"]);
+        if got.stdout().trim() == "secret" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a never wrote its file: {:?} {:?}",
+            got.stdout(),
+            got.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = env.d.crictl(&["exec", "-s", &b, "cat", "/tmp/mine"]);
+    assert!(!err.output.status.success(), "b sees a's file");
+    // Each sees its own processes only (pid namespaces of their own).
+    let ps_b = env
+        .d
+        .crictl(&["exec", "-s", &b, "ps", "-o", "pid,args"])
+        .ok();
+    assert!(ps_b.contains("sleep 3600"), "{ps_b}");
+    assert!(!ps_b.contains("/tmp/mine"), "{ps_b}");
+    let pid1 = env
+        .d
+        .crictl(&["exec", "-s", &a, "cat", "/proc/1/cmdline"])
+        .ok();
+    assert!(pid1.starts_with("sleep"), "a's pid 1 is its own: {pid1:?}");
+    let procs = env.d.crictl(&["exec", "-s", &b, "ls", "/proc"]).ok();
+    let pids = procs
+        .split_whitespace()
+        .filter(|p| p.parse::<u32>().is_ok())
+        .count();
+    assert!(pids <= 3, "b sees foreign processes: {procs}");
+}
+
+#[test]
+fn exit_codes_reasons_and_exits_seen_at_once() {
+    let env = Env::new();
+    let pod = env.pod("codes");
+    let zero = env.run(&pod, "codes", "zero", &["sh", "-c", "exit 0"]);
+    let one = env.run(&pod, "codes", "one", &["sh", "-c", "echo bye >&2; exit 1"]);
+    for (id, code, reason) in [(&zero, 0, "Completed"), (&one, 1, "Error")] {
+        // No polling lag: the exit is recorded as it happens.
+        let v = env.wait_state(id, "CONTAINER_EXITED", Duration::from_secs(3));
+        assert_eq!(v["status"]["exitCode"], code, "{v}");
+        assert_eq!(v["status"]["reason"], reason, "{v}");
+        let started = v["status"]["startedAt"].as_str().unwrap_or("");
+        let finished = v["status"]["finishedAt"].as_str().unwrap_or("");
+        assert!(!started.is_empty() && finished >= started, "{v}");
+    }
+    let killed = env.run(&pod, "codes", "killed", &["sleep", "3600"]);
+    env.d.crictl(&["stop", "--timeout", "0", &killed]).ok();
+    let v = env.inspect(&killed);
+    assert_eq!(v["status"]["state"], "CONTAINER_EXITED", "{v}");
+    assert_eq!(v["status"]["exitCode"], 137, "{v}");
+
+    let mut oom = env.container_config(
+        "oom",
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 134217728 /dev/zero | tr '\\0' x); echo survived",
+        ],
+    );
+    oom["linux"]["resources"] = serde_json::json!({"memory_limit_in_bytes": 33554432});
+    let id = env.create(&pod, "codes", &oom);
+    env.d.crictl(&["start", &id]).ok();
+    let v = env.wait_state(&id, "CONTAINER_EXITED", Duration::from_secs(60));
+    assert_eq!(v["status"]["reason"], "OOMKilled", "{v}");
+    assert_ne!(v["status"]["exitCode"], 0, "{v}");
+}
+
+#[test]
+fn stop_waits_the_timeout_for_a_container_ignoring_sigterm_then_kills() {
+    let env = Env::new();
+    let pod = env.pod("stop");
+    let stubborn = env.run(
+        &pod,
+        "stop",
+        "stubborn",
+        &["sh", "-c", "trap '' TERM; while true; do sleep 0.2; done"],
+    );
+    let polite = env.run(
+        &pod,
+        "stop",
+        "polite",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 0.2; done",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300)); // the traps are set
+
+    let t = std::time::Instant::now();
+    env.d.crictl(&["stop", "--timeout", "3", &stubborn]).ok();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(3),
+        "killed before the timeout: {took:?}"
+    );
+    assert!(took < Duration::from_secs(8), "stop took {took:?}");
+    let v = env.inspect(&stubborn);
+    assert_eq!(v["status"]["exitCode"], 137, "{v}");
+
+    let t = std::time::Instant::now();
+    env.d.crictl(&["stop", "--timeout", "30", &polite]).ok();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let v = env.inspect(&polite);
+    assert_eq!(v["status"]["exitCode"], 0, "SIGTERM handled: {v}");
+
+    // Stopping and removing again, or what never existed, succeeds.
+    env.d.crictl(&["stop", &polite]).ok();
+    env.d.crictl(&["rm", &polite]).ok();
+    env.d.crictl(&["rm", &polite]).fails();
+}
+
+#[test]
+fn names_are_unique_per_pod_and_attempt() {
+    let env = Env::new();
+    let pod = env.pod("names");
+    let config = env.container_config("web", &["sleep", "3600"]);
+    env.create(&pod, "names", &config);
+    let err = env.try_create(&pod, "names", &config).fails();
+    assert!(
+        err.contains("AlreadyExists") || err.contains("already in use"),
+        "{err}"
+    );
+    let mut next = config.clone();
+    next["metadata"]["attempt"] = 1.into();
+    env.create(&pod, "names", &next);
+    let mut bad = config.clone();
+    bad["image"]["image"] = "docker.io/library/nonexistent:1".into();
+    bad["metadata"]["name"] = "other".into();
+    let err = env.try_create(&pod, "names", &bad).fails();
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn exec_sync_codes_output_timeout_and_stopped_containers() {
+    let env = Env::new();
+    let pod = env.pod("exec");
+    let id = env.run(&pod, "exec", "box", &["sleep", "3600"]);
+    let out = env.d.crictl(&[
+        "exec",
+        "-s",
+        &id,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    // crictl reports a non-zero code in its error and exits 1.
+    assert!(!out.output.status.success());
+    assert!(out.stderr().contains("exited with 3"), "{}", out.stderr());
+    let out = env
+        .d
+        .crictl(&["exec", "-s", &id, "sh", "-c", "echo out; echo err >&2"]);
+    // crictl prints the stdout it got, then the stderr.
+    let printed: Vec<String> = out.ok().split_whitespace().map(str::to_string).collect();
+    assert_eq!(printed, ["out", "err"]);
+
+    let t = std::time::Instant::now();
+    let slow = env.d.crictl(&[
+        "exec",
+        "-s",
+        "--timeout",
+        "2",
+        &id,
+        "sh",
+        "-c",
+        "sleep 30; echo late",
+    ]);
+    let took = t.elapsed();
+    assert!(!slow.output.status.success());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(!slow.stdout().contains("late"));
+    assert!(
+        slow.stderr().contains("DeadlineExceeded") || slow.stderr().contains("timed out"),
+        "{}",
+        slow.stderr()
+    );
+    // The timed-out command was killed.
+    let ps = env.d.crictl(&["exec", "-s", &id, "ps", "-o", "args"]).ok();
+    assert!(!ps.contains("sleep 30"), "{ps}");
+
+    env.d.crictl(&["stop", "--timeout", "0", &id]).ok();
+    let err = env.d.crictl(&["exec", "-s", &id, "ls"]).fails();
+    assert!(
+        err.contains("not running") || err.contains("exited"),
+        "{err}"
+    );
+}

@@ -1,0 +1,170 @@
+//! Issue 6, end to end: what a container is made of — the image's config
+//! and the CRI config's overrides, host mounts, a read-only root, the
+//! image's stop signal, resources changed live.
+
+mod container_env;
+
+use std::time::Duration;
+
+use container_env::{path, Env};
+use crictl_tests::ImageBuilder;
+use serde_json::json;
+
+/// Runs `config` in `pod` to its end and returns its log lines' text.
+fn output(env: &Env, pod: &str, pod_name: &str, config: &serde_json::Value) -> Vec<String> {
+    let id = env.create(pod, pod_name, config);
+    env.d.crictl(&["start", &id]).ok();
+    let v = env.wait_state(&id, "CONTAINER_EXITED", Duration::from_secs(20));
+    let (out, _) = env.logs(&id, &[]);
+    assert_eq!(v["status"]["exitCode"], 0, "{v} {out}");
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn env_workdir_and_user_come_from_the_image_unless_overridden() {
+    let env = Env::with_image(
+        ImageBuilder::busybox()
+            .env("FOO=image")
+            .env("KEEP=kept")
+            .workdir("/home/tester")
+            .user("tester"),
+    );
+    let pod = env.pod("cfg");
+    let script = ["sh", "-c", "echo $FOO $KEEP; pwd; id -u; id -g"];
+    let from_image = output(&env, &pod, "cfg", &env.container_config("plain", &script));
+    assert_eq!(from_image, ["image kept", "/home/tester", "1000", "1000"]);
+
+    let mut over = env.container_config("over", &script);
+    over["envs"] = json!([{"key": "FOO", "value": "ctr"}]);
+    over["working_dir"] = "/tmp".into();
+    over["linux"]["security_context"] =
+        json!({"run_as_user": {"value": 0}, "run_as_group": {"value": 0}});
+    let overridden = output(&env, &pod, "cfg", &over);
+    assert_eq!(overridden, ["ctr kept", "/tmp", "0", "0"]);
+
+    let mut by_name = env.container_config("byname", &["id", "-un"]);
+    by_name["linux"]["security_context"] = json!({"run_as_username": "root"});
+    assert_eq!(output(&env, &pod, "cfg", &by_name), ["root"]);
+}
+
+#[test]
+fn host_mounts_read_write_and_read_only_and_a_read_only_root() {
+    let env = Env::new();
+    let pod = env.pod("mnt");
+    let host = env.dir.path().join("shared");
+    std::fs::create_dir(&host).expect("mkdir");
+    std::fs::write(host.join("from-host"), "hello\n").expect("write");
+    let missing = env.dir.path().join("made-for-us");
+
+    let mut c = env.container_config(
+        "rw",
+        &[
+            "sh",
+            "-c",
+            "cat /data/from-host; echo back > /data/from-ctr; \
+             echo x > /ro/f 2>/dev/null || echo ro-refused; ls -d /made",
+        ],
+    );
+    c["mounts"] = json!([
+        {"container_path": "/data", "host_path": path(&host)},
+        {"container_path": "/ro", "host_path": path(&host), "readonly": true},
+        {"container_path": "/made", "host_path": path(&missing)}
+    ]);
+    let lines = output(&env, &pod, "mnt", &c);
+    assert_eq!(lines, ["hello", "ro-refused", "/made"]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("from-ctr")).expect("written through"),
+        "back\n"
+    );
+    assert!(!host.join("f").exists());
+    assert!(missing.is_dir(), "a missing mount source is created");
+
+    let mut ro = env.container_config(
+        "roroot",
+        &[
+            "sh",
+            "-c",
+            "touch /etc/x 2>/dev/null || echo root-refused; echo ok > /tmp2/f && cat /tmp2/f",
+        ],
+    );
+    ro["linux"]["security_context"] = json!({"readonly_rootfs": true});
+    let scratch = env.dir.path().join("scratch");
+    ro["mounts"] = json!([{"container_path": "/tmp2", "host_path": path(&scratch)}]);
+    assert_eq!(output(&env, &pod, "mnt", &ro), ["root-refused", "ok"]);
+
+    // The status reports the mounts as asked.
+    let id = env.create(&pod, "mnt", &{
+        let mut c = env.container_config("status", &["true"]);
+        c["mounts"] =
+            json!([{"container_path": "/ro", "host_path": path(&host), "readonly": true}]);
+        c
+    });
+    let v = env.inspect(&id);
+    let mounts = v["status"]["mounts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["containerPath"] == "/ro" && m["readonly"] == true),
+        "{v}"
+    );
+    assert!(
+        v["info"]["runtimeSpec"]["process"].is_object(),
+        "verbose spec: {v}"
+    );
+}
+
+#[test]
+fn stop_uses_the_images_stop_signal() {
+    let env = Env::with_image(ImageBuilder::busybox().stop_signal("SIGUSR1"));
+    let pod = env.pod("sig");
+    let id = env.run(
+        &pod,
+        "sig",
+        "usr1",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 7' USR1; trap '' TERM; while true; do sleep 0.2; done",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    env.d.crictl(&["stop", "--timeout", "20", &id]).ok();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let v = env.inspect(&id);
+    assert_eq!(v["status"]["exitCode"], 7, "SIGUSR1 was sent: {v}");
+}
+
+#[test]
+fn update_container_resources_changes_the_cgroup_live() {
+    let env = Env::new();
+    let pod = env.pod("res");
+    let mut c = env.container_config("res", &["sleep", "3600"]);
+    c["linux"]["resources"] = json!({"memory_limit_in_bytes": 67108864});
+    let id = env.create(&pod, "res", &c);
+    env.d.crictl(&["start", &id]).ok();
+    let v = env.inspect(&id);
+    let cgroup = v["info"]["runtimeSpec"]["linux"]["cgroupsPath"]
+        .as_str()
+        .expect("cgroups path")
+        .to_string();
+    let limit = || {
+        let h = corten_runtime::cgroups::detect().expect("cgroups");
+        corten_runtime::cgroups::Cgroup::open(&h, &cgroup)
+            .expect("container cgroup")
+            .stats()
+            .expect("stats")
+            .memory_limit_bytes
+    };
+    assert_eq!(limit(), Some(64 << 20));
+    env.d.crictl(&["update", "--memory", "134217728", &id]).ok();
+    assert_eq!(limit(), Some(128 << 20));
+    let v = env.inspect(&id);
+    assert_eq!(
+        v["status"]["resources"]["linux"]["memoryLimitInBytes"], "134217728",
+        "{v}"
+    );
+}

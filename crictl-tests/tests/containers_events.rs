@@ -1,0 +1,175 @@
+//! Issue 6, end to end: stats from cgroups, lifecycle events streamed by
+//! GetContainerEvents, and containers surviving a daemon restart.
+
+mod container_env;
+
+use std::time::Duration;
+
+use container_env::Env;
+use crictl_tests::cri;
+use k8s_cri::v1::ContainerEventType;
+
+fn number(v: &serde_json::Value) -> u64 {
+    v["value"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v["value"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn stats_numbers_come_from_cgroups_and_move() {
+    let env = Env::new();
+    let pod = env.pod("stats");
+    let id = env.run(
+        &pod,
+        "stats",
+        "busy",
+        &[
+            "sh",
+            "-c",
+            "head -c 5000000 /dev/zero > /tmp/fill; while true; do :; done",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let sample = || env.d.crictl(&["stats", "-o", "json", &id]).json();
+    let first = sample();
+    std::thread::sleep(Duration::from_millis(700));
+    let second = sample();
+    let s1 = &first["stats"][0];
+    let s2 = &second["stats"][0];
+    assert_eq!(s2["attributes"]["id"], id.as_str(), "{second}");
+    let (c1, c2) = (
+        number(&s1["cpu"]["usageCoreNanoSeconds"]),
+        number(&s2["cpu"]["usageCoreNanoSeconds"]),
+    );
+    assert!(c2 > c1 && c1 > 0, "cpu moves: {c1} -> {c2}");
+    assert!(
+        number(&s2["cpu"]["usageNanoCores"]) > 100_000_000,
+        "a busy core: {second}"
+    );
+    assert!(number(&s2["memory"]["workingSetBytes"]) > 0, "{second}");
+    assert!(
+        number(&s2["writableLayer"]["usedBytes"]) >= 5_000_000,
+        "the written file counts: {second}"
+    );
+    // The table crictl prints.
+    let table = env.d.crictl(&["stats", &id]).ok();
+    assert!(table.contains(&id[..13]), "{table}");
+
+    let pods = env.d.crictl(&["statsp", "-o", "json", &pod]).json();
+    let p = &pods["stats"][0];
+    assert_eq!(p["attributes"]["id"], pod.as_str(), "{pods}");
+    assert!(
+        number(&p["linux"]["memory"]["workingSetBytes"]) > 0,
+        "{pods}"
+    );
+    assert!(
+        number(&p["linux"]["cpu"]["usageCoreNanoSeconds"]) > 0,
+        "{pods}"
+    );
+    assert!(
+        number(&p["linux"]["process"]["processCount"]) >= 1,
+        "{pods}"
+    );
+    assert_eq!(
+        p["linux"]["containers"][0]["attributes"]["id"],
+        id.as_str(),
+        "{pods}"
+    );
+    let listed = env.d.crictl(&["statsp", "-o", "json"]).json();
+    assert_eq!(
+        listed["stats"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+}
+
+#[test]
+fn container_events_arrive_in_order_with_statuses() {
+    let env = Env::new();
+    let pod = env.pod("ev");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let socket = env.d.socket().to_path_buf();
+    let mut stream = rt.block_on(async {
+        let mut client = cri::runtime(&socket).await.expect("connect");
+        client
+            .get_container_events(k8s_cri::v1::GetEventsRequest {})
+            .await
+            .expect("subscribe")
+            .into_inner()
+    });
+    let id = env.run(&pod, "ev", "short", &["sh", "-c", "sleep 0.5; exit 4"]);
+    env.wait_state(&id, "CONTAINER_EXITED", Duration::from_secs(20));
+    env.d.crictl(&["rm", &id]).ok();
+
+    let events = rt.block_on(async {
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
+                Ok(Ok(Some(e))) => got.push(e),
+                other => panic!("event stream ended or stalled after {got:?}: {other:?}"),
+            }
+        }
+        got
+    });
+    let kinds: Vec<i32> = events.iter().map(|e| e.container_event_type).collect();
+    assert_eq!(
+        kinds,
+        [
+            ContainerEventType::ContainerCreatedEvent as i32,
+            ContainerEventType::ContainerStartedEvent as i32,
+            ContainerEventType::ContainerStoppedEvent as i32,
+            ContainerEventType::ContainerDeletedEvent as i32,
+        ]
+    );
+    assert!(events.iter().all(|e| e.container_id == id));
+    assert!(events
+        .windows(2)
+        .all(|w| w[0].created_at <= w[1].created_at));
+    let stopped = &events[2];
+    let status = stopped.containers_statuses.iter().find(|s| s.id == id);
+    assert!(status.is_some_and(|s| s.exit_code == 4), "{stopped:?}");
+    let pod_status = stopped
+        .pod_sandbox_status
+        .as_ref()
+        .expect("pod status attached");
+    assert_eq!(pod_status.id, pod);
+}
+
+#[test]
+fn containers_survive_a_daemon_restart_with_their_real_ends() {
+    let mut env = Env::new();
+    let pod = env.pod("rs");
+    let running = env.run(&pod, "rs", "running", &["sleep", "3600"]);
+    let done = env.run(&pod, "rs", "done", &["sh", "-c", "exit 3"]);
+    env.wait_state(&done, "CONTAINER_EXITED", Duration::from_secs(20));
+    let later = env.run(&pod, "rs", "later", &["sh", "-c", "sleep 2; exit 5"]);
+    let created = env.create(&pod, "rs", &env.container_config("created", &["true"]));
+
+    env.d.restart();
+    // Exits while the daemon was away are read from the shim's exit file,
+    // or seen by the new watcher.
+    let v = env.wait_state(&later, "CONTAINER_EXITED", Duration::from_secs(20));
+    assert_eq!(v["status"]["exitCode"], 5, "{v}");
+    assert_eq!(env.state(&running), "CONTAINER_RUNNING");
+    let out = env
+        .d
+        .crictl(&["exec", "-s", &running, "echo", "alive"])
+        .ok();
+    assert_eq!(out.trim(), "alive");
+    let v = env.inspect(&done);
+    assert_eq!(v["status"]["exitCode"], 3, "{v}");
+    assert_eq!(env.state(&created), "CONTAINER_CREATED");
+    env.d.crictl(&["start", &created]).ok();
+    let v = env.wait_state(&created, "CONTAINER_EXITED", Duration::from_secs(20));
+    assert_eq!(v["status"]["exitCode"], 0, "{v}");
+    // The running one is still watched: its end is seen at once.
+    env.d.crictl(&["stop", "--timeout", "0", &running]).ok();
+    let v = env.inspect(&running);
+    assert_eq!(v["status"]["exitCode"], 137, "{v}");
+}

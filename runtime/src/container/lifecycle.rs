@@ -1,0 +1,299 @@
+//! Start, stop, remove, the exit watcher, and restart reconciliation.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::manager::{now_ns, Containers, EventKind, Inner};
+use super::record::{stop_signal, ContainerFilter, ContainerState};
+use super::Error;
+use crate::shim::{ExitStatus, State, Status};
+
+/// How long a SIGKILLed container gets to be reported gone.
+const KILL_WAIT: Duration = Duration::from_secs(30);
+/// The exit code recorded when a container's end cannot be known.
+const UNKNOWN_EXIT: i32 = 255;
+
+impl Containers {
+    /// Lets a created container run, and starts watching for its exit.
+    pub async fn start(&self, id_or_prefix: &str) -> Result<(), crate::Error> {
+        let id = self.resolve(id_or_prefix)?;
+        let _lock = self.inner.locks.lock(&id).await;
+        let record = self.status(&id)?;
+        if record.state != ContainerState::Created {
+            return Err(Error::Refused {
+                id,
+                message: format!(
+                    "cannot start a container that is {}",
+                    state_word(record.state)
+                ),
+            }
+            .into());
+        }
+        let started = self.inner.runtime.start(&id).await;
+        let state = self.inner.runtime.state(&id).await;
+        if let Err(e) = started {
+            // It may have died before it could start: keep its end.
+            if let Ok(State {
+                exit: Some(exit), ..
+            }) = &state
+            {
+                record_exit(&self.inner, &id, exit);
+            }
+            return Err(e.into());
+        }
+        let state = state?;
+        let saved = self.inner.update(&id, |r| {
+            r.state = ContainerState::Running;
+            r.started_at_ns = if state.started_at_ns > 0 {
+                state.started_at_ns
+            } else {
+                now_ns()
+            };
+            r.pid = state.pid;
+            true
+        })?;
+        if let Some(r) = &saved {
+            tracing::info!(container = %id, pid = state.pid, "container started");
+            self.inner.emit(EventKind::Started, r);
+        }
+        watch(self.inner.clone(), id);
+        Ok(())
+    }
+
+    /// Stops a running container: its image's stop signal (SIGTERM by
+    /// default), then SIGKILL to all of it once `timeout` has passed;
+    /// `timeout` 0 kills at once. Returns once its exit is recorded.
+    pub async fn stop(&self, id_or_prefix: &str, timeout: Duration) -> Result<(), crate::Error> {
+        let id = match self.resolve(id_or_prefix) {
+            Ok(id) => id,
+            // api.proto, StopContainer: "If the container has already been
+            // stopped, the call must not return an error" — and one that is
+            // gone altogether (kubelet retries after RemoveContainer) is stopped.
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _lock = self.inner.locks.lock(&id).await;
+        stop_locked(&self.inner, &id, timeout).await
+    }
+
+    /// Removes a container, stopping it first (kill at once) if it runs.
+    /// Removing an unknown container succeeds (api.proto: "If the
+    /// container has already been removed, the call must not return an
+    /// error").
+    pub async fn remove(&self, id_or_prefix: &str) -> Result<(), crate::Error> {
+        let id = match self.resolve(id_or_prefix) {
+            Ok(id) => id,
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _lock = self.inner.locks.lock(&id).await;
+        let Ok(record) = self.status(&id) else {
+            return Ok(());
+        };
+        stop_locked(&self.inner, &id, Duration::ZERO).await?;
+        self.inner.runtime.delete(&id).await?;
+        self.inner.forget(&id)?;
+        self.inner.holds.release(&id);
+        tracing::info!(container = %id, "container removed");
+        self.inner.emit(EventKind::Deleted, &record);
+        Ok(())
+    }
+
+    /// Stops every container of pod `pod_id` (each with `timeout`).
+    pub async fn stop_all_of_pod(
+        &self,
+        pod_id: &str,
+        timeout: Duration,
+    ) -> Result<(), crate::Error> {
+        let ids = self.ids_of_pod(pod_id);
+        let stops = ids.iter().map(|id| self.stop(id, timeout));
+        for result in futures_util::future::join_all(stops).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Removes every container of pod `pod_id`.
+    pub async fn remove_all_of_pod(&self, pod_id: &str) -> Result<(), crate::Error> {
+        for id in self.ids_of_pod(pod_id) {
+            self.remove(&id).await?;
+        }
+        Ok(())
+    }
+
+    fn ids_of_pod(&self, pod_id: &str) -> Vec<String> {
+        self.inner
+            .records()
+            .values()
+            .filter(|r| r.pod_id == pod_id)
+            .map(|r| r.id.clone())
+            .collect()
+    }
+
+    /// After a daemon restart: asks each recorded container's shim where it
+    /// is. Running ones stay running (and are watched again), exited ones
+    /// get their real exit status from the file their shim left, ones with
+    /// neither are `Unknown`-ly exited; bundles and layers on disk without a
+    /// record (a creation cut short) are removed.
+    pub async fn recover(&self) -> Result<(), crate::Error> {
+        let inner = &self.inner;
+        let records = self.list(&ContainerFilter::default());
+        for r in &records {
+            if matches!(r.state, ContainerState::Exited) {
+                continue;
+            }
+            match inner.runtime.state(&r.id).await {
+                Ok(State {
+                    exit: Some(exit), ..
+                }) => record_exit(inner, &r.id, &exit),
+                Ok(State {
+                    status: Status::Running,
+                    pid,
+                    started_at_ns,
+                    ..
+                }) => {
+                    if r.state != ContainerState::Running {
+                        inner.update(&r.id, |rec| {
+                            rec.state = ContainerState::Running;
+                            rec.pid = pid;
+                            rec.started_at_ns = started_at_ns;
+                            true
+                        })?;
+                    }
+                    watch(inner.clone(), r.id.clone());
+                }
+                Ok(_) => {} // Created, still waiting for its start.
+                Err(e) => {
+                    tracing::warn!(container = %r.id, error = %e, "container lost");
+                    record_unknown_exit(inner, &r.id, &e.to_string());
+                }
+            }
+        }
+        let known: std::collections::HashSet<&String> = records.iter().map(|r| &r.id).collect();
+        for id in inner.runtime.ids_on_disk() {
+            if !known.contains(&id) {
+                tracing::info!(container = %id, "removing a half-made container");
+                if let Err(e) = inner.runtime.delete(&id).await {
+                    tracing::warn!(container = %id, error = %e, "cannot remove a half-made container");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stops container `id`, whose lock the caller holds.
+async fn stop_locked(inner: &Inner, id: &str, timeout: Duration) -> Result<(), crate::Error> {
+    let Some(record) = inner.records().get(id).cloned() else {
+        return Ok(());
+    };
+    if !matches!(
+        record.state,
+        ContainerState::Running | ContainerState::Unknown
+    ) {
+        return Ok(());
+    }
+    let runtime = &inner.runtime;
+    if !timeout.is_zero() {
+        let signal = stop_signal(record.stop_signal.as_deref())?;
+        tracing::info!(container = %id, signal, timeout_s = timeout.as_secs_f64(), "stopping container");
+        if let Err(e) = runtime.kill(id, signal, false).await {
+            tracing::debug!(container = %id, error = %e, "stop signal not delivered");
+        }
+        if let Ok(Ok(state)) = tokio::time::timeout(timeout, runtime.wait(id)).await {
+            if let Some(exit) = &state.exit {
+                record_exit(inner, id, exit);
+                return Ok(());
+            }
+        }
+    }
+    tracing::info!(container = %id, "killing container");
+    if let Err(e) = runtime.kill(id, Signal::SIGKILL as i32, true).await {
+        tracing::debug!(container = %id, error = %e, "SIGKILL not delivered");
+    }
+    match tokio::time::timeout(KILL_WAIT, runtime.wait(id)).await {
+        Ok(Ok(State {
+            exit: Some(exit), ..
+        })) => {
+            record_exit(inner, id, &exit);
+            Ok(())
+        }
+        Ok(Ok(_)) => Err(Error::Shim {
+            id: id.to_string(),
+            reason: "the shim reported no exit after SIGKILL".into(),
+        }
+        .into()),
+        Ok(Err(e)) if e.kind() == crate::ErrorKind::Internal => {
+            // The shim is gone and left nothing: nothing runs any more.
+            record_unknown_exit(inner, id, &e.to_string());
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(Error::Shim {
+            id: id.to_string(),
+            reason: format!("still running {KILL_WAIT:?} after SIGKILL"),
+        }
+        .into()),
+    }
+}
+
+/// Waits (in the background) for container `id` to exit and records it.
+fn watch(inner: std::sync::Arc<Inner>, id: String) {
+    tokio::spawn(async move {
+        match inner.runtime.wait(&id).await {
+            Ok(State {
+                exit: Some(exit), ..
+            }) => record_exit(&inner, &id, &exit),
+            Ok(_) => tracing::warn!(container = %id, "the shim answered wait without an exit"),
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => {} // removed meanwhile
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "waiting for the container failed");
+                record_unknown_exit(&inner, &id, &e.to_string());
+            }
+        }
+    });
+}
+
+/// Records the exit of `id` once, and announces it.
+pub(super) fn record_exit(inner: &Inner, id: &str, exit: &ExitStatus) {
+    match inner.update(id, |r| r.set_exited(exit)) {
+        Ok(Some(r)) => {
+            tracing::info!(container = %id, code = exit.code, oom = exit.oom_killed, "container exited");
+            inner.emit(EventKind::Stopped, &r);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(container = %id, error = %e, "cannot record the exit"),
+    }
+}
+
+fn record_unknown_exit(inner: &Inner, id: &str, why: &str) {
+    tracing::warn!(container = %id, reason = why, "container ended unseen; exit code unknown");
+    let exit = ExitStatus {
+        code: UNKNOWN_EXIT,
+        signal: None,
+        oom_killed: false,
+        finished_at_ns: now_ns(),
+    };
+    match inner.update(id, |r| {
+        let changed = r.set_exited(&exit);
+        if changed {
+            r.reason = "Unknown".into();
+            r.message = why.to_string();
+        }
+        changed
+    }) {
+        Ok(Some(r)) => inner.emit(EventKind::Stopped, &r),
+        Ok(None) => {}
+        Err(e) => tracing::error!(container = %id, error = %e, "cannot record the exit"),
+    }
+}
+
+pub(super) fn state_word(state: ContainerState) -> &'static str {
+    match state {
+        ContainerState::Created => "created (not started)",
+        ContainerState::Running => "running",
+        ContainerState::Exited => "exited",
+        ContainerState::Unknown => "in an unknown state",
+    }
+}

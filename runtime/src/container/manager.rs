@@ -1,0 +1,563 @@
+//! [`Containers`]: the container manager the CRI server calls. It keeps a
+//! record per container in the metadata store, creates containers from an
+//! image and a pod's context, and watches each running container so its
+//! exit is recorded (and announced) the moment it happens.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::broadcast;
+
+use super::record::{resolve_prefix, ContainerFilter, ContainerRecord, ContainerState};
+use super::{ContainerRuntime, CreateRequest, Error};
+use crate::image::{Images, LayerHolds};
+use crate::locks::KeyedLocks;
+use crate::sandbox::PodContext;
+use crate::spec::{self, ContainerConfig, ImageConfig, LayeredRootfs, MountConfig, NsMode};
+use crate::store::{Change, MetaStore, Table};
+
+/// How many events a slow subscriber may fall behind before it loses some.
+const EVENT_BACKLOG: usize = 1024;
+
+/// What happened to a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// It was created.
+    Created,
+    /// It was started.
+    Started,
+    /// Its process exited.
+    Stopped,
+    /// It was removed.
+    Deleted,
+}
+
+/// One container lifecycle event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// The container.
+    pub container_id: String,
+    /// Its pod.
+    pub pod_id: String,
+    /// When, Unix nanoseconds.
+    pub at_ns: i64,
+}
+
+/// What a new container is made of, besides its pod.
+#[derive(Debug, Clone, Default)]
+pub struct NewContainer {
+    /// CRI metadata name (unique in the pod with the attempt).
+    pub name: String,
+    /// CRI metadata attempt.
+    pub attempt: u32,
+    /// The image: id, id prefix, tag or digest reference.
+    pub image: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// The log path, relative to the pod's log directory.
+    pub log_path: String,
+    /// The container's configuration; id, namespaces, hostname, cgroup path
+    /// and the pod's mounts are filled in from the pod.
+    pub config: ContainerConfig,
+}
+
+/// The containers of this daemon.
+#[derive(Debug, Clone)]
+pub struct Containers {
+    pub(super) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub(super) store: Arc<MetaStore>,
+    pub(super) runtime: ContainerRuntime,
+    pub(super) holds: Arc<LayerHolds>,
+    records: Mutex<BTreeMap<String, ContainerRecord>>,
+    /// Names being created (`pod/name/attempt`), not yet recorded.
+    reserved: Mutex<HashSet<String>>,
+    pub(super) locks: KeyedLocks,
+    pub(super) events: broadcast::Sender<ContainerEvent>,
+    /// The last CPU sample (time, usage, both ns) of each container asked for.
+    cpu_samples: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl Inner {
+    pub(super) fn records(&self) -> MutexGuard<'_, BTreeMap<String, ContainerRecord>> {
+        // A record changes only after its transaction commits: a poisoned
+        // map is still consistent.
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes `record` through and keeps it.
+    pub(super) fn save(&self, record: ContainerRecord) -> Result<(), crate::Error> {
+        let mut records = self.records();
+        let change = self.store.encode(&record.id, &record)?;
+        self.store.apply(Table::Containers, vec![change])?;
+        records.insert(record.id.clone(), record);
+        Ok(())
+    }
+
+    /// Changes the record of `id` with `edit` and writes it through; the
+    /// edit says whether anything changed. Returns the record as saved.
+    pub(super) fn update(
+        &self,
+        id: &str,
+        edit: impl FnOnce(&mut ContainerRecord) -> bool,
+    ) -> Result<Option<ContainerRecord>, crate::Error> {
+        let mut records = self.records();
+        let Some(current) = records.get(id) else {
+            return Ok(None);
+        };
+        let mut record = current.clone();
+        if !edit(&mut record) {
+            return Ok(None);
+        }
+        let change = self.store.encode(id, &record)?;
+        self.store.apply(Table::Containers, vec![change])?;
+        records.insert(id.to_string(), record.clone());
+        Ok(Some(record))
+    }
+
+    /// The CPU rate (nano cores) between the previous sample of `id` and
+    /// this one, which replaces it.
+    pub(super) fn cpu_rate(&self, id: &str, at_ns: u64, usage_ns: u64) -> Option<u64> {
+        let mut samples = self
+            .cpu_samples
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let previous = samples.insert(id.to_string(), (at_ns, usage_ns));
+        let (then, used) = previous?;
+        let elapsed = at_ns.checked_sub(then).filter(|e| *e > 0)?;
+        let delta = usage_ns.saturating_sub(used);
+        u64::try_from(u128::from(delta) * 1_000_000_000 / u128::from(elapsed)).ok()
+    }
+
+    pub(super) fn forget(&self, id: &str) -> Result<(), crate::Error> {
+        let mut records = self.records();
+        self.store
+            .apply(Table::Containers, vec![Change::Delete(id.to_string())])?;
+        records.remove(id);
+        self.cpu_samples
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        Ok(())
+    }
+
+    pub(super) fn emit(&self, kind: EventKind, record: &ContainerRecord) {
+        // No subscriber is fine.
+        let _ = self.events.send(ContainerEvent {
+            kind,
+            container_id: record.id.clone(),
+            pod_id: record.pod_id.clone(),
+            at_ns: now_ns(),
+        });
+    }
+}
+
+/// Releases a name reservation (and, unless disarmed, the layer hold) of
+/// a creation that did not finish.
+struct Reservation<'a> {
+    inner: &'a Inner,
+    name: String,
+    holder: Option<String>,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .reserved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.name);
+        if let Some(holder) = &self.holder {
+            self.inner.holds.release(holder);
+        }
+    }
+}
+
+impl Containers {
+    /// Loads the records from `store` and holds their layers (so a garbage
+    /// collection before [`Self::recover`] keeps them). `holds` are the
+    /// image index's ([`Images::holds`]).
+    pub fn open(
+        store: Arc<MetaStore>,
+        runtime: ContainerRuntime,
+        holds: Arc<LayerHolds>,
+    ) -> Result<Containers, crate::Error> {
+        let records: BTreeMap<String, ContainerRecord> = store
+            .load_all::<ContainerRecord>(Table::Containers)?
+            .into_iter()
+            .map(|(_, r)| (r.id.clone(), r))
+            .collect();
+        for r in records.values() {
+            holds.hold(&r.id, r.chain_ids.clone());
+        }
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        Ok(Containers {
+            inner: Arc::new(Inner {
+                store,
+                runtime,
+                holds,
+                records: Mutex::new(records),
+                reserved: Mutex::new(HashSet::new()),
+                locks: KeyedLocks::default(),
+                events,
+                cpu_samples: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The runtime the containers run under.
+    pub fn runtime(&self) -> &ContainerRuntime {
+        &self.inner.runtime
+    }
+
+    /// Lifecycle events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ContainerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The full id of the container `id_or_prefix` names.
+    pub fn resolve(&self, id_or_prefix: &str) -> Result<String, crate::Error> {
+        let records = self.inner.records();
+        resolve_prefix(records.keys(), id_or_prefix)?.ok_or_else(|| {
+            Error::NotFound {
+                id: id_or_prefix.to_string(),
+            }
+            .into()
+        })
+    }
+
+    /// The record of container `id_or_prefix`.
+    pub fn status(&self, id_or_prefix: &str) -> Result<ContainerRecord, crate::Error> {
+        let id = self.resolve(id_or_prefix)?;
+        self.inner
+            .records()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound { id }.into())
+    }
+
+    /// The containers `filter` lets through, oldest first.
+    pub fn list(&self, filter: &ContainerFilter) -> Vec<ContainerRecord> {
+        let mut out: Vec<ContainerRecord> = self
+            .inner
+            .records()
+            .values()
+            .filter(|r| filter.matches(r))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.created_at_ns, &a.id).cmp(&(b.created_at_ns, &b.id)));
+        out
+    }
+
+    /// The image ids containers were created from.
+    pub fn images_in_use(&self) -> HashSet<String> {
+        self.inner
+            .records()
+            .values()
+            .map(|r| r.image_id.clone())
+            .collect()
+    }
+
+    /// Creates a container of `pod` from `req`: resolves and holds its
+    /// image, builds its spec and has a shim create it (waiting for start).
+    pub async fn create(
+        &self,
+        images: &Images,
+        pod: &PodContext,
+        req: NewContainer,
+    ) -> Result<String, crate::Error> {
+        let inner = &*self.inner;
+        let name_key = format!("{}/{}/{}", pod.pod_id, req.name, req.attempt);
+        {
+            let records = inner.records();
+            let mut reserved = inner
+                .reserved
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let taken = records
+                .values()
+                .find(|r| r.pod_id == pod.pod_id && r.name == req.name && r.attempt == req.attempt);
+            if let Some(other) = taken {
+                return Err(Error::NameInUse {
+                    name: name_key,
+                    by: other.id.clone(),
+                }
+                .into());
+            }
+            if !reserved.insert(name_key.clone()) {
+                return Err(Error::NameInUse {
+                    name: name_key,
+                    by: "a container being created".into(),
+                }
+                .into());
+            }
+        }
+        let id = new_id()?;
+        let mut reservation = Reservation {
+            inner,
+            name: name_key,
+            holder: Some(id.clone()),
+        };
+        let image = images
+            .hold(&id, &req.image)
+            .await?
+            .ok_or_else(|| Error::ImageNotFound {
+                image: req.image.clone(),
+            })?;
+        let image_config = ImageConfig::from_oci_json(&image.config)?;
+        let layers: Vec<PathBuf> = image
+            .layers
+            .iter()
+            .rev()
+            .map(|l| images.snapshot_path(&l.chain_id))
+            .collect();
+
+        let mut config = req.config;
+        config.id = id.clone();
+        apply_pod(&mut config, pod);
+        config.oom_score_adj_cap = own_oom_score_adj();
+        let view = LayeredRootfs {
+            layers: layers.clone(),
+        };
+        let spec = spec::generate(&config, &image_config, &view)?;
+        create_missing_sources(&id, &config.mounts)?;
+
+        let log_file = match (&pod.log_directory, req.log_path.is_empty()) {
+            (Some(dir), false) => Some(dir.join(&req.log_path)),
+            _ => None,
+        };
+        let created_at_ns = now_ns();
+        let create = CreateRequest {
+            id: id.clone(),
+            spec,
+            layers,
+            // Mounted writable so mount points can be made; the spec's
+            // `root.readonly` remounts it read-only once they are (as runc).
+            readonly_rootfs: false,
+            log_path: log_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/dev/null")),
+            runtime: None,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+        };
+        inner.runtime.create(create).await?;
+        let image_ref = image
+            .repo_digests
+            .first()
+            .cloned()
+            .unwrap_or_else(|| image.id.to_string());
+        let record = ContainerRecord {
+            id: id.clone(),
+            pod_id: pod.pod_id.clone(),
+            name: req.name,
+            attempt: req.attempt,
+            image: req.image,
+            image_id: image.id.to_string(),
+            image_ref,
+            chain_ids: image.layers.iter().map(|l| l.chain_id.clone()).collect(),
+            stop_signal: image_config.stop_signal.clone(),
+            labels: req.labels,
+            annotations: req.annotations,
+            log_path: req.log_path,
+            log_file,
+            state: ContainerState::Created,
+            created_at_ns,
+            started_at_ns: 0,
+            finished_at_ns: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            pid: 0,
+            pod: pod.clone(),
+            config,
+        };
+        if let Err(e) = inner.save(record.clone()) {
+            if let Err(d) = inner.runtime.delete(&id).await {
+                tracing::warn!(container = %id, error = %d, "cannot undo a container creation");
+            }
+            return Err(e);
+        }
+        reservation.holder = None;
+        drop(reservation);
+        tracing::info!(container = %id, pod = %record.pod_id, name = %record.name, "container created");
+        inner.emit(EventKind::Created, &record);
+        Ok(id)
+    }
+}
+
+/// The pod's side of a container's config: namespaces to join, hostname,
+/// the pod's files and /dev/shm, the cgroup beneath the pod's.
+fn apply_pod(config: &mut ContainerConfig, pod: &PodContext) {
+    config.namespaces.network = pod.network.clone();
+    config.namespaces.ipc = pod.ipc.clone();
+    config.namespaces.uts = pod.uts.clone();
+    config.namespaces.pid = pod.pid.clone();
+    config.hostname = match pod.uts {
+        // A joined UTS namespace has the pod's hostname already.
+        NsMode::New if !pod.hostname.is_empty() => Some(pod.hostname.clone()),
+        _ => None,
+    };
+    let ro = config.security.readonly_rootfs;
+    let mut pod_mounts: Vec<(PathBuf, &str, bool)> = Vec::new();
+    if let Some(files) = &pod.files {
+        pod_mounts.push((files.hostname.clone(), "/etc/hostname", ro));
+        pod_mounts.push((files.hosts.clone(), "/etc/hosts", ro));
+        pod_mounts.push((files.resolv_conf.clone(), "/etc/resolv.conf", ro));
+    }
+    if let Some(shm) = &pod.shm {
+        pod_mounts.push((shm.clone(), "/dev/shm", false));
+    }
+    for (host_path, dest, readonly) in pod_mounts {
+        // The container's own mount of the same path wins.
+        if config
+            .mounts
+            .iter()
+            .any(|m| m.container_path.trim_end_matches('/') == dest)
+        {
+            continue;
+        }
+        config.mounts.push(MountConfig {
+            host_path,
+            container_path: dest.to_string(),
+            readonly,
+            ..MountConfig::default()
+        });
+    }
+    let parent = pod.cgroup_parent.trim_end_matches('/');
+    config.cgroup_path = if parent.is_empty() {
+        format!("/corten/{}", config.id)
+    } else {
+        format!("{parent}/{}", config.id)
+    };
+}
+
+/// Creates the host directories of bind mounts that do not exist yet, as
+/// containerd and kubelet do (a missing source would fail the mount).
+fn create_missing_sources(id: &str, mounts: &[MountConfig]) -> Result<(), Error> {
+    for m in mounts {
+        if std::fs::symlink_metadata(&m.host_path).is_err() {
+            std::fs::create_dir_all(&m.host_path).map_err(|source| Error::Io {
+                id: id.to_string(),
+                path: m.host_path.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The daemon's own `oom_score_adj`: without CAP_SYS_RESOURCE nothing lower
+/// can be set, so lower requests are raised to it.
+fn own_oom_score_adj() -> Option<i32> {
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// A fresh container id: 64 random hex characters.
+fn new_id() -> Result<String, crate::Error> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|source| Error::Io {
+            id: String::new(),
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+    Ok(hex::encode(bytes))
+}
+
+/// Now, Unix nanoseconds.
+pub(super) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::PodFiles;
+
+    #[test]
+    fn pod_context_shapes_the_config() {
+        let pod = PodContext {
+            pod_id: "p1".into(),
+            hostname: "web-0".into(),
+            network: NsMode::Path("/run/p1/net".into()),
+            ipc: NsMode::Path("/run/p1/ipc".into()),
+            uts: NsMode::Path("/run/p1/uts".into()),
+            pid: NsMode::New,
+            files: Some(PodFiles {
+                hostname: "/run/p1/hostname".into(),
+                hosts: "/run/p1/hosts".into(),
+                resolv_conf: "/run/p1/resolv.conf".into(),
+            }),
+            shm: Some("/run/p1/shm".into()),
+            cgroup_parent: "/corten/p1/".into(),
+            ..PodContext::default()
+        };
+        let mut c = ContainerConfig {
+            id: "c1".into(),
+            mounts: vec![MountConfig {
+                host_path: "/srv/hosts".into(),
+                container_path: "/etc/hosts".into(),
+                ..MountConfig::default()
+            }],
+            ..ContainerConfig::default()
+        };
+        c.security.readonly_rootfs = true;
+        apply_pod(&mut c, &pod);
+        assert_eq!(c.namespaces.network, NsMode::Path("/run/p1/net".into()));
+        assert_eq!(c.namespaces.pid, NsMode::New);
+        assert_eq!(c.hostname, None, "the pod's UTS namespace has it");
+        assert_eq!(c.cgroup_path, "/corten/p1/c1");
+        let dests: Vec<(&str, bool)> = c
+            .mounts
+            .iter()
+            .map(|m| (m.container_path.as_str(), m.readonly))
+            .collect();
+        assert_eq!(
+            dests,
+            vec![
+                ("/etc/hosts", false),
+                ("/etc/hostname", true),
+                ("/etc/resolv.conf", true),
+                ("/dev/shm", false)
+            ]
+        );
+        assert_eq!(c.mounts[0].host_path, PathBuf::from("/srv/hosts"));
+
+        let mut alone = ContainerConfig {
+            id: "c2".into(),
+            ..ContainerConfig::default()
+        };
+        let no_pod = PodContext {
+            hostname: "solo".into(),
+            ..PodContext::default()
+        };
+        apply_pod(&mut alone, &no_pod);
+        assert_eq!(alone.hostname.as_deref(), Some("solo"));
+        assert_eq!(alone.cgroup_path, "/corten/c2");
+        assert!(alone.mounts.is_empty());
+    }
+
+    #[test]
+    fn ids_are_64_hex_and_differ() {
+        let (a, b) = (new_id().expect("id"), new_id().expect("id"));
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,307 @@
+//! Container records: what the daemon keeps of each container in the
+//! metadata store, and the pure rules over them (filters, exit reasons,
+//! id prefixes, stop signals).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::Error;
+use crate::sandbox::PodContext;
+use crate::shim::ExitStatus;
+use crate::spec::ContainerConfig;
+
+/// Where a container is in its life, as CRI reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Its process runs.
+    Running,
+    /// Its process has exited.
+    Exited,
+    /// Its shim is gone without a word (e.g. after a reboot).
+    Unknown,
+}
+
+/// One container, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// The container id (64 hex characters).
+    pub id: String,
+    /// The pod it belongs to.
+    pub pod_id: String,
+    /// CRI metadata name.
+    pub name: String,
+    /// CRI metadata attempt.
+    pub attempt: u32,
+    /// The image as the request named it.
+    pub image: String,
+    /// The resolved image id (`sha256:…`).
+    pub image_id: String,
+    /// A digest reference of the image (`repo@sha256:…`), or its id.
+    pub image_ref: String,
+    /// The layer snapshots the container runs on (chain ids, bottom first).
+    pub chain_ids: Vec<crate::image::Digest>,
+    /// The image's `StopSignal`, if it has one.
+    pub stop_signal: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// The log path as the request gave it (relative to the pod's log directory).
+    pub log_path: String,
+    /// The log file the shim writes, if any.
+    pub log_file: Option<PathBuf>,
+    /// Where it is.
+    pub state: ContainerState,
+    /// Unix nanoseconds of creation.
+    pub created_at_ns: i64,
+    /// Unix nanoseconds of start (0 before).
+    pub started_at_ns: i64,
+    /// Unix nanoseconds of exit (0 before).
+    pub finished_at_ns: i64,
+    /// The exit code, once exited.
+    pub exit_code: i32,
+    /// `Completed`, `Error`, `OOMKilled`, or empty.
+    pub reason: String,
+    /// A human-readable word on the end, if any.
+    pub message: String,
+    /// The init's pid while it runs (host pid namespace).
+    pub pid: i32,
+    /// The pod as the container saw it at creation.
+    pub pod: PodContext,
+    /// The container's configuration.
+    pub config: ContainerConfig,
+}
+
+impl ContainerRecord {
+    /// Records the end of the container's process (once; later calls change
+    /// nothing and return false).
+    pub fn set_exited(&mut self, exit: &ExitStatus) -> bool {
+        if matches!(self.state, ContainerState::Exited) {
+            return false;
+        }
+        self.state = ContainerState::Exited;
+        self.exit_code = exit.code;
+        self.finished_at_ns = exit.finished_at_ns;
+        self.reason = reason(exit).to_string();
+        self.pid = 0;
+        true
+    }
+}
+
+/// CRI's reason of an exit: `OOMKilled`, `Completed` (code 0) or `Error`.
+pub fn reason(exit: &ExitStatus) -> &'static str {
+    if exit.oom_killed {
+        "OOMKilled"
+    } else if exit.code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    }
+}
+
+/// Which containers a list wants; every field set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerFilter {
+    /// The container id or a prefix of it.
+    pub id: Option<String>,
+    /// The state.
+    pub state: Option<ContainerState>,
+    /// The pod id or a prefix of it.
+    pub pod_id: Option<String>,
+    /// Labels the container must have, with these values.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ContainerFilter {
+    /// Whether `r` passes.
+    pub fn matches(&self, r: &ContainerRecord) -> bool {
+        self.id
+            .as_ref()
+            .is_none_or(|id| r.id.starts_with(id.as_str()))
+            && self.state.is_none_or(|s| s == r.state)
+            && self
+                .pod_id
+                .as_ref()
+                .is_none_or(|p| r.pod_id.starts_with(p.as_str()))
+            && self.labels.iter().all(|(k, v)| r.labels.get(k) == Some(v))
+    }
+}
+
+/// The one id among `ids` that `prefix` names: an exact match, or the only
+/// id starting with it. An ambiguous prefix is an error, none is `None`.
+pub fn resolve_prefix<'a>(
+    ids: impl Iterator<Item = &'a String>,
+    prefix: &str,
+) -> Result<Option<String>, Error> {
+    if prefix.is_empty() {
+        return Err(Error::InvalidId {
+            id: String::new(),
+            reason: "the container id is empty".into(),
+        });
+    }
+    let mut found: Option<&String> = None;
+    for id in ids {
+        if id == prefix {
+            return Ok(Some(id.clone()));
+        }
+        if id.starts_with(prefix) {
+            if found.is_some() {
+                return Err(Error::InvalidId {
+                    id: prefix.to_string(),
+                    reason: "the prefix matches more than one container".into(),
+                });
+            }
+            found = Some(id);
+        }
+    }
+    Ok(found.cloned())
+}
+
+/// The signal number of an image's `StopSignal` (`SIGQUIT`, `QUIT`, `3`);
+/// SIGTERM when there is none.
+pub fn stop_signal(name: Option<&str>) -> Result<i32, Error> {
+    use nix::sys::signal::Signal;
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(Signal::SIGTERM as i32);
+    };
+    if let Ok(n) = name.parse::<i32>() {
+        return Signal::try_from(n)
+            .map(|s| s as i32)
+            .or_else(|_| realtime(n).ok_or(()))
+            .map_err(|()| bad_signal(name));
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    if let Some(rest) = full.strip_prefix("SIGRTMIN") {
+        let offset: i32 = match rest.strip_prefix('+') {
+            Some(n) => n.parse().map_err(|_| bad_signal(name))?,
+            None if rest.is_empty() => 0,
+            None => return Err(bad_signal(name)),
+        };
+        return realtime(nix::libc::SIGRTMIN() + offset).ok_or_else(|| bad_signal(name));
+    }
+    full.parse::<Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| bad_signal(name))
+}
+
+fn realtime(n: i32) -> Option<i32> {
+    (nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX())
+        .contains(&n)
+        .then_some(n)
+}
+
+fn bad_signal(name: &str) -> Error {
+    Error::InvalidSignal {
+        signal: name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: i32, oom: bool) -> ExitStatus {
+        ExitStatus {
+            code,
+            signal: None,
+            oom_killed: oom,
+            finished_at_ns: 7,
+        }
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(reason(&exit(0, false)), "Completed");
+        assert_eq!(reason(&exit(1, false)), "Error");
+        assert_eq!(reason(&exit(137, true)), "OOMKilled");
+    }
+
+    #[test]
+    fn prefixes_resolve_uniquely() {
+        let ids = ["abc1".to_string(), "abc2".to_string(), "def".to_string()];
+        assert_eq!(
+            resolve_prefix(ids.iter(), "d").expect("ok"),
+            Some("def".into())
+        );
+        assert_eq!(
+            resolve_prefix(ids.iter(), "abc1").expect("ok"),
+            Some("abc1".into())
+        );
+        assert_eq!(resolve_prefix(ids.iter(), "x").expect("ok"), None);
+        assert!(resolve_prefix(ids.iter(), "abc").is_err());
+        assert!(resolve_prefix(ids.iter(), "").is_err());
+    }
+
+    #[test]
+    fn stop_signals_parse() {
+        assert_eq!(stop_signal(None).expect("default"), 15);
+        assert_eq!(stop_signal(Some("")).expect("empty"), 15);
+        assert_eq!(stop_signal(Some("SIGQUIT")).expect("name"), 3);
+        assert_eq!(stop_signal(Some("quit")).expect("short"), 3);
+        assert_eq!(stop_signal(Some("9")).expect("number"), 9);
+        assert_eq!(
+            stop_signal(Some("SIGRTMIN+3")).expect("rt"),
+            nix::libc::SIGRTMIN() + 3
+        );
+        assert!(stop_signal(Some("SIGNOPE")).is_err());
+        assert!(stop_signal(Some("999")).is_err());
+    }
+
+    #[test]
+    fn filters_match_every_field() {
+        let mut r = ContainerRecord {
+            id: "abcdef".into(),
+            pod_id: "p123".into(),
+            name: "n".into(),
+            attempt: 0,
+            image: String::new(),
+            image_id: String::new(),
+            image_ref: String::new(),
+            chain_ids: vec![],
+            stop_signal: None,
+            labels: BTreeMap::from([("app".to_string(), "web".to_string())]),
+            annotations: BTreeMap::new(),
+            log_path: String::new(),
+            log_file: None,
+            state: ContainerState::Running,
+            created_at_ns: 0,
+            started_at_ns: 0,
+            finished_at_ns: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            pid: 0,
+            pod: PodContext::default(),
+            config: ContainerConfig::default(),
+        };
+        let all = ContainerFilter::default();
+        assert!(all.matches(&r));
+        let f = ContainerFilter {
+            id: Some("abc".into()),
+            state: Some(ContainerState::Running),
+            pod_id: Some("p1".into()),
+            labels: BTreeMap::from([("app".to_string(), "web".to_string())]),
+        };
+        assert!(f.matches(&r));
+        let other_label = ContainerFilter {
+            labels: BTreeMap::from([("app".to_string(), "db".to_string())]),
+            ..ContainerFilter::default()
+        };
+        assert!(!other_label.matches(&r));
+        assert!(r.set_exited(&exit(0, false)));
+        assert!(!f.matches(&r), "state differs now");
+        assert_eq!((r.reason.as_str(), r.finished_at_ns), ("Completed", 7));
+        assert!(!r.set_exited(&exit(1, false)), "the first exit stays");
+        assert_eq!(r.exit_code, 0);
+    }
+}
