@@ -259,11 +259,12 @@ impl Daemon {
         }
     }
 
-    /// Runs the real crictl against this daemon.
-    pub fn crictl(&self, args: &[&str]) -> Crictl {
+    /// The real crictl pointed at this daemon, ready to run with `args`
+    /// (stdio left to the caller).
+    pub fn crictl_command(&self, args: &[&str]) -> Command {
         let endpoint = format!("unix://{}", self.socket.display());
-        let output = Command::new(tools::crictl())
-            .arg("--config")
+        let mut cmd = Command::new(tools::crictl());
+        cmd.arg("--config")
             .arg(&self.crictl_config)
             .args([
                 "--runtime-endpoint",
@@ -272,7 +273,14 @@ impl Daemon {
                 &endpoint,
             ])
             .args(["--timeout", "30s"])
-            .args(args)
+            .args(args);
+        cmd
+    }
+
+    /// Runs the real crictl against this daemon.
+    pub fn crictl(&self, args: &[&str]) -> Crictl {
+        let output = self
+            .crictl_command(args)
             .stdin(Stdio::null())
             .output()
             .expect("run crictl");

@@ -66,6 +66,13 @@ pub struct Channels {
     pub resize: Option<mpsc::Receiver<Vec<u8>>>,
     /// Where the final status goes.
     pub error: Option<Sink>,
+    /// Turns true when the client has gone away.
+    pub gone: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Resolves once `gone` turns true (or its sender is dropped).
+pub async fn client_gone(gone: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = gone.wait_for(|g| *g).await;
 }
 
 /// A terminal size.

@@ -87,6 +87,7 @@ pub async fn spdy_channels(
         stderr: None,
         resize: None,
         error: None,
+        gone: session.gone(),
     };
     // v1 has no error stream; v2 added it; v3 added resize.
     let has_error = protocol != "channel.k8s.io";
@@ -130,6 +131,7 @@ pub fn ws_channels(
     wanted: Wanted,
     protocol: &str,
     out: &mpsc::Sender<WsOut>,
+    gone: tokio::sync::watch::Receiver<bool>,
 ) -> (Channels, WsInput) {
     let sink = |channel: u8| Sink::Ws {
         channel,
@@ -143,6 +145,7 @@ pub fn ws_channels(
         stderr: (wanted.stderr && !wanted.tty).then(|| sink(ws_channel::STDERR)),
         resize: wanted.tty.then_some(resize_rx),
         error: Some(sink(ws_channel::ERROR)),
+        gone,
     };
     let input = WsInput {
         stdin: wanted.stdin.then_some(stdin_tx),
@@ -222,13 +225,14 @@ mod tests {
     #[tokio::test]
     async fn ws_input_routes_channels_and_v5_close() {
         let (out, _rx) = mpsc::channel(4);
+        let (_gone_tx, gone) = tokio::sync::watch::channel(false);
         let wanted = Wanted {
             stdin: true,
             stdout: true,
             stderr: false,
             tty: true,
         };
-        let (mut ch, mut input) = ws_channels(wanted, "v5.channel.k8s.io", &out);
+        let (mut ch, mut input) = ws_channels(wanted, "v5.channel.k8s.io", &out, gone);
         assert!(ch.stderr.is_none(), "no stderr with a tty");
         input.deliver(&[0, b'h', b'i']).await;
         input.deliver(&[4, b'{', b'}']).await;

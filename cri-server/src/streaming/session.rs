@@ -10,7 +10,7 @@ use corten_runtime::shim::protocol::frame;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
-use super::channels::{status_json, take_sizes, Channels, Sink};
+use super::channels::{client_gone, status_json, take_sizes, Channels, Sink};
 use super::tokens::{AttachTarget, ExecTarget};
 
 /// How long output may keep flowing after the process has exited (a
@@ -188,12 +188,20 @@ async fn run_exec(
         }));
     }
 
+    let mut gone = ch.gone.clone();
     let status = tokio::select! {
         status = child.wait() => status.map_err(|e| format!("waiting for the exec: {e}")),
         () = activity.idle(idle) => {
             let _ = child.start_kill();
             let _ = child.wait().await;
             Err(format!("the session was idle for {idle:?} and was closed"))
+        }
+        () = client_gone(&mut gone) => {
+            // Nobody is left to read the output: end the command (the
+            // helper's death takes the command with it, PDEATHSIG).
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            Err("the client went away".to_string())
         }
     };
     for out in outputs {
@@ -262,6 +270,9 @@ async fn run_attach(
                 return;
             }
         }
+        // Dropping the write half would shut the connection down, which the
+        // shim reads as a detach: hold it until the session ends.
+        std::future::pending::<()>().await;
     }));
     if let Some(mut sizes) = ch.resize.take() {
         let runtime = runtime.clone();
@@ -301,9 +312,12 @@ async fn run_attach(
             }
         }
     };
+    let mut gone = ch.gone.clone();
     let result = tokio::select! {
         () = output => Ok(()),
         () = activity.idle(idle) => Err(format!("the session was idle for {idle:?} and was closed")),
+        // Detaching leaves the container running.
+        () = client_gone(&mut gone) => Ok(()),
     };
     for t in tasks {
         t.abort();

@@ -144,7 +144,8 @@ where
 {
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<WsOut>(64);
-    let (ch, mut input) = ws_channels(wanted, protocol, &out_tx);
+    let (gone_tx, gone) = tokio::sync::watch::channel(false);
+    let (ch, mut input) = ws_channels(wanted, protocol, &out_tx, gone);
     // Tell the client the session is up: an empty message on the lowest
     // channel it reads (as kubelet does; harmless to v5 clients).
     let first = ch
@@ -185,6 +186,7 @@ where
             }
         }
         input.close_all();
+        let _ = gone_tx.send(true);
     });
     if let Some(Sink::Ws { channel, tx }) = first {
         let _ = tx.send(WsOut::Binary(vec![channel])).await;

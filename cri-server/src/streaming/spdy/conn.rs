@@ -96,6 +96,7 @@ pub struct Session {
     incoming: mpsc::Receiver<Incoming>,
     tx: Option<mpsc::Sender<Frame>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    gone: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Session {
@@ -107,13 +108,25 @@ impl Session {
         let (read, write) = tokio::io::split(io);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let (incoming_tx, incoming) = mpsc::channel(ACCEPT_QUEUE);
+        let (gone_tx, gone) = tokio::sync::watch::channel(false);
         let writer = tokio::spawn(write_frames(write, rx));
-        let reader = tokio::spawn(read_frames(read, tx.clone(), incoming_tx));
+        let reader_tx = tx.clone();
+        let reader = tokio::spawn(async move {
+            read_frames(read, reader_tx, incoming_tx).await;
+            let _ = gone_tx.send(true);
+        });
         Session {
             incoming,
             tx: Some(tx),
             tasks: vec![reader, writer],
+            gone,
         }
+    }
+
+    /// Turns true once the client has closed the connection (or sent
+    /// GOAWAY, or broken the protocol).
+    pub fn gone(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.gone.clone()
     }
 
     /// The next stream the client opens; `None` once the connection is gone.
