@@ -81,6 +81,23 @@ section! {
         pub cni: Cni = Cni::default(),
         /// Image registries.
         pub registry: Registry = Registry::default(),
+        /// The streaming server (Exec, Attach, PortForward).
+        pub streaming: Streaming = Streaming::default(),
+    }
+}
+
+section! {
+    /// The HTTP server that serves the URLs the Exec, Attach and
+    /// PortForward calls return (SPDY/3.1 and WebSocket).
+    pub struct Streaming {
+        /// The address it listens on. Keep it on loopback unless the node's
+        /// apiserver must reach it directly.
+        pub address: String = "127.0.0.1".to_string(),
+        /// The TCP port; 0 picks a free one at start.
+        pub port: u16 = 0,
+        /// Seconds a streaming session may stay idle (no byte either way)
+        /// before it is closed.
+        pub idle_timeout_seconds: u64 = 4 * 3600,
     }
 }
 
@@ -249,6 +266,20 @@ impl Config {
                 format!("{:?}", self.log_level),
             ));
         }
+        if self.streaming.address.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad(
+                "streaming.address",
+                "an IP address",
+                format!("{:?}", self.streaming.address),
+            ));
+        }
+        if self.streaming.idle_timeout_seconds == 0 {
+            return Err(bad(
+                "streaming.idle_timeout_seconds",
+                "at least 1",
+                "0".to_string(),
+            ));
+        }
         if self.shutdown_grace_seconds > 3600 {
             return Err(bad(
                 "shutdown_grace_seconds",
@@ -275,6 +306,7 @@ impl Config {
         write_section::<Cgroup>(&mut out, Some("cgroup"), &table);
         write_section::<Cni>(&mut out, Some("cni"), &table);
         write_section::<Registry>(&mut out, Some("registry"), &table);
+        write_section::<Streaming>(&mut out, Some("streaming"), &table);
         out
     }
 }

@@ -10,6 +10,7 @@ mod rpc_log;
 mod runtime_service;
 mod server;
 mod service;
+mod streaming;
 
 use std::process::ExitCode;
 

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use corten_runtime::container::{ContainerRuntime, Containers};
@@ -11,6 +12,7 @@ use corten_runtime::sandbox::Pods;
 use corten_runtime::store::MetaStore;
 
 use crate::config::Config;
+use crate::streaming::Streaming;
 
 /// The metadata database, under root_dir.
 const META_DB: &str = "meta.redb";
@@ -27,9 +29,8 @@ pub struct Cri {
     pub images: Images,
     /// Pod sandboxes.
     pub pods: Pods,
-    /// The `corten-shim` binary.
-    #[allow(dead_code)] // used by the pod and container RPCs being built
-    pub shim: PathBuf,
+    /// The streaming server (Exec, Attach, PortForward URLs).
+    pub streaming: Arc<Streaming>,
     /// Containers.
     pub containers: Containers,
 }
@@ -55,13 +56,21 @@ impl Cri {
             .await
             .context("cannot open the pod store")?;
         let runtime = ContainerRuntime::new(&config.state_dir, &config.root_dir, &shim);
-        let containers = Containers::open(store, runtime, images.holds())
+        let containers = Containers::open(store, runtime.clone(), images.holds())
             .context("cannot open the container records")?;
+        let s = &config.streaming;
+        let streaming = Streaming::start(
+            &s.address,
+            s.port,
+            Duration::from_secs(s.idle_timeout_seconds),
+            runtime.clone(),
+        )
+        .await?;
         Ok(Cri {
             config,
             images,
             pods,
-            shim,
+            streaming,
             containers,
         })
     }

@@ -201,6 +201,12 @@ impl Daemon {
         self.spawn().expect("cortend restarts");
     }
 
+    /// Starts the daemon again after [`Daemon::terminate`].
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "cortend is still running");
+        self.spawn().expect("cortend starts again");
+    }
+
     /// A daemon with the test defaults.
     pub fn start() -> Daemon {
         DaemonBuilder::new().start().expect("cortend starts")
@@ -253,11 +259,12 @@ impl Daemon {
         }
     }
 
-    /// Runs the real crictl against this daemon.
-    pub fn crictl(&self, args: &[&str]) -> Crictl {
+    /// The real crictl pointed at this daemon, ready to run with `args`
+    /// (stdio left to the caller).
+    pub fn crictl_command(&self, args: &[&str]) -> Command {
         let endpoint = format!("unix://{}", self.socket.display());
-        let output = Command::new(tools::crictl())
-            .arg("--config")
+        let mut cmd = Command::new(tools::crictl());
+        cmd.arg("--config")
             .arg(&self.crictl_config)
             .args([
                 "--runtime-endpoint",
@@ -266,7 +273,14 @@ impl Daemon {
                 &endpoint,
             ])
             .args(["--timeout", "30s"])
-            .args(args)
+            .args(args);
+        cmd
+    }
+
+    /// Runs the real crictl against this daemon.
+    pub fn crictl(&self, args: &[&str]) -> Crictl {
+        let output = self
+            .crictl_command(args)
             .stdin(Stdio::null())
             .output()
             .expect("run crictl");

@@ -529,6 +529,22 @@ fn pods_survive_a_daemon_restart() {
     daemon.crictl(&["stopp", &id]).ok();
     daemon.crictl(&["rmp", &id]).ok();
     assert!(net.allocations().is_empty());
+
+    // A pod whose namespaces vanish while the daemon is down (as after a
+    // reboot) comes back NotReady, its address released.
+    let lost = run_pod(&daemon, "lost", json!({}));
+    assert_eq!(net.allocations().len(), 1);
+    assert!(daemon.terminate().success());
+    for ns in ["net", "ipc", "uts"] {
+        let file = pod_dir(&daemon, &lost).join(ns);
+        let out = Command::new("umount").arg(&file).output().expect("umount");
+        assert!(out.status.success(), "umount {}: {out:?}", file.display());
+    }
+    daemon.resume();
+    let status = inspect(&daemon, &lost);
+    assert_eq!(status["status"]["state"], "SANDBOX_NOTREADY");
+    assert!(net.allocations().is_empty(), "{:?}", net.allocations());
+    daemon.crictl(&["rmp", &lost]).ok();
 }
 
 #[test]

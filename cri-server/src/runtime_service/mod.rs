@@ -4,9 +4,11 @@
 //! built RPC lives in its own file. RPCs whose issue is not done yet answer
 //! `Unimplemented`, naming themselves.
 
+mod attach;
 mod container_stats;
 mod container_status;
 mod create_container;
+mod exec;
 mod exec_sync;
 mod get_container_events;
 mod list_containers;
@@ -14,6 +16,7 @@ mod list_pod_sandbox;
 mod pod_lookup;
 mod pod_sandbox_stats;
 mod pod_sandbox_status;
+mod port_forward;
 mod remove_container;
 mod remove_pod_sandbox;
 mod reopen_container_log;
@@ -195,19 +198,28 @@ impl RuntimeService for CriService {
             .map(Response::new)
     }
 
-    async fn exec(&self, _: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
-        Err(unimplemented("Exec"))
+    async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        exec::exec(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn attach(&self, _: Request<AttachRequest>) -> Result<Response<AttachResponse>, Status> {
-        Err(unimplemented("Attach"))
+    async fn attach(
+        &self,
+        request: Request<AttachRequest>,
+    ) -> Result<Response<AttachResponse>, Status> {
+        attach::attach(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn port_forward(
         &self,
-        _: Request<PortForwardRequest>,
+        request: Request<PortForwardRequest>,
     ) -> Result<Response<PortForwardResponse>, Status> {
-        Err(unimplemented("PortForward"))
+        port_forward::port_forward(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn container_stats(

@@ -27,6 +27,8 @@ pub struct ExecRequest {
     pub cwd: Option<PathBuf>,
     /// Run on a pty (stdout and stderr then come merged on stdout).
     pub tty: bool,
+    /// With `tty`: a FIFO the caller writes `WIDTH HEIGHT` lines to.
+    pub resize_fifo: Option<PathBuf>,
     /// Kill the command after this long.
     pub timeout: Option<Duration>,
     /// Keep at most this many bytes of stdout, and of stderr.
@@ -107,6 +109,9 @@ impl ContainerRuntime {
         cmd.arg("exec").arg("--bundle").arg(&bundle);
         if req.tty {
             cmd.arg("--tty");
+            if let Some(fifo) = &req.resize_fifo {
+                cmd.arg("--resize-fifo").arg(fifo);
+            }
         }
         if let Some(cwd) = &req.cwd {
             cmd.arg("--cwd").arg(cwd);

@@ -243,6 +243,14 @@ impl ContainerRuntime {
         self.client(id)?.attach(stdin).await
     }
 
+    /// Resizes the terminal of a tty container.
+    pub async fn resize(&self, id: &str, width: u16, height: u16) -> Result<(), Error> {
+        self.client(id)?
+            .call(&Request::Resize { width, height })
+            .await?;
+        Ok(())
+    }
+
     /// Asks the shim to reopen the log file.
     pub async fn reopen_log(&self, id: &str) -> Result<(), Error> {
         self.client(id)?.call(&Request::ReopenLog).await?;

@@ -52,6 +52,9 @@ pub struct ExecOptions<'a> {
     pub tty: bool,
     /// The container's compiled seccomp filter, if it has one.
     pub seccomp: Option<seccompiler::BpfProgram>,
+    /// With `tty`: a FIFO (opened non-blocking, before any namespace is
+    /// joined) carrying lines `WIDTH HEIGHT` to resize the pty with.
+    pub resize: Option<std::os::fd::OwnedFd>,
 }
 
 /// What the child does, checked before anything is joined.
@@ -176,6 +179,7 @@ pub fn exec_process(
     join_cgroup: &mut dyn FnMut(i32) -> std::result::Result<(), String>,
 ) -> Result<i32> {
     let plan = ExecPlan::new(&mut opts)?;
+    let resize = opts.resize.take().filter(|_| opts.tty);
     let pid = opts.init_pid;
     let namespaces = open_namespaces(pid)?;
     let own = std::process::id() as i32;
@@ -222,7 +226,7 @@ pub fn exec_process(
                 sync::read_report(&report_read).ctx(|| format!("read the report of exec {child}"));
             let result = match report {
                 Ok(Report::Eof) => match (master, sigchld) {
-                    (Some(m), Some(s)) => relay::run(child, &m, s),
+                    (Some(m), Some(s)) => relay::run(child, &m, s, resize.as_ref()),
                     _ => wait(child),
                 },
                 Ok(Report::Failed { kind, message }) => {

@@ -33,6 +33,29 @@ pub fn resize_pty(master: &OwnedFd, width: u16, height: u16) -> Result<()> {
     Ok(())
 }
 
+/// Makes a FIFO at `path` (mode 0600) and opens it read-write and
+/// non-blocking, so the open never waits for a reader and the FIFO never
+/// reports end-of-file to one while this end is open. Used to send resize
+/// events to an exec helper's pty.
+pub fn open_resize_fifo(path: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(
+        |source| Error::Sys {
+            op: format!("mkfifo {}", path.display()),
+            source,
+        },
+    )?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| Error::Io {
+            op: format!("open {}", path.display()),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

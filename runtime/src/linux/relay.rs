@@ -25,12 +25,20 @@ pub(super) fn sigchld_fd() -> Result<SignalFd> {
         .ctx(|| "signalfd SIGCHLD")
 }
 
-/// Relays until `child` has exited; returns its exit code.
-pub(super) fn run(child: Pid, master: &OwnedFd, sigchld: SignalFd) -> Result<i32> {
+/// Relays until `child` has exited; returns its exit code. `resize`, when
+/// given, carries lines `WIDTH HEIGHT` applied to the pty as they come.
+pub(super) fn run(
+    child: Pid,
+    master: &OwnedFd,
+    sigchld: SignalFd,
+    resize: Option<&OwnedFd>,
+) -> Result<i32> {
     // SAFETY: fds 0 and 1 are the helper's stdio, open for its whole life.
     let (stdin, stdout) = unsafe { (BorrowedFd::borrow_raw(0), BorrowedFd::borrow_raw(1)) };
     let mut stdin_open = true;
     let mut master_open = true;
+    let mut resize_open = resize.is_some();
+    let mut sizes = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
         if let Some(code) = reaped(child)? {
@@ -44,6 +52,10 @@ pub(super) fn run(child: Pid, master: &OwnedFd, sigchld: SignalFd) -> Result<i32
         if stdin_open {
             fds.push(PollFd::new(stdin, PollFlags::POLLIN));
         }
+        let resize_at = fds.len();
+        if let (true, Some(r)) = (resize_open, resize) {
+            fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e).ctx(|| "poll the exec's terminal"),
@@ -55,7 +67,19 @@ pub(super) fn run(child: Pid, master: &OwnedFd, sigchld: SignalFd) -> Result<i32
         };
         let (sig_ready, master_ready) = (ready(0), master_open && ready(1));
         let stdin_ready = stdin_open && ready(if master_open { 2 } else { 1 });
+        let resize_ready = resize_open && ready(resize_at);
         drop(fds);
+        if let (true, Some(r)) = (resize_ready, resize) {
+            match read(r, &mut buf) {
+                Ok(0) => resize_open = false,
+                Ok(n) => {
+                    sizes.extend_from_slice(&buf[..n]);
+                    apply_sizes(master, &mut sizes);
+                }
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                Err(_) => resize_open = false,
+            }
+        }
         if sig_ready {
             while let Ok(Some(_)) = sigchld.read_signal() {}
         }
@@ -80,6 +104,21 @@ pub(super) fn run(child: Pid, master: &OwnedFd, sigchld: SignalFd) -> Result<i32
                 }
             }
         }
+    }
+}
+
+/// Applies every complete `WIDTH HEIGHT` line of `pending`; keeps the rest.
+fn apply_sizes(master: &OwnedFd, pending: &mut Vec<u8>) {
+    while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = pending.drain(..=end).collect();
+        let text = String::from_utf8_lossy(&line);
+        let mut words = text.split_whitespace().map(str::parse::<u16>);
+        if let (Some(Ok(w)), Some(Ok(h))) = (words.next(), words.next()) {
+            let _ = super::resize_pty(master, w, h);
+        }
+    }
+    if pending.len() > 4096 {
+        pending.clear();
     }
 }
 

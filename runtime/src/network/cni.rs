@@ -207,9 +207,10 @@ impl Cni {
             },
         };
         // The spec lets a runtime pass an empty CNI_NETNS on DEL once the
-        // namespace is gone; plugins then clean up only host-side state.
+        // namespace is gone (or its file is no longer a pinned namespace,
+        // after a reboot); plugins then clean up only host-side state.
         let netns = netns_path
-            .filter(|p| p.exists())
+            .filter(|p| is_netns(p))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
         let call = Call {
@@ -343,4 +344,14 @@ impl Cni {
                 reason: format!("invalid JSON: {e}"),
             })
     }
+}
+
+/// Whether `path` is a namespace file (pinned by a bind mount, or under
+/// /proc), rather than an empty file left where one was.
+fn is_netns(path: &Path) -> bool {
+    use nix::sys::statfs::{statfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
+    statfs(path).is_ok_and(|s| {
+        let t = s.filesystem_type();
+        t == NSFS_MAGIC || t == PROC_SUPER_MAGIC
+    })
 }

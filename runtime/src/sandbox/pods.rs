@@ -471,12 +471,17 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// Field 22 of /proc/PID/stat: the process's start time.
+/// Field 22 of /proc/PID/stat, the process's start time, while the
+/// process lives (a zombie, awaiting its reaper, counts as gone).
 fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
-    // After the command come fields 3.. ; start time is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    // After the command come fields 3 (state) .. ; start time is field 22.
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Whether what the record says is there is still there.

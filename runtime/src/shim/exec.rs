@@ -24,12 +24,14 @@ pub struct Args {
     pub cwd: Option<PathBuf>,
     /// `K=V` entries added to the container's env.
     pub env: Vec<String>,
+    /// With `tty`: a FIFO of `WIDTH HEIGHT` lines resizing the pty.
+    pub resize_fifo: Option<PathBuf>,
     /// The command.
     pub args: Vec<String>,
 }
 
 impl Args {
-    /// `exec --bundle DIR [--tty] [--cwd DIR] [--env K=V ...] -- ARGS...`
+    /// `exec --bundle DIR [--tty] [--resize-fifo PATH] [--cwd DIR] [--env K=V ...] -- ARGS...`
     pub fn parse(args: &[String]) -> Result<Args, String> {
         let mut it = args.iter();
         match it.next().map(String::as_str) {
@@ -45,6 +47,7 @@ impl Args {
                 "--tty" => out.tty = true,
                 "--bundle" => bundle = Some(PathBuf::from(value()?)),
                 "--cwd" => out.cwd = Some(PathBuf::from(value()?)),
+                "--resize-fifo" => out.resize_fifo = Some(PathBuf::from(value()?)),
                 "--env" => {
                     let v = value()?;
                     if v.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
@@ -109,6 +112,19 @@ fn run(args: Args) -> Result<i32, (i32, String)> {
             None => Ok(()),
         }
     };
+    // Opened before any namespace is joined: the path is the host's.
+    let resize = match &args.resize_fifo {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(path)
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            Some(std::os::fd::OwnedFd::from(file))
+        }
+        None => None,
+    };
     let opts = ExecOptions {
         init_pid,
         spec: &spec,
@@ -117,6 +133,7 @@ fn run(args: Args) -> Result<i32, (i32, String)> {
         cwd: args.cwd,
         tty: args.tty,
         seccomp,
+        resize,
     };
     linux::exec_process(opts, &mut join_cgroup).map_err(|e| match e {
         linux::Error::ExecProcess { code, message, .. } => (code, message),

@@ -1,0 +1,214 @@
+//! `crictl port-forward` over SPDY and over WebSocket (SPDY tunnelled),
+//! through cortend's streaming server, to a listener in a pod's network
+//! namespace; and the streaming server's refusals (unknown token, reused
+//! token, bad stream combinations).
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crictl_tests::{cri, Daemon, DaemonBuilder, TestNetwork};
+
+/// Kills and reaps a process this test started, even on panic.
+struct Helper(Child);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn setup() -> (TestNetwork, Daemon, String) {
+    let builder = DaemonBuilder::new();
+    let net = TestNetwork::new(&builder);
+    let daemon = builder.start().expect("cortend starts");
+    let config = serde_json::json!({
+        "metadata": {"name": "fwd", "namespace": "e2e", "uid": "uid-fwd", "attempt": 0},
+        "linux": {},
+    });
+    let path = daemon.dir().join("pod.json");
+    std::fs::write(&path, config.to_string()).expect("write pod.json");
+    let id = daemon
+        .crictl(&["runp", path.to_str().expect("utf-8")])
+        .ok()
+        .trim()
+        .to_string();
+    (net, daemon, id)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A one-shot server in the pod: answers `reply` to the first connection
+/// and prints what it received.
+fn serve_in_pod(daemon: &Daemon, pod: &str, port: u16, reply: &str) -> Helper {
+    let netns = daemon.dir().join("state/pods").join(pod).join("net");
+    Helper(
+        Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args([
+                "busybox",
+                "sh",
+                "-c",
+                &format!("echo {reply} | busybox nc -l -p {port}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nc -l in the pod"),
+    )
+}
+
+/// Starts `crictl port-forward` and waits until it listens.
+fn forward(daemon: &Daemon, pod: &str, local: u16, remote: u16, transport: &str) -> Helper {
+    let endpoint = format!("unix://{}", daemon.socket().display());
+    let mut child = Command::new(crictl_tests::tools::crictl())
+        .args(["--runtime-endpoint", &endpoint, "port-forward"])
+        .args(["-r", transport, pod, &format!("{local}:{remote}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("crictl port-forward");
+    let stdout = child.stdout.take().expect("stdout");
+    let helper = Helper(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        first.starts_with("Forwarding from"),
+        "crictl said {first:?}"
+    );
+    // Keep reading its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    helper
+}
+
+fn exchange(port: u16, send: &str) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(send.as_bytes());
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut got = String::new();
+            let _ = s.read_to_string(&mut got);
+            if !got.is_empty() {
+                return got;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no answer through port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn forwards_both_ways(transport: &str) {
+    let (_net, daemon, pod) = setup();
+    let remote = 8080;
+    let mut server = serve_in_pod(&daemon, &pod, remote, "hello-from-pod");
+    let local = free_port();
+    let _fwd = forward(&daemon, &pod, local, remote, transport);
+    assert_eq!(exchange(local, "hello-from-host\n"), "hello-from-pod\n");
+    // The pod side got what the host sent (the half-close arrived too, or
+    // nc would still be waiting for input).
+    let mut got = String::new();
+    if let Some(mut out) = server.0.stdout.take() {
+        let _ = out.read_to_string(&mut got);
+    }
+    assert_eq!(got, "hello-from-host\n");
+}
+
+#[test]
+fn port_forward_over_spdy() {
+    forwards_both_ways("spdy");
+}
+
+#[test]
+fn port_forward_over_websocket() {
+    forwards_both_ways("websocket");
+}
+
+#[test]
+fn streaming_urls_are_single_use_and_bad_requests_are_refused() {
+    let (_net, daemon, pod) = setup();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut client = cri::runtime(daemon.socket()).await.expect("connect");
+        let url = client
+            .port_forward(k8s_cri::v1::PortForwardRequest {
+                pod_sandbox_id: pod.clone(),
+                port: vec![],
+            })
+            .await
+            .expect("port forward url")
+            .into_inner()
+            .url;
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        // First use: a plain request without an upgrade is refused, and
+        // consumes the token.
+        let first = http_post(&url);
+        assert!(first.starts_with("HTTP/1.1 400"), "{first}");
+        let again = http_post(&url);
+        assert!(again.starts_with("HTTP/1.1 404"), "a used token: {again}");
+        let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
+        let unknown = http_post(&format!("{base}/0000"));
+        assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+
+        let unknown_pod = client
+            .port_forward(k8s_cri::v1::PortForwardRequest {
+                pod_sandbox_id: "no-such-pod".into(),
+                port: vec![],
+            })
+            .await
+            .expect_err("unknown pod");
+        assert_eq!(unknown_pod.code(), tonic::Code::NotFound);
+        let tty_and_stderr = client
+            .exec(k8s_cri::v1::ExecRequest {
+                container_id: "whatever".into(),
+                cmd: vec!["sh".into()],
+                tty: true,
+                stdin: true,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .expect_err("tty with stderr");
+        assert_eq!(tty_and_stderr.code(), tonic::Code::InvalidArgument);
+        let no_streams = client
+            .attach(k8s_cri::v1::AttachRequest {
+                container_id: "whatever".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("no streams");
+        assert_eq!(no_streams.code(), tonic::Code::InvalidArgument);
+    });
+}
+
+/// A bare HTTP/1.1 POST to `url`; returns the raw response head.
+fn http_post(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').expect("path");
+    let mut s = TcpStream::connect(host).expect("connect to the streaming server");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    write!(
+        s,
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
