@@ -352,6 +352,8 @@ fn a_command_that_cannot_run_fails_start_and_leaves_an_exited_container() {
         assert!(out.stderr().contains("/no/such/binary"), "{}", out.stderr());
         assert_eq!(v["status"]["state"], "CONTAINER_EXITED", "{v}");
         assert_ne!(v["status"]["exitCode"], 0, "{v}");
+        let message = v["status"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("/no/such/binary"), "{v}");
     }
     env.d.crictl(&["rm", &id]).ok();
     // Bad input is refused before anything is made.
