@@ -220,6 +220,37 @@ fn bad_signal(name: &str) -> Error {
     }
 }
 
+/// A record for tests: container `id` of pod `pod`, created, no config.
+#[cfg(test)]
+pub(super) fn sample(id: &str, pod: &str) -> ContainerRecord {
+    ContainerRecord {
+        id: id.into(),
+        pod_id: pod.into(),
+        name: format!("name-{id}"),
+        attempt: 0,
+        image: String::new(),
+        image_id: String::new(),
+        image_ref: String::new(),
+        chain_ids: vec![],
+        stop_signal: None,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        log_path: String::new(),
+        log_file: None,
+        state: ContainerState::Created,
+        created_at_ns: 0,
+        started_at_ns: 0,
+        finished_at_ns: 0,
+        exit_code: 0,
+        reason: String::new(),
+        message: String::new(),
+        pid: 0,
+        user: ProcessUser::default(),
+        pod: PodContext::default(),
+        config: ContainerConfig::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,32 +304,9 @@ mod tests {
 
     #[test]
     fn filters_match_every_field() {
-        let mut r = ContainerRecord {
-            id: "abcdef".into(),
-            pod_id: "p123".into(),
-            name: "n".into(),
-            attempt: 0,
-            image: String::new(),
-            image_id: String::new(),
-            image_ref: String::new(),
-            chain_ids: vec![],
-            stop_signal: None,
-            labels: BTreeMap::from([("app".to_string(), "web".to_string())]),
-            annotations: BTreeMap::new(),
-            log_path: String::new(),
-            log_file: None,
-            state: ContainerState::Running,
-            created_at_ns: 0,
-            started_at_ns: 0,
-            finished_at_ns: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-            pid: 0,
-            user: ProcessUser::default(),
-            pod: PodContext::default(),
-            config: ContainerConfig::default(),
-        };
+        let mut r = sample("abcdef", "p123");
+        r.state = ContainerState::Running;
+        r.labels = BTreeMap::from([("app".to_string(), "web".to_string())]);
         let all = ContainerFilter::default();
         assert!(all.matches(&r));
         let f = ContainerFilter {
