@@ -182,3 +182,76 @@ fn update_container_resources_changes_the_cgroup_live() {
         "{v}"
     );
 }
+
+#[test]
+fn security_context_reaches_the_process() {
+    let env = Env::new();
+    let pod = env.pod("sec");
+    let status = "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status";
+
+    let mut dropped = env.container_config("dropped", &["sh", "-c", status]);
+    dropped["linux"]["security_context"] = json!({
+        "capabilities": {"drop_capabilities": ["ALL"], "add_capabilities": ["NET_BIND_SERVICE"]},
+        "no_new_privs": true,
+        "seccomp": {"profile_type": 0}
+    });
+    let lines = output(&env, &pod, "sec", &dropped);
+    // CAP_NET_BIND_SERVICE is bit 10.
+    assert!(
+        lines.contains(&"CapEff:\t0000000000000400".to_string()),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"NoNewPrivs:\t1".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"Seccomp:\t2".to_string()),
+        "a filter: {lines:?}"
+    );
+
+    let mut default = env.container_config("default", &["sh", "-c", status]);
+    default["linux"]["security_context"] = json!({});
+    let lines = output(&env, &pod, "sec", &default);
+    assert!(
+        lines.contains(&"Seccomp:\t0".to_string()),
+        "unconfined: {lines:?}"
+    );
+    assert!(lines.contains(&"NoNewPrivs:\t0".to_string()), "{lines:?}");
+
+    let mut privileged =
+        env.container_config("privileged", &["grep", "CapEff", "/proc/self/status"]);
+    privileged["linux"]["security_context"] = json!({"privileged": true});
+    let lines = output(&env, &pod, "sec", &privileged);
+    // Every capability the runtime has (ours, as we are root too).
+    let ours = std::fs::read_to_string("/proc/self/status").expect("status");
+    let bounding = ours
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .expect("CapBnd")
+        .trim()
+        .to_string();
+    assert_eq!(lines, [format!("CapEff:\t{bounding}")]);
+
+    let mut masked = env.container_config(
+        "masked",
+        &[
+            "sh",
+            "-c",
+            "cat /etc/passwd | wc -c; echo x > /tmp/t 2>/dev/null || echo ro-tmp",
+        ],
+    );
+    masked["linux"]["security_context"] = json!({
+        "masked_paths": ["/etc/passwd"],
+        "readonly_paths": ["/tmp"],
+        "supplemental_groups": [4242],
+        "run_as_user": {"value": 1000}
+    });
+    let lines = output(&env, &pod, "sec", &masked);
+    assert_eq!(lines, ["0", "ro-tmp"]);
+    let mut groups = env.container_config("groups", &["id", "-G"]);
+    groups["linux"]["security_context"] =
+        json!({"supplemental_groups": [4242], "run_as_user": {"value": 1000}});
+    let lines = output(&env, &pod, "sec", &groups);
+    assert!(
+        lines[0].split_whitespace().any(|g| g == "4242"),
+        "{lines:?}"
+    );
+}
