@@ -199,21 +199,6 @@ fn bounding_set(status: &str) -> Option<u64> {
     u64::from_str_radix(hex.trim(), 16).ok()
 }
 
-#[cfg(test)]
-mod bounding_tests {
-    use super::*;
-
-    #[test]
-    fn bounding_set_parses_and_filters() {
-        let status = "Name:\tx\nCapEff:\t0000000000000001\nCapBnd:\t000001fffeffffff\n";
-        let b = bounding_set(status).expect("mask");
-        assert_eq!(b & (1 << 24), 0, "CAP_SYS_RESOURCE out");
-        assert_ne!(b & (1 << 21), 0, "CAP_SYS_ADMIN in");
-        assert_eq!(bounding_set("Name:\tx\n"), None);
-        assert_eq!(ALL_CAPS[24], "SYS_RESOURCE");
-    }
-}
-
 /// `net_admin` / `CAP_NET_ADMIN` -> the oci-spec capability.
 pub(super) fn capability(name: &str) -> Result<Capability, Error> {
     let n = crate::seccomp::normalize_capability(name);
@@ -287,4 +272,19 @@ pub(super) fn host_devices(dev: &Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod bounding_tests {
+    use super::*;
+
+    #[test]
+    fn bounding_set_parses_and_filters() {
+        let status = "Name:\tx\nCapEff:\t0000000000000001\nCapBnd:\t000001fffeffffff\n";
+        let b = bounding_set(status).expect("mask");
+        assert_eq!(b & (1 << 24), 0, "CAP_SYS_RESOURCE out");
+        assert_ne!(b & (1 << 21), 0, "CAP_SYS_ADMIN in");
+        assert_eq!(bounding_set("Name:\tx\n"), None);
+        assert_eq!(ALL_CAPS[24], "SYS_RESOURCE");
+    }
 }
