@@ -246,6 +246,18 @@ fn security_context_reaches_the_process() {
     });
     let lines = output(&env, &pod, "sec", &masked);
     assert_eq!(lines, ["0", "ro-tmp"]);
+    let mut device = env.container_config(
+        "device",
+        &[
+            "sh",
+            "-c",
+            "echo hi > /dev/xnull && echo dev-ok; ls /dev/kmsg 2>/dev/null || echo no-kmsg",
+        ],
+    );
+    device["devices"] =
+        json!([{"container_path": "/dev/xnull", "host_path": "/dev/null", "permissions": "rwm"}]);
+    assert_eq!(output(&env, &pod, "sec", &device), ["dev-ok", "no-kmsg"]);
+
     let mut groups = env.container_config("groups", &["id", "-G"]);
     groups["linux"]["security_context"] =
         json!({"supplemental_groups": [4242], "run_as_user": {"value": 1000}});
