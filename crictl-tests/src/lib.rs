@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod cri;
+pub mod critest;
 pub mod daemon;
 pub mod images;
 pub mod index;

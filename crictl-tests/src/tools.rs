@@ -50,6 +50,32 @@ pub fn cortend() -> PathBuf {
     .clone()
 }
 
+/// The `critest-double` test program (see its source), built once per
+/// test process.
+pub fn critest_double() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "crictl-tests",
+                "--bin",
+                "critest-double",
+            ])
+            .current_dir(workspace_root())
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            other => panic!("cannot build critest-double: {other:?}"),
+        }
+        target_dir().join("debug").join("critest-double")
+    })
+    .clone()
+}
+
 /// The real `crictl`: `$CRICTL`, the copy the test script installs under
 /// `.test-tools/bin`, or the one on `PATH`.
 pub fn crictl() -> PathBuf {

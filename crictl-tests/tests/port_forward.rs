@@ -45,21 +45,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A one-shot server in the pod: answers `reply` to the first connection
-/// and prints what it received.
-fn serve_in_pod(daemon: &Daemon, pod: &str, port: u16, reply: &str) -> Helper {
+/// A one-shot server in the pod: reads a line from the first connection and
+/// answers `<prefix>:<line>`.
+fn serve_in_pod(daemon: &Daemon, pod: &str, port: u16, prefix: &str) -> Helper {
     let netns = daemon.dir().join("state/pods").join(pod).join("net");
     Helper(
         Command::new("nsenter")
             .arg(format!("--net={}", netns.display()))
-            .args([
-                "busybox",
-                "sh",
-                "-c",
-                &format!("echo {reply} | busybox nc -l -p {port}"),
-            ])
+            .args(["busybox", "nc", "-l", "-p", &port.to_string(), "-e"])
+            .args(["sh", "-c", &format!("read l; echo \"{prefix}:$l\"")])
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nc -l in the pod"),
@@ -114,17 +110,14 @@ fn exchange(port: u16, send: &str) -> String {
 fn forwards_both_ways(transport: &str) {
     let (_net, daemon, pod) = setup();
     let remote = 8080;
-    let mut server = serve_in_pod(&daemon, &pod, remote, "hello-from-pod");
+    let _server = serve_in_pod(&daemon, &pod, remote, "pod-got");
     let local = free_port();
     let _fwd = forward(&daemon, &pod, local, remote, transport);
-    assert_eq!(exchange(local, "hello-from-host\n"), "hello-from-pod\n");
-    // The pod side got what the host sent (the half-close arrived too, or
-    // nc would still be waiting for input).
-    let mut got = String::new();
-    if let Some(mut out) = server.0.stdout.take() {
-        let _ = out.read_to_string(&mut got);
-    }
-    assert_eq!(got, "hello-from-host\n");
+    // Both ways: the pod answers with what the host sent.
+    assert_eq!(
+        exchange(local, "hello-from-host\n"),
+        "pod-got:hello-from-host\n"
+    );
 }
 
 #[test]

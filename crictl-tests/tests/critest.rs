@@ -1,0 +1,144 @@
+//! The Kubernetes CRI validation suite, critest (cri-tools v1.34.0, built by
+//! `crictl-tests/run.sh`), against cortend: its images come from a local
+//! registry that cortend reaches as registry.k8s.io and gcr.io, its pods
+//! from a test network of their own. Every spec must pass except the short
+//! list in [`SKIPS`], each with its reason.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crictl_tests::critest::{critest_binary, push_images, summary, UPSTREAMS};
+use crictl_tests::{tools, Daemon, DaemonBuilder, Registry, RegistryOptions, TestNetwork};
+
+/// Specs that cannot apply here, with why.
+const SKIPS: &[(&str, &str)] = &[
+    (
+        "public image with digest should be pulled and removed",
+        "pulls gcr.io/k8s-staging-cri-tools/test-image-digest by an upstream digest, which no \
+         locally built image can have",
+    ),
+    // critest's own benchmarks run only with -benchmark.
+    ("benchmark", "benchmarks are not conformance specs"),
+];
+
+struct Setup {
+    _reg: Registry,
+    _net: TestNetwork,
+    daemon: Daemon,
+}
+
+fn setup() -> Setup {
+    let reg = Registry::start(RegistryOptions::plain()).expect("registry starts");
+    push_images(&reg, &tools::critest_double()).expect("critest images pushed");
+    let mut builder = DaemonBuilder::new().config(|c| {
+        c.insert("log_level".into(), toml::Value::String("info".into()));
+    });
+    for upstream in UPSTREAMS {
+        builder = builder.mirror(upstream, &reg.url());
+    }
+    let net = TestNetwork::new(&builder);
+    let daemon = builder.start().expect("cortend starts");
+    Setup {
+        _reg: reg,
+        _net: net,
+        daemon,
+    }
+}
+
+fn skips_for_kernel() -> Vec<(&'static str, &'static str)> {
+    let mut skips = SKIPS.to_vec();
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.starts_with('Y'));
+    if !apparmor {
+        skips.push((
+            "AppArmor",
+            "AppArmor is not enabled in this kernel (critest skips it too, but only after trying)",
+        ));
+    }
+    skips
+}
+
+/// Runs critest with `extra` arguments; returns its output and summary.
+fn run_critest(daemon: &Daemon, extra: &[&str]) -> (String, crictl_tests::critest::Summary) {
+    let critest = critest_binary().expect("critest is missing: run crictl-tests/run.sh");
+    let endpoint = format!("unix://{}", daemon.socket().display());
+    let skips = skips_for_kernel();
+    for (spec, why) in &skips {
+        eprintln!("skipping /{spec}/: {why}");
+    }
+    let skip = skips
+        .iter()
+        .map(|(s, _)| regex_escape(s))
+        .collect::<Vec<_>>()
+        .join("|");
+    let started = Instant::now();
+    let out = Command::new(critest)
+        .current_dir(daemon.dir())
+        .args(["-runtime-endpoint", &endpoint, "-image-endpoint", &endpoint])
+        .args(["-ginkgo.no-color", "-ginkgo.timeout", "40m"])
+        .arg(format!("-ginkgo.skip={skip}"))
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run critest");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    eprintln!(
+        "critest {extra:?}: ran {} specs in {:.0?}: {} passed, {} failed, {} skipped",
+        s.ran,
+        started.elapsed(),
+        s.passed,
+        s.failed,
+        s.skipped
+    );
+    (text, s)
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == ' ' || c == '-' || c == '_' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+fn failures(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.trim_start().starts_with("[FAIL]"))
+        .collect()
+}
+
+/// One test, two runs in sequence: critest's specs use fixed host ports
+/// (12000-12003), so two runs at once would collide.
+#[test]
+fn critest_passes_over_spdy_and_websocket() {
+    let s = setup();
+    let (text, summary) = run_critest(&s.daemon, &[]);
+    assert!(
+        summary.failed == 0 && summary.ran >= 80,
+        "critest: {summary:?}\n{}\n---- critest output ----\n{text}",
+        failures(&text).join("\n")
+    );
+    let (text, summary) = run_critest(
+        &s.daemon,
+        &[
+            "-websocket-exec",
+            "-websocket-attach",
+            "-websocket-portforward",
+            "-ginkgo.focus=Streaming|Multiple Containers",
+        ],
+    );
+    assert!(
+        summary.failed == 0 && summary.ran >= 4,
+        "critest over WebSocket: {summary:?}\n{}\n---- critest output ----\n{text}",
+        failures(&text).join("\n")
+    );
+}
