@@ -324,6 +324,16 @@ fn exec_sync_codes_output_timeout_and_stopped_containers() {
     // The timed-out command was killed.
     let ps = env.d.crictl(&["exec", "-s", &id, "ps", "-o", "args"]).ok();
     assert!(!ps.contains("sleep 30"), "{ps}");
+    // A command run directly is killed and reaped: not even a zombie stays
+    // (every process's name, zombies included; only the container's sleep).
+    env.d
+        .crictl(&["exec", "-s", "--timeout", "1", &id, "sleep", "4321"])
+        .fails();
+    let names = env
+        .d
+        .crictl(&["exec", "-s", &id, "sh", "-c", "cat /proc/[0-9]*/comm"])
+        .ok();
+    assert_eq!(names.matches("sleep").count(), 1, "{names}");
 
     env.d.crictl(&["stop", "--timeout", "0", &id]).ok();
     let err = env.d.crictl(&["exec", "-s", &id, "ls"]).fails();

@@ -191,6 +191,13 @@ fn security(s: Option<&cri::LinuxContainerSecurityContext>) -> Result<Security, 
             .map(|v| u32::try_from(v.value).map_err(|_| invalid(field, "is not a valid id")))
             .transpose()
     };
+    // A group without a user to go with it is refused, as containerd does.
+    if s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty() {
+        return Err(invalid(
+            "security_context.run_as_group",
+            "is set without run_as_user or run_as_username",
+        ));
+    }
     let supplemental_groups = s
         .supplemental_groups
         .iter()
@@ -313,7 +320,6 @@ pub fn container(r: &ContainerRecord) -> cri::Container {
 /// The CRI status of a record.
 pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
     let mounts = r
-        .config
         .mounts
         .iter()
         .map(|m| cri::Mount {

@@ -15,6 +15,8 @@ use crate::shim::Status;
 /// How long the output pipes may stay open after the helper has exited
 /// (a background process of the command may hold them).
 const IO_GRACE: Duration = Duration::from_millis(500);
+/// How long the exec helper gets to reap its killed command and exit.
+const REAP_GRACE: Duration = Duration::from_secs(2);
 
 /// A command to run in a container.
 #[derive(Debug, Clone, Default)]
@@ -148,8 +150,18 @@ impl ContainerRuntime {
                     if let Some(pid) = child.id() {
                         kill_exec_group(pid);
                     }
-                    let _ = child.start_kill();
-                    (child.wait().await, true)
+                    // The helper reaps the command it forked and exits; it
+                    // is killed only if it does not. (Killed first, it
+                    // would leave the command a zombie under the
+                    // container's init, which may never reap it.)
+                    let status = match tokio::time::timeout(REAP_GRACE, child.wait()).await {
+                        Ok(status) => status,
+                        Err(_) => {
+                            let _ = child.start_kill();
+                            child.wait().await
+                        }
+                    };
+                    (status, true)
                 }
             },
             None => (child.wait().await, false),

@@ -317,6 +317,7 @@ impl Containers {
             .collect();
 
         let mut config = req.config;
+        let requested_mounts = config.mounts.clone();
         config.id = id.clone();
         apply_pod(&mut config, pod);
         if let Some(pid) = req.pid {
@@ -385,6 +386,7 @@ impl Containers {
             reason: String::new(),
             message: String::new(),
             pid: 0,
+            mounts: requested_mounts,
             user,
             pod: pod.clone(),
             config,

@@ -71,6 +71,9 @@ pub struct ContainerRecord {
     pub message: String,
     /// The init's pid while it runs (host pid namespace).
     pub pid: i32,
+    /// The mounts the request asked for (the pod's own are not among them).
+    #[serde(default)]
+    pub mounts: Vec<crate::spec::MountConfig>,
     /// The user the process runs as, as resolved at creation.
     #[serde(default)]
     pub user: ProcessUser,
@@ -245,6 +248,7 @@ pub(super) fn sample(id: &str, pod: &str) -> ContainerRecord {
         reason: String::new(),
         message: String::new(),
         pid: 0,
+        mounts: Vec::new(),
         user: ProcessUser::default(),
         pod: PodContext::default(),
         config: ContainerConfig::default(),

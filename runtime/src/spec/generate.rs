@@ -219,6 +219,14 @@ fn linux(c: &ContainerConfig, cap_names: &[String]) -> Result<Linux, Error> {
         }
     }
     linux.set_namespaces(Some(namespaces));
+    // Mounts that receive from the host need a root that does too (as
+    // containerd sets it); without, the container's root is rprivate.
+    let wants = |p: Propagation| c.mounts.iter().any(|m| m.propagation == p);
+    if wants(Propagation::Bidirectional) {
+        linux.set_rootfs_propagation(Some("rshared".into()));
+    } else if wants(Propagation::HostToContainer) {
+        linux.set_rootfs_propagation(Some("rslave".into()));
+    }
 
     let (devices, mut rules) = devices(c)?;
     linux.set_devices(Some(devices));
