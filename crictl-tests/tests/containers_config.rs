@@ -267,3 +267,73 @@ fn security_context_reaches_the_process() {
         "{lines:?}"
     );
 }
+
+/// Unmounts (lazily) what a test mounted on the host, even when it fails.
+struct HostMounts(Vec<std::path::PathBuf>);
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        for m in self.0.iter().rev() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(m)
+                .output();
+        }
+    }
+}
+
+fn sh(cmd: &str) {
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn host_to_container_propagation_and_private_mounts() {
+    let env = Env::new();
+    let pod = env.pod("prop");
+    let mut mounted = HostMounts(Vec::new());
+    let source = env.dir.path().join("shared-src");
+    let extra = env.dir.path().join("extra");
+    std::fs::create_dir_all(source.join("later")).expect("mkdir");
+    std::fs::create_dir_all(&extra).expect("mkdir");
+    std::fs::write(extra.join("flag"), "x").expect("flag");
+    let (src, ext) = (path(&source).to_string(), path(&extra).to_string());
+    sh(&format!(
+        "mount --bind {src} {src} && mount --make-rshared {src}"
+    ));
+    mounted.0.push(source.clone());
+
+    let start = |name: &str, propagation: i32| {
+        let mut c = env.container_config(name, &["sleep", "3600"]);
+        c["mounts"] =
+            json!([{"container_path": "/data", "host_path": src, "propagation": propagation}]);
+        let id = env.create(&pod, "prop", &c);
+        env.d.crictl(&["start", &id]).ok();
+        id
+    };
+    let slave = start("slave", 1);
+    let private = start("private", 0);
+    let v = env.inspect(&slave);
+    assert_eq!(
+        v["status"]["mounts"][0]["propagation"], "PROPAGATION_HOST_TO_CONTAINER",
+        "{v}"
+    );
+
+    // Mounted on the host after the containers started.
+    sh(&format!("mount --bind {ext} {src}/later"));
+    mounted.0.push(source.join("later"));
+    let ls = |id: &str| env.d.crictl(&["exec", "-s", id, "ls", "/data/later"]).ok();
+    assert_eq!(
+        ls(&slave).trim(),
+        "flag",
+        "host mounts reach a rslave mount"
+    );
+    assert_eq!(ls(&private).trim(), "", "but not a private one");
+}
