@@ -320,6 +320,11 @@ fn host_to_container_propagation_and_private_mounts() {
     };
     let slave = start("slave", 1);
     let private = start("private", 0);
+    let mut c = env.container_config("both", &["sleep", "3600"]);
+    c["mounts"] = json!([{"container_path": "/data", "host_path": src, "propagation": 2}]);
+    c["linux"]["security_context"] = json!({"privileged": true});
+    let both = env.create(&pod, "prop", &c);
+    env.d.crictl(&["start", &both]).ok();
     let v = env.inspect(&slave);
     assert_eq!(
         v["status"]["mounts"][0]["propagation"], "PROPAGATION_HOST_TO_CONTAINER",
@@ -336,4 +341,43 @@ fn host_to_container_propagation_and_private_mounts() {
         "host mounts reach a rslave mount"
     );
     assert_eq!(ls(&private).trim(), "", "but not a private one");
+    assert_eq!(ls(&both).trim(), "flag", "and a bidirectional one");
+
+    // A bidirectional mount also carries the container's mounts to the host.
+    let from_ctr = source.join("from-ctr");
+    std::fs::create_dir(&from_ctr).expect("mkdir");
+    mounted.0.push(from_ctr.clone());
+    env.d
+        .crictl(&[
+            "exec",
+            "-s",
+            &both,
+            "mount",
+            "--bind",
+            "/etc",
+            "/data/from-ctr",
+        ])
+        .ok();
+    assert!(
+        from_ctr.join("passwd").exists(),
+        "the container's mount shows on the host"
+    );
+    // A rslave one does not, and nothing of the shim's shows on the host.
+    let from_slave = source.join("from-slave");
+    std::fs::create_dir(&from_slave).expect("mkdir");
+    let _ = env.d.crictl(&[
+        "exec",
+        "-s",
+        &slave,
+        "mount",
+        "--bind",
+        "/etc",
+        "/data/from-slave",
+    ]);
+    assert!(!from_slave.join("passwd").exists());
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mountinfo.contains(&env.d.dir().join("state/containers").display().to_string()),
+        "shim mounts leaked to the host: {mountinfo}"
+    );
 }

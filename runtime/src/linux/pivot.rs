@@ -47,19 +47,26 @@ pub(super) fn enter_rootfs(spec: &Spec, rootfs: &Path, cwd: &Path, terminal: boo
     // propagating back to the shim: slave if asked (or shared: the shim's
     // namespace is a slave of the host's, so receiving is what sharing can
     // do here), private otherwise.
-    let first = if prop.intersects(MsFlags::MS_SLAVE | MsFlags::MS_SHARED) {
-        MsFlags::MS_SLAVE
+    // The sources of bidirectional mounts stay peers of the host's (the
+    // shim kept them so), everything else is a slave.
+    let shared = super::propagation::shared_sources(spec);
+    if !shared.is_empty() {
+        super::propagation::slave_all_but(&shared, "the container's mount namespace")?;
     } else {
-        MsFlags::MS_PRIVATE
-    };
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        first | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .ctx(|| "set propagation of / in the container's mount namespace")?;
+        let first = if prop.intersects(MsFlags::MS_SLAVE | MsFlags::MS_SHARED) {
+            MsFlags::MS_SLAVE
+        } else {
+            MsFlags::MS_PRIVATE
+        };
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            first | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| "set propagation of / in the container's mount namespace")?;
+    }
     mount(
         Some(rootfs),
         rootfs,

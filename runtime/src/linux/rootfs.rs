@@ -24,6 +24,10 @@ pub struct RootfsLayers {
     pub work: PathBuf,
     /// Mount the overlay read-only.
     pub readonly: bool,
+    /// Host mount points that stay peers of the host's in the shim's mount
+    /// namespace (sources of bidirectional bind mounts); every other mount
+    /// there is a slave.
+    pub shared: Vec<PathBuf>,
 }
 
 /// Mount option data is limited to one page by the kernel.
@@ -42,14 +46,7 @@ pub fn mount_rootfs(layers: &RootfsLayers, target: &Path) -> Result<()> {
         return Err(Error::InvalidSpec("rootfs without layers".into()));
     }
     unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare mount namespace for the shim")?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .ctx(|| "make / rslave in the shim's mount namespace")?;
+    super::propagation::slave_all_but(&layers.shared, "the shim's mount namespace")?;
 
     let mut flags = MsFlags::empty();
     if layers.readonly {
@@ -192,6 +189,7 @@ mod tests {
             upper: "/var/lib/corten/snapshots/c/upper".into(),
             work: "/var/lib/corten/snapshots/c/work".into(),
             readonly: false,
+            shared: Vec::new(),
         }
     }
 
