@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crictl_tests::critest::{critest_binary, push_images, summary, UPSTREAMS};
+use crictl_tests::critest::{critest_binary, dynamic_busybox, push_images, summary, UPSTREAMS};
 use crictl_tests::{tools, Daemon, DaemonBuilder, Registry, RegistryOptions, TestNetwork};
 
 /// Specs that cannot apply here, with why.
@@ -29,7 +29,12 @@ struct Setup {
 
 fn setup() -> Setup {
     let reg = Registry::start(RegistryOptions::plain()).expect("registry starts");
-    push_images(&reg, &tools::critest_double()).expect("critest images pushed");
+    let busybox = dynamic_busybox();
+    assert!(
+        busybox.is_some(),
+        "Debian's dynamic busybox is missing: crictl-tests/run.sh unpacks it into .test-tools/busybox"
+    );
+    push_images(&reg, &tools::critest_double(), busybox.as_deref()).expect("critest images pushed");
     let mut builder = DaemonBuilder::new().config(|c| {
         c.insert("log_level".into(), toml::Value::String("info".into()));
     });

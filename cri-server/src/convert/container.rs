@@ -157,6 +157,14 @@ fn security(s: Option<&cri::LinuxContainerSecurityContext>) -> Result<Security, 
         })
         .collect::<Result<_, _>>()?;
     let caps = s.capabilities.clone().unwrap_or_default();
+    // As kubelet and containerd: a group only makes sense with a user
+    // (run_as_user or run_as_username).
+    if s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty() {
+        return Err(invalid(
+            "security_context.run_as_group",
+            "needs run_as_user or run_as_username",
+        ));
+    }
     Ok(Security {
         privileged: s.privileged,
         run_as_user: id(&s.run_as_user, "security_context.run_as_user")?,
@@ -269,10 +277,22 @@ pub fn container(r: &ContainerRecord) -> cri::Container {
 
 /// The CRI status of a record.
 pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
+    // The mounts the container asked for; not those the pod adds
+    // (/etc/hosts, /etc/resolv.conf, /etc/hostname, /dev/shm), as
+    // containerd reports them.
+    let from_pod = |m: &&corten_runtime::spec::MountConfig| {
+        let p = &m.host_path;
+        r.pod.shm.as_ref() == Some(p)
+            || r.pod
+                .files
+                .as_ref()
+                .is_some_and(|f| [&f.hostname, &f.hosts, &f.resolv_conf].contains(&p))
+    };
     let mounts = r
         .config
         .mounts
         .iter()
+        .filter(|m| !from_pod(m))
         .map(|m| cri::Mount {
             container_path: m.container_path.clone(),
             host_path: m.host_path.display().to_string(),

@@ -144,13 +144,7 @@ impl ContainerRuntime {
         let (status, timed_out) = match req.timeout {
             Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
                 Ok(status) => (status, false),
-                Err(_) => {
-                    if let Some(pid) = child.id() {
-                        kill_exec_group(pid);
-                    }
-                    let _ = child.start_kill();
-                    (child.wait().await, true)
-                }
+                Err(_) => (stop_exec(&mut child).await, true),
             },
             None => (child.wait().await, false),
         };
@@ -180,6 +174,26 @@ impl ContainerRuntime {
         }
         tracing::debug!(container = id, code = out.exit_code, timed_out, "exec done");
         Ok(out)
+    }
+}
+
+/// Ends an exec helper and its command: SIGKILL to the command's process
+/// group first, so the helper reaps it (a command whose helper died first
+/// would be reparented to the container's init, which may never reap it,
+/// and linger as a zombie); the helper itself is killed only if it has not
+/// exited within a second.
+pub async fn stop_exec(
+    child: &mut tokio::process::Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(pid) = child.id() {
+        kill_exec_group(pid);
+    }
+    match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
     }
 }
 

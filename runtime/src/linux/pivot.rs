@@ -44,8 +44,9 @@ pub(super) fn propagation(spec: &Spec) -> Result<MsFlags> {
 pub(super) fn enter_rootfs(spec: &Spec, rootfs: &Path, cwd: &Path, terminal: bool) -> Result<()> {
     let prop = propagation(spec)?;
     // Never shared before pivot_root (it refuses shared parents) and never
-    // propagating back to the shim: slave if asked, private otherwise.
-    let first = if prop.contains(MsFlags::MS_SLAVE) {
+    // propagating back to the shim: slave if propagation is asked for (so
+    // the host's mounts still arrive), private otherwise.
+    let first = if prop.intersects(MsFlags::MS_SLAVE | MsFlags::MS_SHARED) {
         MsFlags::MS_SLAVE
     } else {
         MsFlags::MS_PRIVATE

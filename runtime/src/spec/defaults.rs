@@ -171,14 +171,33 @@ pub(super) const PTY_DEVICES: &[(i64, Option<i64>)] = &[
     (5, Some(2)), // /dev/ptmx
 ];
 
-/// Capabilities the running kernel knows (`/proc/sys/kernel/cap_last_cap`),
-/// or every one we know when that cannot be read.
+/// Capabilities the running kernel knows (`/proc/sys/kernel/cap_last_cap`)
+/// and this process may hand on (its bounding set: a container cannot be
+/// given what the runtime itself lacks, as on hosts without
+/// CAP_SYS_RESOURCE), or every one we know when that cannot be read.
 pub(super) fn kernel_caps() -> Vec<&'static str> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
         .unwrap_or(ALL_CAPS.len() - 1);
-    ALL_CAPS.iter().take(last + 1).copied().collect()
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| bounding_set(&s));
+    ALL_CAPS
+        .iter()
+        .take(last + 1)
+        .enumerate()
+        .filter(|(bit, _)| bounding.is_none_or(|b| b & (1u64 << bit) != 0))
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// The `CapBnd` mask of a /proc/PID/status text.
+fn bounding_set(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
 }
 
 /// `net_admin` / `CAP_NET_ADMIN` -> the oci-spec capability.
@@ -254,4 +273,28 @@ pub(super) fn host_devices(dev: &Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod bounding_tests {
+    use super::*;
+
+    #[test]
+    fn the_bounding_set_limits_all_capabilities() {
+        let status = "Name:\tx\nCapBnd:\t000001fffeffffff\n";
+        let b = bounding_set(status).expect("mask");
+        assert_eq!(b & (1 << 24), 0, "CAP_SYS_RESOURCE (24) missing");
+        assert_eq!(ALL_CAPS[24], "SYS_RESOURCE");
+        assert_eq!(bounding_set("Name:\tx\n"), None);
+        let mine = kernel_caps();
+        let own = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| bounding_set(&s))
+            .expect("own mask");
+        for (bit, c) in ALL_CAPS.iter().enumerate() {
+            if mine.contains(c) {
+                assert_ne!(own & (1 << bit), 0, "{c} is not in the bounding set");
+            }
+        }
+    }
 }
