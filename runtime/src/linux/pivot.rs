@@ -43,22 +43,35 @@ pub(super) fn propagation(spec: &Spec) -> Result<MsFlags> {
 /// `cwd` is created (confined) before a read-only rootfs is sealed.
 pub(super) fn enter_rootfs(spec: &Spec, rootfs: &Path, cwd: &Path, terminal: bool) -> Result<()> {
     let prop = propagation(spec)?;
-    // Never shared before pivot_root (it refuses shared parents) and never
-    // propagating back to the shim: slave if propagation is asked for (so
-    // the host's mounts still arrive), private otherwise.
-    let first = if prop.intersects(MsFlags::MS_SLAVE | MsFlags::MS_SHARED) {
-        MsFlags::MS_SLAVE
+    if prop.contains(MsFlags::MS_SHARED) {
+        // Keep the copies of the host's mounts peers of theirs (host-path
+        // mounts asked to be bidirectional), but the namespace's root must
+        // not be shared for pivot_root.
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .ctx(|| "make / a slave in the container's mount namespace")?;
     } else {
-        MsFlags::MS_PRIVATE
-    };
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        first | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .ctx(|| "set propagation of / in the container's mount namespace")?;
+        // Never propagating back to the host: slave if asked (the host's
+        // mounts still arrive), private otherwise.
+        let first = if prop.contains(MsFlags::MS_SLAVE) {
+            MsFlags::MS_SLAVE
+        } else {
+            MsFlags::MS_PRIVATE
+        };
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            first | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| "set propagation of / in the container's mount namespace")?;
+    }
     mount(
         Some(rootfs),
         rootfs,
