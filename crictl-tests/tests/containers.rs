@@ -20,7 +20,23 @@ fn tutorial_pull_run_list_exec_logs_stop_remove() {
     assert!(out.contains("bin") && out.contains("etc"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("total ")), "{out}");
 
-    let sleeper = env.run(&pod, "tutorial", "sleep", &["sleep", "3600"]);
+    // `crictl run`: a pod of its own, a container created and started in it.
+    let run_pod = env.file("pod-run.json", &env.pod_config("tutorial-run"));
+    let sleep = env.file(
+        "sleep.json",
+        &env.container_config("sleep", &["sleep", "3600"]),
+    );
+    let sleeper = env
+        .d
+        .crictl(&[
+            "run",
+            "--no-pull",
+            container_env::path(&sleep),
+            container_env::path(&run_pod),
+        ])
+        .ok()
+        .trim()
+        .to_string();
     assert_eq!(env.state(&sleeper), "CONTAINER_RUNNING");
 
     let ps = env.d.crictl(&["ps", "-a", "-o", "json"]).json();
@@ -37,6 +53,13 @@ fn tutorial_pull_run_list_exec_logs_stop_remove() {
         Some("CONTAINER_RUNNING"),
         "{ps}"
     );
+    let sleeper_pod = listed
+        .iter()
+        .find(|c| c["id"] == sleeper.as_str())
+        .and_then(|c| c["podSandboxId"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert!(!sleeper_pod.is_empty() && sleeper_pod != pod, "{ps}");
     let running = env.d.crictl(&["ps", "-q"]).ok();
     assert!(
         running.contains(&sleeper) && !running.contains(&ls),
@@ -49,8 +72,8 @@ fn tutorial_pull_run_list_exec_logs_stop_remove() {
     assert!(uname.starts_with("Linux"), "{uname}");
     // It is in the pod: its hostname, its network namespace and address.
     let host = env.d.crictl(&["exec", "-s", &sleeper, "hostname"]).ok();
-    assert_eq!(host.trim(), "tutorial");
-    let pod_ip = env.d.crictl(&["inspectp", &pod]).json()["status"]["network"]["ip"]
+    assert_eq!(host.trim(), "tutorial-run");
+    let pod_ip = env.d.crictl(&["inspectp", &sleeper_pod]).json()["status"]["network"]["ip"]
         .as_str()
         .unwrap_or("")
         .to_string();
@@ -64,7 +87,10 @@ fn tutorial_pull_run_list_exec_logs_stop_remove() {
         .d
         .crictl(&["exec", "-s", &sleeper, "cat", "/etc/hosts"])
         .ok();
-    assert!(hosts.contains("tutorial"), "the pod's /etc/hosts: {hosts}");
+    assert!(
+        hosts.contains("tutorial-run"),
+        "the pod's /etc/hosts: {hosts}"
+    );
 
     env.d.crictl(&["stop", "--timeout", "0", &sleeper]).ok();
     let v = env.inspect(&sleeper);
@@ -73,8 +99,8 @@ fn tutorial_pull_run_list_exec_logs_stop_remove() {
     env.d.crictl(&["rm", &sleeper, &ls]).ok();
     let ps = env.d.crictl(&["ps", "-a", "-q"]).ok();
     assert!(ps.trim().is_empty(), "{ps}");
-    env.d.crictl(&["stopp", &pod]).ok();
-    env.d.crictl(&["rmp", &pod]).ok();
+    env.d.crictl(&["stopp", &pod, &sleeper_pod]).ok();
+    env.d.crictl(&["rmp", &pod, &sleeper_pod]).ok();
     env.d.crictl(&["rmi", "busybox"]).ok();
     let images = env.d.crictl(&["images", "-q"]).ok();
     assert!(images.trim().is_empty(), "{images}");
@@ -130,6 +156,20 @@ fn two_containers_of_one_image_see_neither_files_nor_processes_of_the_other() {
         .filter(|p| p.parse::<u32>().is_ok())
         .count();
     assert!(pids <= 3, "b sees foreign processes: {procs}");
+
+    // Unless one asks for another's pid namespace (TARGET).
+    let mut c = env.container_config("c", &["sleep", "3600"]);
+    c["linux"]["security_context"] =
+        serde_json::json!({"namespace_options": {"pid": 3, "target_id": a}});
+    let c = env.create(&pod, "iso", &c);
+    env.d.crictl(&["start", &c]).ok();
+    let pid1 = env
+        .d
+        .crictl(&["exec", "-s", &c, "cat", "/proc/1/cmdline"])
+        .ok();
+    assert!(pid1.starts_with("sleep"), "c shares a's: {pid1:?}");
+    let n = env.d.crictl(&["exec", "-s", &c, "ps", "-o", "args"]).ok();
+    assert_eq!(n.matches("sleep 3600").count(), 2, "{n}");
 }
 
 #[test]
@@ -284,6 +324,16 @@ fn exec_sync_codes_output_timeout_and_stopped_containers() {
     // The timed-out command was killed.
     let ps = env.d.crictl(&["exec", "-s", &id, "ps", "-o", "args"]).ok();
     assert!(!ps.contains("sleep 30"), "{ps}");
+    // A command run directly is killed and reaped: not even a zombie stays
+    // (every process's name, zombies included; only the container's sleep).
+    env.d
+        .crictl(&["exec", "-s", "--timeout", "1", &id, "sleep", "4321"])
+        .fails();
+    let names = env
+        .d
+        .crictl(&["exec", "-s", &id, "sh", "-c", "cat /proc/[0-9]*/comm"])
+        .ok();
+    assert_eq!(names.matches("sleep").count(), 1, "{names}");
 
     env.d.crictl(&["stop", "--timeout", "0", &id]).ok();
     let err = env.d.crictl(&["exec", "-s", &id, "ls"]).fails();
@@ -291,4 +341,38 @@ fn exec_sync_codes_output_timeout_and_stopped_containers() {
         err.contains("not running") || err.contains("exited"),
         "{err}"
     );
+}
+
+#[test]
+fn a_command_that_cannot_run_fails_start_and_leaves_an_exited_container() {
+    let env = Env::new();
+    let pod = env.pod("bad");
+    let id = env.create(
+        &pod,
+        "bad",
+        &env.container_config("nope", &["/no/such/binary"]),
+    );
+    let out = env.d.crictl(&["start", &id]);
+    let v = env.inspect(&id);
+    if out.output.status.success() {
+        // The exec failure shows as the process's end.
+        let v = env.wait_state(&id, "CONTAINER_EXITED", Duration::from_secs(10));
+        assert_ne!(v["status"]["exitCode"], 0, "{v}");
+    } else {
+        assert!(out.stderr().contains("/no/such/binary"), "{}", out.stderr());
+        assert_eq!(v["status"]["state"], "CONTAINER_EXITED", "{v}");
+        assert_ne!(v["status"]["exitCode"], 0, "{v}");
+        let message = v["status"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("/no/such/binary"), "{v}");
+    }
+    env.d.crictl(&["rm", &id]).ok();
+    // Bad input is refused before anything is made.
+    let mut bad = env.container_config("badmount", &["true"]);
+    bad["mounts"] = serde_json::json!([{"container_path": "relative", "host_path": "/tmp"}]);
+    let err = env.try_create(&pod, "bad", &bad).fails();
+    assert!(
+        err.contains("InvalidArgument") && err.contains("container_path"),
+        "{err}"
+    );
+    assert!(env.d.crictl(&["ps", "-a", "-q"]).ok().trim().is_empty());
 }

@@ -33,6 +33,20 @@ fn env_workdir_and_user_come_from_the_image_unless_overridden() {
     let script = ["sh", "-c", "echo $FOO $KEEP; pwd; id -u; id -g"];
     let from_image = output(&env, &pod, "cfg", &env.container_config("plain", &script));
     assert_eq!(from_image, ["image kept", "/home/tester", "1000", "1000"]);
+    let plain = env.d.crictl(&["ps", "-a", "-q", "--name", "plain"]).ok();
+    let v = env.inspect(plain.trim());
+    let uid = &v["status"]["user"]["linux"]["uid"];
+    assert!(uid == "1000" || uid == 1000, "the user reported: {v}");
+    let annotations = &v["info"]["runtimeSpec"]["annotations"];
+    assert_eq!(
+        annotations["io.kubernetes.cri.container-name"], "plain",
+        "{v}"
+    );
+    assert_eq!(
+        annotations["io.kubernetes.cri.sandbox-id"],
+        pod.as_str(),
+        "{v}"
+    );
 
     let mut over = env.container_config("over", &script);
     over["envs"] = json!([{"key": "FOO", "value": "ctr"}]);
@@ -166,5 +180,90 @@ fn update_container_resources_changes_the_cgroup_live() {
     assert_eq!(
         v["status"]["resources"]["linux"]["memoryLimitInBytes"], "134217728",
         "{v}"
+    );
+}
+
+#[test]
+fn security_context_reaches_the_process() {
+    let env = Env::new();
+    let pod = env.pod("sec");
+    let status = "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status";
+
+    let mut dropped = env.container_config("dropped", &["sh", "-c", status]);
+    dropped["linux"]["security_context"] = json!({
+        "capabilities": {"drop_capabilities": ["ALL"], "add_capabilities": ["NET_BIND_SERVICE"]},
+        "no_new_privs": true,
+        "seccomp": {"profile_type": 0}
+    });
+    let lines = output(&env, &pod, "sec", &dropped);
+    // CAP_NET_BIND_SERVICE is bit 10.
+    assert!(
+        lines.contains(&"CapEff:\t0000000000000400".to_string()),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"NoNewPrivs:\t1".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"Seccomp:\t2".to_string()),
+        "a filter: {lines:?}"
+    );
+
+    let mut default = env.container_config("default", &["sh", "-c", status]);
+    default["linux"]["security_context"] = json!({});
+    let lines = output(&env, &pod, "sec", &default);
+    assert!(
+        lines.contains(&"Seccomp:\t0".to_string()),
+        "unconfined: {lines:?}"
+    );
+    assert!(lines.contains(&"NoNewPrivs:\t0".to_string()), "{lines:?}");
+
+    let mut privileged =
+        env.container_config("privileged", &["grep", "CapEff", "/proc/self/status"]);
+    privileged["linux"]["security_context"] = json!({"privileged": true});
+    let lines = output(&env, &pod, "sec", &privileged);
+    // Every capability the runtime has (ours, as we are root too).
+    let ours = std::fs::read_to_string("/proc/self/status").expect("status");
+    let bounding = ours
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .expect("CapBnd")
+        .trim()
+        .to_string();
+    assert_eq!(lines, [format!("CapEff:\t{bounding}")]);
+
+    let mut masked = env.container_config(
+        "masked",
+        &[
+            "sh",
+            "-c",
+            "cat /etc/passwd | wc -c; echo x > /tmp/t 2>/dev/null || echo ro-tmp",
+        ],
+    );
+    masked["linux"]["security_context"] = json!({
+        "masked_paths": ["/etc/passwd"],
+        "readonly_paths": ["/tmp"],
+        "supplemental_groups": [4242],
+        "run_as_user": {"value": 1000}
+    });
+    let lines = output(&env, &pod, "sec", &masked);
+    assert_eq!(lines, ["0", "ro-tmp"]);
+    let mut device = env.container_config(
+        "device",
+        &[
+            "sh",
+            "-c",
+            "echo hi > /dev/xnull && echo dev-ok; ls /dev/kmsg 2>/dev/null || echo no-kmsg",
+        ],
+    );
+    device["devices"] =
+        json!([{"container_path": "/dev/xnull", "host_path": "/dev/null", "permissions": "rwm"}]);
+    assert_eq!(output(&env, &pod, "sec", &device), ["dev-ok", "no-kmsg"]);
+
+    let mut groups = env.container_config("groups", &["id", "-G"]);
+    groups["linux"]["security_context"] =
+        json!({"supplemental_groups": [4242], "run_as_user": {"value": 1000}});
+    let lines = output(&env, &pod, "sec", &groups);
+    assert!(
+        lines[0].split_whitespace().any(|g| g == "4242"),
+        "{lines:?}"
     );
 }

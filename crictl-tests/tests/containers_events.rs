@@ -151,7 +151,23 @@ fn containers_survive_a_daemon_restart_with_their_real_ends() {
     let later = env.run(&pod, "rs", "later", &["sh", "-c", "sleep 2; exit 5"]);
     let created = env.create(&pod, "rs", &env.container_config("created", &["true"]));
 
+    // What a creation cut short by a crash leaves: a bundle and a writable
+    // layer without a record.
+    let half = "f".repeat(64);
+    let bundle = env.d.dir().join("state/containers").join(&half);
+    let layer = env.d.root_dir().join("containers").join(&half);
+    std::fs::create_dir_all(&bundle).expect("bundle");
+    std::fs::create_dir_all(layer.join("upper")).expect("layer");
+
     env.d.restart();
+    // Answered only once the daemon has reconciled and serves.
+    env.d.crictl(&["version"]).ok();
+    assert!(
+        !bundle.exists() && !layer.exists(),
+        "half-made container cleaned: bundle {} layer {}",
+        bundle.exists(),
+        layer.exists()
+    );
     // Exits while the daemon was away are read from the shim's exit file,
     // or seen by the new watcher.
     let v = env.wait_state(&later, "CONTAINER_EXITED", Duration::from_secs(20));

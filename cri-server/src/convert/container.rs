@@ -75,7 +75,50 @@ pub fn new_container(c: &cri::ContainerConfig) -> Result<NewContainer, Status> {
         annotations: sorted(&c.annotations),
         log_path: c.log_path.clone(),
         config,
+        pid: None,
     })
+}
+
+/// Which PID namespace a container asks for (its security context's
+/// namespace options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidChoice {
+    /// The pod's (the CRI default).
+    Pod,
+    /// One of its own.
+    Container,
+    /// The host's.
+    Node,
+    /// That of this other container.
+    Target(String),
+}
+
+/// The PID namespace the container config asks for.
+pub fn pid_choice(c: &cri::ContainerConfig) -> Result<PidChoice, Status> {
+    let Some(ns) = c
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+    else {
+        return Ok(PidChoice::Pod);
+    };
+    match cri::NamespaceMode::try_from(ns.pid) {
+        Ok(cri::NamespaceMode::Pod) => Ok(PidChoice::Pod),
+        Ok(cri::NamespaceMode::Container) => Ok(PidChoice::Container),
+        Ok(cri::NamespaceMode::Node) => Ok(PidChoice::Node),
+        Ok(cri::NamespaceMode::Target) if !ns.target_id.is_empty() => {
+            Ok(PidChoice::Target(ns.target_id.clone()))
+        }
+        Ok(cri::NamespaceMode::Target) => Err(invalid(
+            "security_context.namespace_options.target_id",
+            "is empty",
+        )),
+        Err(_) => Err(invalid(
+            "security_context.namespace_options.pid",
+            "is unknown",
+        )),
+    }
 }
 
 fn invalid(field: &str, why: &str) -> Status {
@@ -148,6 +191,13 @@ fn security(s: Option<&cri::LinuxContainerSecurityContext>) -> Result<Security, 
             .map(|v| u32::try_from(v.value).map_err(|_| invalid(field, "is not a valid id")))
             .transpose()
     };
+    // A group without a user to go with it is refused, as containerd does.
+    if s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty() {
+        return Err(invalid(
+            "security_context.run_as_group",
+            "is set without run_as_user or run_as_username",
+        ));
+    }
     let supplemental_groups = s
         .supplemental_groups
         .iter()
@@ -157,14 +207,6 @@ fn security(s: Option<&cri::LinuxContainerSecurityContext>) -> Result<Security, 
         })
         .collect::<Result<_, _>>()?;
     let caps = s.capabilities.clone().unwrap_or_default();
-    // As kubelet and containerd: a group only makes sense with a user
-    // (run_as_user or run_as_username).
-    if s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty() {
-        return Err(invalid(
-            "security_context.run_as_group",
-            "needs run_as_user or run_as_username",
-        ));
-    }
     Ok(Security {
         privileged: s.privileged,
         run_as_user: id(&s.run_as_user, "security_context.run_as_user")?,
@@ -277,22 +319,9 @@ pub fn container(r: &ContainerRecord) -> cri::Container {
 
 /// The CRI status of a record.
 pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
-    // The mounts the container asked for; not those the pod adds
-    // (/etc/hosts, /etc/resolv.conf, /etc/hostname, /dev/shm), as
-    // containerd reports them.
-    let from_pod = |m: &&corten_runtime::spec::MountConfig| {
-        let p = &m.host_path;
-        r.pod.shm.as_ref() == Some(p)
-            || r.pod
-                .files
-                .as_ref()
-                .is_some_and(|f| [&f.hostname, &f.hosts, &f.resolv_conf].contains(&p))
-    };
     let mounts = r
-        .config
         .mounts
         .iter()
-        .filter(|m| !from_pod(m))
         .map(|m| cri::Mount {
             container_path: m.container_path.clone(),
             host_path: m.host_path.display().to_string(),
@@ -348,7 +377,18 @@ pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
             windows: None,
         }),
         image_id: r.image_id.clone(),
-        user: None,
+        user: Some(cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: i64::from(r.user.uid),
+                gid: i64::from(r.user.gid),
+                supplemental_groups: r
+                    .user
+                    .additional_gids
+                    .iter()
+                    .map(|g| i64::from(*g))
+                    .collect(),
+            }),
+        }),
     }
 }
 

@@ -4,7 +4,9 @@ use k8s_cri::v1::{CreateContainerRequest, CreateContainerResponse};
 use tonic::Status;
 
 use super::pod_lookup::pod_context;
-use crate::convert::container::new_container;
+use corten_runtime::spec::NsMode;
+
+use crate::convert::container::{new_container, pid_choice, PidChoice};
 use crate::error::CriError;
 use crate::service::Cri;
 
@@ -16,8 +18,37 @@ pub async fn create_container(
         .config
         .as_ref()
         .ok_or_else(|| Status::invalid_argument("config is required"))?;
-    let new = new_container(config)?;
+    let mut new = new_container(config)?;
     let pod = pod_context(cri, &req.pod_sandbox_id)?;
+    new.pid = match pid_choice(config)? {
+        PidChoice::Pod => None,
+        PidChoice::Container => Some(NsMode::New),
+        PidChoice::Node => Some(NsMode::Host),
+        PidChoice::Target(target) => {
+            let t = cri.containers.status(&target).map_err(CriError)?;
+            if t.pid <= 0 {
+                return Err(Status::failed_precondition(format!(
+                    "target container {} is not running: cannot share its pid namespace",
+                    t.id
+                )));
+            }
+            Some(NsMode::Path(format!("/proc/{}/ns/pid", t.pid).into()))
+        }
+    };
+    // The annotations containerd puts in the OCI spec, for tools that
+    // look for them (the record keeps the request's own).
+    let cri_annotations = [
+        ("io.kubernetes.cri.container-type", "container".to_string()),
+        ("io.kubernetes.cri.container-name", new.name.clone()),
+        ("io.kubernetes.cri.sandbox-id", pod.pod_id.clone()),
+        ("io.kubernetes.cri.sandbox-name", pod.name.clone()),
+        ("io.kubernetes.cri.sandbox-namespace", pod.namespace.clone()),
+        ("io.kubernetes.cri.sandbox-uid", pod.uid.clone()),
+        ("io.kubernetes.cri.image-name", new.image.clone()),
+    ];
+    for (key, value) in cri_annotations {
+        new.config.annotations.insert(key.to_string(), value);
+    }
     let container_id = cri
         .containers
         .create(&cri.images, &pod, new)

@@ -39,6 +39,13 @@ impl Containers {
             }) = &state
             {
                 record_exit(&self.inner, &id, exit);
+                let message = e.to_string();
+                if let Err(e) = self.inner.update(&id, |r| {
+                    r.message = message;
+                    true
+                }) {
+                    tracing::warn!(container = %id, error = %e, "cannot record why the start failed");
+                }
             }
             return Err(e.into());
         }

@@ -9,12 +9,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::broadcast;
 
-use super::record::{resolve_prefix, ContainerFilter, ContainerRecord, ContainerState};
+use super::pod::{apply_pod, create_missing_sources, own_oom_score_adj};
+use super::record::{
+    resolve_prefix, ContainerFilter, ContainerRecord, ContainerState, ProcessUser,
+};
 use super::{ContainerRuntime, CreateRequest, Error};
 use crate::image::{Images, LayerHolds};
 use crate::locks::KeyedLocks;
 use crate::sandbox::PodContext;
-use crate::spec::{self, ContainerConfig, ImageConfig, LayeredRootfs, MountConfig, NsMode};
+use crate::spec::{self, ContainerConfig, ImageConfig, LayeredRootfs, NsMode};
 use crate::store::{Change, MetaStore, Table};
 
 /// How many events a slow subscriber may fall behind before it loses some.
@@ -64,6 +67,8 @@ pub struct NewContainer {
     /// The container's configuration; id, namespaces, hostname, cgroup path
     /// and the pod's mounts are filled in from the pod.
     pub config: ContainerConfig,
+    /// The container's own PID namespace choice, instead of the pod's.
+    pub pid: Option<NsMode>,
 }
 
 /// The containers of this daemon.
@@ -257,15 +262,6 @@ impl Containers {
         out
     }
 
-    /// The image ids containers were created from.
-    pub fn images_in_use(&self) -> HashSet<String> {
-        self.inner
-            .records()
-            .values()
-            .map(|r| r.image_id.clone())
-            .collect()
-    }
-
     /// Creates a container of `pod` from `req`: resolves and holds its
     /// image, builds its spec and has a shim create it (waiting for start).
     pub async fn create(
@@ -321,13 +317,26 @@ impl Containers {
             .collect();
 
         let mut config = req.config;
+        let requested_mounts = config.mounts.clone();
         config.id = id.clone();
         apply_pod(&mut config, pod);
+        if let Some(pid) = req.pid {
+            config.namespaces.pid = pid;
+        }
         config.oom_score_adj_cap = own_oom_score_adj();
         let view = LayeredRootfs {
             layers: layers.clone(),
         };
         let spec = spec::generate(&config, &image_config, &view)?;
+        let user = spec
+            .process()
+            .as_ref()
+            .map(|p| ProcessUser {
+                uid: p.user().uid(),
+                gid: p.user().gid(),
+                additional_gids: p.user().additional_gids().clone().unwrap_or_default(),
+            })
+            .unwrap_or_default();
         create_missing_sources(&id, &config.mounts)?;
 
         let log_file = match (&pod.log_directory, req.log_path.is_empty()) {
@@ -377,6 +386,8 @@ impl Containers {
             reason: String::new(),
             message: String::new(),
             pid: 0,
+            mounts: requested_mounts,
+            user,
             pod: pod.clone(),
             config,
         };
@@ -393,76 +404,6 @@ impl Containers {
         Ok(id)
     }
 }
-
-/// The pod's side of a container's config: namespaces to join, hostname,
-/// the pod's files and /dev/shm, the cgroup beneath the pod's.
-fn apply_pod(config: &mut ContainerConfig, pod: &PodContext) {
-    config.namespaces.network = pod.network.clone();
-    config.namespaces.ipc = pod.ipc.clone();
-    config.namespaces.uts = pod.uts.clone();
-    config.namespaces.pid = pod.pid.clone();
-    config.hostname = match pod.uts {
-        // A joined UTS namespace has the pod's hostname already.
-        NsMode::New if !pod.hostname.is_empty() => Some(pod.hostname.clone()),
-        _ => None,
-    };
-    let ro = config.security.readonly_rootfs;
-    let mut pod_mounts: Vec<(PathBuf, &str, bool)> = Vec::new();
-    if let Some(files) = &pod.files {
-        pod_mounts.push((files.hostname.clone(), "/etc/hostname", ro));
-        pod_mounts.push((files.hosts.clone(), "/etc/hosts", ro));
-        pod_mounts.push((files.resolv_conf.clone(), "/etc/resolv.conf", ro));
-    }
-    if let Some(shm) = &pod.shm {
-        pod_mounts.push((shm.clone(), "/dev/shm", false));
-    }
-    for (host_path, dest, readonly) in pod_mounts {
-        // The container's own mount of the same path wins.
-        if config
-            .mounts
-            .iter()
-            .any(|m| m.container_path.trim_end_matches('/') == dest)
-        {
-            continue;
-        }
-        config.mounts.push(MountConfig {
-            host_path,
-            container_path: dest.to_string(),
-            readonly,
-            ..MountConfig::default()
-        });
-    }
-    let parent = pod.cgroup_parent.trim_end_matches('/');
-    config.cgroup_path = if parent.is_empty() {
-        format!("/corten/{}", config.id)
-    } else {
-        format!("{parent}/{}", config.id)
-    };
-}
-
-/// Creates the host directories of bind mounts that do not exist yet, as
-/// containerd and kubelet do (a missing source would fail the mount).
-fn create_missing_sources(id: &str, mounts: &[MountConfig]) -> Result<(), Error> {
-    for m in mounts {
-        if std::fs::symlink_metadata(&m.host_path).is_err() {
-            std::fs::create_dir_all(&m.host_path).map_err(|source| Error::Io {
-                id: id.to_string(),
-                path: m.host_path.clone(),
-                source,
-            })?;
-        }
-    }
-    Ok(())
-}
-
-/// The daemon's own `oom_score_adj`: without CAP_SYS_RESOURCE nothing lower
-/// can be set, so lower requests are raised to it.
-fn own_oom_score_adj() -> Option<i32> {
-    std::fs::read_to_string("/proc/self/oom_score_adj")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-}
-
 /// A fresh container id: 64 random hex characters.
 fn new_id() -> Result<String, crate::Error> {
     use std::io::Read as _;
@@ -484,80 +425,5 @@ pub(super) fn now_ns() -> i64 {
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sandbox::PodFiles;
-
-    #[test]
-    fn pod_context_shapes_the_config() {
-        let pod = PodContext {
-            pod_id: "p1".into(),
-            hostname: "web-0".into(),
-            network: NsMode::Path("/run/p1/net".into()),
-            ipc: NsMode::Path("/run/p1/ipc".into()),
-            uts: NsMode::Path("/run/p1/uts".into()),
-            pid: NsMode::New,
-            files: Some(PodFiles {
-                hostname: "/run/p1/hostname".into(),
-                hosts: "/run/p1/hosts".into(),
-                resolv_conf: "/run/p1/resolv.conf".into(),
-            }),
-            shm: Some("/run/p1/shm".into()),
-            cgroup_parent: "/corten/p1/".into(),
-            ..PodContext::default()
-        };
-        let mut c = ContainerConfig {
-            id: "c1".into(),
-            mounts: vec![MountConfig {
-                host_path: "/srv/hosts".into(),
-                container_path: "/etc/hosts".into(),
-                ..MountConfig::default()
-            }],
-            ..ContainerConfig::default()
-        };
-        c.security.readonly_rootfs = true;
-        apply_pod(&mut c, &pod);
-        assert_eq!(c.namespaces.network, NsMode::Path("/run/p1/net".into()));
-        assert_eq!(c.namespaces.pid, NsMode::New);
-        assert_eq!(c.hostname, None, "the pod's UTS namespace has it");
-        assert_eq!(c.cgroup_path, "/corten/p1/c1");
-        let dests: Vec<(&str, bool)> = c
-            .mounts
-            .iter()
-            .map(|m| (m.container_path.as_str(), m.readonly))
-            .collect();
-        assert_eq!(
-            dests,
-            vec![
-                ("/etc/hosts", false),
-                ("/etc/hostname", true),
-                ("/etc/resolv.conf", true),
-                ("/dev/shm", false)
-            ]
-        );
-        assert_eq!(c.mounts[0].host_path, PathBuf::from("/srv/hosts"));
-
-        let mut alone = ContainerConfig {
-            id: "c2".into(),
-            ..ContainerConfig::default()
-        };
-        let no_pod = PodContext {
-            hostname: "solo".into(),
-            ..PodContext::default()
-        };
-        apply_pod(&mut alone, &no_pod);
-        assert_eq!(alone.hostname.as_deref(), Some("solo"));
-        assert_eq!(alone.cgroup_path, "/corten/c2");
-        assert!(alone.mounts.is_empty());
-    }
-
-    #[test]
-    fn ids_are_64_hex_and_differ() {
-        let (a, b) = (new_id().expect("id"), new_id().expect("id"));
-        assert_eq!(a.len(), 64);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
-    }
-}
+mod tests;

@@ -9,13 +9,16 @@ mod exec;
 mod lifecycle;
 mod manager;
 mod ops;
+mod pod;
 mod record;
 mod runtime;
 mod stats;
 
 pub use exec::{stop_exec, ExecOutput, ExecRequest};
 pub use manager::{ContainerEvent, Containers, EventKind, NewContainer};
-pub use record::{reason, stop_signal, ContainerFilter, ContainerRecord, ContainerState};
+pub use record::{
+    reason, stop_signal, ContainerFilter, ContainerRecord, ContainerState, ProcessUser,
+};
 pub use runtime::{ContainerRuntime, CreateRequest};
 pub use stats::ContainerStats;
 

@@ -71,10 +71,27 @@ pub struct ContainerRecord {
     pub message: String,
     /// The init's pid while it runs (host pid namespace).
     pub pid: i32,
+    /// The mounts the request asked for (the pod's own are not among them).
+    #[serde(default)]
+    pub mounts: Vec<crate::spec::MountConfig>,
+    /// The user the process runs as, as resolved at creation.
+    #[serde(default)]
+    pub user: ProcessUser,
     /// The pod as the container saw it at creation.
     pub pod: PodContext,
     /// The container's configuration.
     pub config: ContainerConfig,
+}
+
+/// The identity a container's process runs with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    /// The uid.
+    pub uid: u32,
+    /// The primary gid.
+    pub gid: u32,
+    /// Supplementary gids.
+    pub additional_gids: Vec<u32>,
 }
 
 impl ContainerRecord {
@@ -206,6 +223,38 @@ fn bad_signal(name: &str) -> Error {
     }
 }
 
+/// A record for tests: container `id` of pod `pod`, created, no config.
+#[cfg(test)]
+pub(super) fn sample(id: &str, pod: &str) -> ContainerRecord {
+    ContainerRecord {
+        id: id.into(),
+        pod_id: pod.into(),
+        name: format!("name-{id}"),
+        attempt: 0,
+        image: String::new(),
+        image_id: String::new(),
+        image_ref: String::new(),
+        chain_ids: vec![],
+        stop_signal: None,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        log_path: String::new(),
+        log_file: None,
+        state: ContainerState::Created,
+        created_at_ns: 0,
+        started_at_ns: 0,
+        finished_at_ns: 0,
+        exit_code: 0,
+        reason: String::new(),
+        message: String::new(),
+        pid: 0,
+        mounts: Vec::new(),
+        user: ProcessUser::default(),
+        pod: PodContext::default(),
+        config: ContainerConfig::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,31 +308,9 @@ mod tests {
 
     #[test]
     fn filters_match_every_field() {
-        let mut r = ContainerRecord {
-            id: "abcdef".into(),
-            pod_id: "p123".into(),
-            name: "n".into(),
-            attempt: 0,
-            image: String::new(),
-            image_id: String::new(),
-            image_ref: String::new(),
-            chain_ids: vec![],
-            stop_signal: None,
-            labels: BTreeMap::from([("app".to_string(), "web".to_string())]),
-            annotations: BTreeMap::new(),
-            log_path: String::new(),
-            log_file: None,
-            state: ContainerState::Running,
-            created_at_ns: 0,
-            started_at_ns: 0,
-            finished_at_ns: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-            pid: 0,
-            pod: PodContext::default(),
-            config: ContainerConfig::default(),
-        };
+        let mut r = sample("abcdef", "p123");
+        r.state = ContainerState::Running;
+        r.labels = BTreeMap::from([("app".to_string(), "web".to_string())]);
         let all = ContainerFilter::default();
         assert!(all.matches(&r));
         let f = ContainerFilter {

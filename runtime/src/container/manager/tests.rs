@@ -1,0 +1,93 @@
+//! Unit tests of the container manager's records.
+
+use super::*;
+use std::path::Path;
+
+use crate::container::record::sample;
+use crate::image::Digest;
+
+#[test]
+fn open_loads_records_holds_their_layers_and_resolves_prefixes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(MetaStore::open(&tmp.path().join("m.redb")).expect("store"));
+    let layer = Digest::sha256_of(b"layer");
+    let mut a = sample("aaa111", "pod1");
+    a.chain_ids = vec![layer.clone()];
+    a.created_at_ns = 2;
+    let mut b = sample("aaa222", "pod2");
+    b.created_at_ns = 1;
+    b.state = ContainerState::Exited;
+    let changes = vec![
+        store.encode(&a.id, &a).expect("encode"),
+        store.encode(&b.id, &b).expect("encode"),
+    ];
+    store.apply(Table::Containers, changes).expect("apply");
+
+    let holds = Arc::new(LayerHolds::default());
+    let runtime = ContainerRuntime::new(tmp.path(), tmp.path(), Path::new("/bin/false"));
+    let c = Containers::open(store.clone(), runtime, holds.clone()).expect("open");
+    assert_eq!(
+        holds.held(),
+        HashSet::from([layer]),
+        "layers held from the start"
+    );
+    let ids: Vec<String> = c
+        .list(&ContainerFilter::default())
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["aaa222", "aaa111"], "oldest first");
+    assert_eq!(c.resolve("aaa1").expect("prefix"), "aaa111");
+    assert_eq!(
+        c.resolve("aaa").expect_err("ambiguous").kind(),
+        crate::ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        c.status("zzz").expect_err("unknown").kind(),
+        crate::ErrorKind::NotFound
+    );
+    let exited = ContainerFilter {
+        state: Some(ContainerState::Exited),
+        ..ContainerFilter::default()
+    };
+    assert_eq!(c.list(&exited).len(), 1);
+
+    // Changes are written through.
+    c.inner
+        .update("aaa111", |r| {
+            r.state = ContainerState::Running;
+            true
+        })
+        .expect("update");
+    c.inner.forget("aaa222").expect("forget");
+    let stored: Vec<(String, ContainerRecord)> = store.load_all(Table::Containers).expect("load");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1.state, ContainerState::Running);
+}
+
+#[test]
+fn cpu_rate_needs_two_samples() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(MetaStore::open(&tmp.path().join("m.redb")).expect("store"));
+    let runtime = ContainerRuntime::new(tmp.path(), tmp.path(), Path::new("/bin/false"));
+    let c = Containers::open(store, runtime, Arc::default()).expect("open");
+    assert_eq!(c.inner.cpu_rate("x", 1_000_000_000, 0), None);
+    // Half a core over one second.
+    assert_eq!(
+        c.inner.cpu_rate("x", 2_000_000_000, 500_000_000),
+        Some(500_000_000)
+    );
+    assert_eq!(
+        c.inner.cpu_rate("x", 2_000_000_000, 600_000_000),
+        None,
+        "no time passed"
+    );
+}
+
+#[test]
+fn ids_are_64_hex_and_differ() {
+    let (a, b) = (new_id().expect("id"), new_id().expect("id"));
+    assert_eq!(a.len(), 64);
+    assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(a, b);
+}
