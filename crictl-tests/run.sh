@@ -38,6 +38,45 @@ if ! go version -m "$TOOLS/bin/crictl" 2>/dev/null | grep -qE "mod\s+sigs.k8s.io
 fi
 export CRICTL="$TOOLS/bin/crictl"
 
+# critest, the CRI validation suite, from the same pinned cri-tools: a Go
+# test binary, built with `go test -c` inside a scratch module whose only
+# requirement is cri-tools (tools.go pulls in what its test file imports).
+if ! go version -m "$TOOLS/bin/critest" 2>/dev/null | grep -qE "(mod|dep)\s+sigs.k8s.io/cri-tools\s+$CRI_TOOLS_VERSION\b"; then
+    echo "== building critest $CRI_TOOLS_VERSION"
+    scratch="$(mktemp -d)"
+    printf 'module corten.test/critest\n\ngo 1.24.1\n' > "$scratch/go.mod"
+    cat > "$scratch/tools.go" <<'GOEOF'
+//go:build tools
+
+package tools
+
+import (
+	_ "github.com/onsi/ginkgo/v2/types"
+	_ "sigs.k8s.io/cri-tools/pkg/benchmark"
+	_ "sigs.k8s.io/cri-tools/pkg/validate"
+	_ "sigs.k8s.io/cri-tools/pkg/version"
+)
+GOEOF
+    (cd "$scratch" && go get "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" && go mod tidy \
+        && CGO_ENABLED=0 go test -c -o "$TOOLS/bin/critest" \
+            -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=${CRI_TOOLS_VERSION#v}" \
+            sigs.k8s.io/cri-tools/cmd/critest)
+    rm -rf "$scratch"
+fi
+export CRITEST="$TOOLS/bin/critest"
+
+# Debian's dynamically linked busybox for critest's images (its shell runs
+# /bin/ls rather than a built-in, as critest's masked-path spec needs). It
+# conflicts with busybox-static as a package, so it is unpacked, not installed.
+if [ ! -x "$TOOLS/busybox/bin/busybox" ]; then
+    echo "== unpacking Debian busybox (dynamic) for critest images"
+    debs="$(mktemp -d)"
+    (cd "$debs" && { apt-get download busybox || { apt-get update -qq && apt-get download busybox; }; })
+    dpkg-deb -x "$debs"/busybox_*.deb "$TOOLS/busybox"
+    rm -rf "$debs"
+fi
+export CRITEST_BUSYBOX="$TOOLS/busybox/bin/busybox"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

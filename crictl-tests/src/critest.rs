@@ -47,8 +47,21 @@ fn shared_libs(binary: &Path) -> Result<Vec<PathBuf>> {
     Ok(libs)
 }
 
+/// Debian's dynamically linked busybox, unpacked by `crictl-tests/run.sh`
+/// into `.test-tools/busybox` (`$CRITEST_BUSYBOX` elsewhere). Its shell is
+/// not "standalone": `sh -c ls` runs the file /bin/ls, so masking /bin/ls
+/// works as critest expects, which busybox-static's shell defeats by
+/// running its built-in applet.
+pub fn dynamic_busybox() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CRITEST_BUSYBOX") {
+        return Some(PathBuf::from(p));
+    }
+    let local = crate::tools::workspace_root().join(".test-tools/busybox/bin/busybox");
+    local.is_file().then_some(local)
+}
+
 /// A layer holding `binary` at `dest` (mode `mode`) with the libraries it
-/// needs at their host paths.
+/// needs at their host paths; with `dest` empty, the libraries only.
 fn program_layer(binary: &Path, dest: &str, mode: u32) -> Result<Vec<u8>> {
     let mut l = LayerBuilder::new();
     let mut dirs: Vec<String> = Vec::new();
@@ -67,9 +80,12 @@ fn program_layer(binary: &Path, dest: &str, mode: u32) -> Result<Vec<u8>> {
         }
         Ok(())
     };
-    let data = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
-    add_dirs(&mut l, dest)?;
-    l.file_owned(dest.trim_start_matches('/'), mode, 0, 0, &data)?;
+    if !dest.is_empty() {
+        let data =
+            std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+        add_dirs(&mut l, dest)?;
+        l.file_owned(dest.trim_start_matches('/'), mode, 0, 0, &data)?;
+    }
     for lib in shared_libs(binary)? {
         let real = std::fs::canonicalize(&lib).unwrap_or_else(|_| lib.clone());
         let bytes = std::fs::read(&real).with_context(|| format!("reading {}", real.display()))?;
@@ -117,8 +133,10 @@ fn predefined_group_layer() -> Result<Vec<u8>> {
 }
 
 /// Builds every image critest v1.34 pulls (except the one it names by an
-/// upstream digest) and pushes it to `reg` under its upstream path.
-pub fn push_images(reg: &Registry, double: &Path) -> Result<()> {
+/// upstream digest) and pushes it to `reg` under its upstream path. The
+/// images critest runs commands in use `busybox` (with its libraries) when
+/// given, busybox-static otherwise.
+pub fn push_images(reg: &Registry, double: &Path, busybox: Option<&Path>) -> Result<()> {
     let push = |b: ImageBuilder, repo: &str, tags: &[&str]| -> Result<()> {
         let img = b.build(Compression::Gzip)?;
         for tag in tags {
@@ -127,7 +145,16 @@ pub fn push_images(reg: &Registry, double: &Path) -> Result<()> {
         }
         Ok(())
     };
-    let base = || -> Result<ImageBuilder> { Ok(ImageBuilder::busybox().layer(busybox_extras()?)) };
+    let base = || -> Result<ImageBuilder> {
+        let b = match busybox {
+            Some(bb) => ImageBuilder::new()
+                .busybox_path(bb)
+                .busybox_layer()
+                .layer(program_layer(bb, "", 0)?),
+            None => ImageBuilder::busybox(),
+        };
+        Ok(b.layer(busybox_extras()?))
+    };
 
     // registry.k8s.io
     push(base()?, "e2e-test-images/busybox", &["1.29-2"])?;

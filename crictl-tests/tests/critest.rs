@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crictl_tests::critest::{critest_binary, push_images, summary, UPSTREAMS};
+use crictl_tests::critest::{critest_binary, dynamic_busybox, push_images, summary, UPSTREAMS};
 use crictl_tests::{tools, Daemon, DaemonBuilder, Registry, RegistryOptions, TestNetwork};
 
 /// Specs that cannot apply here, with why.
@@ -29,7 +29,12 @@ struct Setup {
 
 fn setup() -> Setup {
     let reg = Registry::start(RegistryOptions::plain()).expect("registry starts");
-    push_images(&reg, &tools::critest_double()).expect("critest images pushed");
+    let busybox = dynamic_busybox();
+    assert!(
+        busybox.is_some(),
+        "Debian's dynamic busybox is missing: crictl-tests/run.sh unpacks it into .test-tools/busybox"
+    );
+    push_images(&reg, &tools::critest_double(), busybox.as_deref()).expect("critest images pushed");
     let mut builder = DaemonBuilder::new().config(|c| {
         c.insert("log_level".into(), toml::Value::String("info".into()));
     });
@@ -141,4 +146,88 @@ fn critest_passes_over_spdy_and_websocket() {
         "critest over WebSocket: {summary:?}\n{}\n---- critest output ----\n{text}",
         failures(&text).join("\n")
     );
+}
+
+/// critest's benchmark mode against cortend (not part of the suite: run
+/// with `cargo test -p crictl-tests --test critest -- --ignored --nocapture`);
+/// prints critest's measurements.
+#[test]
+#[ignore = "a benchmark: run it on purpose"]
+fn critest_benchmark() {
+    let s = setup();
+    let params = s.daemon.dir().join("bench.yaml");
+    std::fs::write(
+        &params,
+        "containersNumber: 20\ncontainersNumberParallel: 2\ncontainerBenchmarkTimeoutSeconds: 60\n\
+         podsNumber: 20\npodsNumberParallel: 2\npodBenchmarkTimeoutSeconds: 60\n\
+         imagesNumber: 10\nimagesNumberParallel: 2\nimageBenchmarkTimeoutSeconds: 60\n\
+         imagePullingBenchmarkImage: registry.k8s.io/e2e-test-images/busybox:1.29-2\n\
+         imageListingBenchmarkImages:\n- registry.k8s.io/e2e-test-images/busybox:1.29-2\n\
+         - gcr.io/k8s-staging-cri-tools/test-image-1:latest\n",
+    )
+    .expect("write params");
+    let out_dir = s.daemon.dir().join("bench-out");
+    std::fs::create_dir_all(&out_dir).expect("output dir");
+    let critest = critest_binary().expect("critest is missing: run crictl-tests/run.sh");
+    let endpoint = format!("unix://{}", s.daemon.socket().display());
+    let out = Command::new(critest)
+        .current_dir(s.daemon.dir())
+        .args(["-runtime-endpoint", &endpoint, "-image-endpoint", &endpoint])
+        .args(["-benchmark", "-ginkgo.no-color"])
+        .arg(format!("-benchmarking-params-file={}", params.display()))
+        .arg(format!("-benchmarking-output-dir={}", out_dir.display()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run critest -benchmark");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("SUCCESS!"),
+        "critest -benchmark failed:\n{text}"
+    );
+    // One line per operation: samples, median and 90th percentile.
+    let mut files: Vec<_> = std::fs::read_dir(&out_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    println!("critest -benchmark against cortend (milliseconds):");
+    for file in files {
+        let data: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap_or_default()).unwrap_or_default();
+        let names: Vec<String> = data["operationsNames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect();
+        let points = data["datapoints"].as_array().cloned().unwrap_or_default();
+        for (i, name) in names.iter().enumerate() {
+            let mut ms: Vec<f64> = points
+                .iter()
+                .filter_map(|p| p["operationsDurationsNs"][i].as_f64())
+                .map(|ns| ns / 1e6)
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            if ms.is_empty() {
+                continue;
+            }
+            let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+            println!(
+                "  {:<28} {:<22} n={:<3} median {:>8.2}  p90 {:>8.2}",
+                file.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                name,
+                ms.len(),
+                at(0.5),
+                at(0.9)
+            );
+        }
+    }
 }

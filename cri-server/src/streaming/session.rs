@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corten_runtime::container::{ContainerRuntime, ExecRequest};
+use corten_runtime::container::{stop_exec, ContainerRuntime, ExecRequest};
 use corten_runtime::shim::protocol::frame;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
@@ -192,15 +192,12 @@ async fn run_exec(
     let status = tokio::select! {
         status = child.wait() => status.map_err(|e| format!("waiting for the exec: {e}")),
         () = activity.idle(idle) => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            let _ = stop_exec(&mut child).await;
             Err(format!("the session was idle for {idle:?} and was closed"))
         }
         () = client_gone(&mut gone) => {
-            // Nobody is left to read the output: end the command (the
-            // helper's death takes the command with it, PDEATHSIG).
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            // Nobody is left to read the output: end the command.
+            let _ = stop_exec(&mut child).await;
             Err("the client went away".to_string())
         }
     };

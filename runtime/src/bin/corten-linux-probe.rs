@@ -54,7 +54,6 @@ fn run(args: &[String]) -> Result<String, String> {
         upper: path_or_empty(upper),
         work: path_or_empty(work),
         readonly: false,
-        shared: Vec::new(),
     };
     mount_rootfs(&layers, &rootfs).map_err(|e| format!("error: mount rootfs: {e}"))?;
     let stdio = Stdio {

@@ -15,8 +15,6 @@ use crate::shim::Status;
 /// How long the output pipes may stay open after the helper has exited
 /// (a background process of the command may hold them).
 const IO_GRACE: Duration = Duration::from_millis(500);
-/// How long the exec helper gets to reap its killed command and exit.
-const REAP_GRACE: Duration = Duration::from_secs(2);
 
 /// A command to run in a container.
 #[derive(Debug, Clone, Default)]
@@ -146,23 +144,7 @@ impl ContainerRuntime {
         let (status, timed_out) = match req.timeout {
             Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
                 Ok(status) => (status, false),
-                Err(_) => {
-                    if let Some(pid) = child.id() {
-                        kill_exec_group(pid);
-                    }
-                    // The helper reaps the command it forked and exits; it
-                    // is killed only if it does not. (Killed first, it
-                    // would leave the command a zombie under the
-                    // container's init, which may never reap it.)
-                    let status = match tokio::time::timeout(REAP_GRACE, child.wait()).await {
-                        Ok(status) => status,
-                        Err(_) => {
-                            let _ = child.start_kill();
-                            child.wait().await
-                        }
-                    };
-                    (status, true)
-                }
+                Err(_) => (stop_exec(&mut child).await, true),
             },
             None => (child.wait().await, false),
         };
@@ -192,6 +174,26 @@ impl ContainerRuntime {
         }
         tracing::debug!(container = id, code = out.exit_code, timed_out, "exec done");
         Ok(out)
+    }
+}
+
+/// Ends an exec helper and its command: SIGKILL to the command's process
+/// group first, so the helper reaps it (a command whose helper died first
+/// would be reparented to the container's init, which may never reap it,
+/// and linger as a zombie); the helper itself is killed only if it has not
+/// exited within a second.
+pub async fn stop_exec(
+    child: &mut tokio::process::Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(pid) = child.id() {
+        kill_exec_group(pid);
+    }
+    match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
     }
 }
 

@@ -14,7 +14,7 @@ mod record;
 mod runtime;
 mod stats;
 
-pub use exec::{ExecOutput, ExecRequest};
+pub use exec::{stop_exec, ExecOutput, ExecRequest};
 pub use manager::{ContainerEvent, Containers, EventKind, NewContainer};
 pub use record::{
     reason, stop_signal, ContainerFilter, ContainerRecord, ContainerState, ProcessUser,

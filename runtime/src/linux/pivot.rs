@@ -43,17 +43,22 @@ pub(super) fn propagation(spec: &Spec) -> Result<MsFlags> {
 /// `cwd` is created (confined) before a read-only rootfs is sealed.
 pub(super) fn enter_rootfs(spec: &Spec, rootfs: &Path, cwd: &Path, terminal: bool) -> Result<()> {
     let prop = propagation(spec)?;
-    // Never shared before pivot_root (it refuses shared parents) and never
-    // propagating back to the shim: slave if asked (or shared: the shim's
-    // namespace is a slave of the host's, so receiving is what sharing can
-    // do here), private otherwise.
-    // The sources of bidirectional mounts stay peers of the host's (the
-    // shim kept them so), everything else is a slave.
-    let shared = super::propagation::shared_sources(spec);
-    if !shared.is_empty() {
-        super::propagation::slave_all_but(&shared, "the container's mount namespace")?;
+    if prop.contains(MsFlags::MS_SHARED) {
+        // Keep the copies of the host's mounts peers of theirs (host-path
+        // mounts asked to be bidirectional), but the namespace's root must
+        // not be shared for pivot_root.
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .ctx(|| "make / a slave in the container's mount namespace")?;
     } else {
-        let first = if prop.intersects(MsFlags::MS_SLAVE | MsFlags::MS_SHARED) {
+        // Never propagating back to the host: slave if asked (the host's
+        // mounts still arrive), private otherwise.
+        let first = if prop.contains(MsFlags::MS_SLAVE) {
             MsFlags::MS_SLAVE
         } else {
             MsFlags::MS_PRIVATE

@@ -24,18 +24,19 @@ pub struct RootfsLayers {
     pub work: PathBuf,
     /// Mount the overlay read-only.
     pub readonly: bool,
-    /// Host mount points that stay peers of the host's in the shim's mount
-    /// namespace (sources of bidirectional bind mounts); every other mount
-    /// there is a slave.
-    pub shared: Vec<PathBuf>,
 }
 
 /// Mount option data is limited to one page by the kernel.
 const MAX_OPTIONS: usize = 4096 - 1;
 
-/// In the (single-threaded) shim: moves the shim into a private mount
-/// namespace whose mounts are slaves of the host's (nothing propagates back)
-/// and mounts the overlay of `layers` at `target`.
+/// In the (single-threaded) shim: moves the shim into a mount namespace of
+/// its own and mounts the overlay of `layers` at `target`.
+///
+/// The mount that holds `target` is made a slave of the host's, so the
+/// overlay never propagates to the host (while unmounts on the host, such
+/// as a pod's namespaces being unpinned, still reach the shim). The other
+/// mounts stay peers of the host's: a container bind mount asked to be
+/// bidirectional (rshared) then really shares mounts with the host.
 ///
 /// The overlay lives and dies with the shim's mount namespace. When the
 /// absolute option string exceeds a page, the layers are named relative to
@@ -46,7 +47,21 @@ pub fn mount_rootfs(layers: &RootfsLayers, target: &Path) -> Result<()> {
         return Err(Error::InvalidSpec("rootfs without layers".into()));
     }
     unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare mount namespace for the shim")?;
-    super::propagation::slave_all_but(&layers.shared, "the shim's mount namespace")?;
+    let parent = target.parent().unwrap_or(target);
+    let holder = containing_mount(parent)?;
+    mount(
+        None::<&str>,
+        &holder,
+        None::<&str>,
+        MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .ctx(|| {
+        format!(
+            "make {} a slave in the shim's mount namespace",
+            holder.display()
+        )
+    })?;
 
     let mut flags = MsFlags::empty();
     if layers.readonly {
@@ -99,6 +114,42 @@ pub fn mount_rootfs(layers: &RootfsLayers, target: &Path) -> Result<()> {
     let mounted = mount_overlay(target, flags, &relative);
     fchdir(&here).ctx(|| "chdir back to the shim's working directory")?;
     mounted
+}
+
+/// The mount point of the mount that holds `path` (the longest mount point
+/// of /proc/self/mountinfo that is `path` or one of its parents).
+pub(super) fn containing_mount(path: &Path) -> Result<std::path::PathBuf> {
+    let path = std::fs::canonicalize(path).ctx(|| format!("resolve {}", path.display()))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo")?;
+    let best = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.as_os_str().len());
+    Ok(best.unwrap_or_else(|| std::path::PathBuf::from("/")))
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, ...).
+fn unescape_mountinfo(field: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt as _;
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::path::PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 fn mount_overlay(target: &Path, flags: MsFlags, options: &str) -> Result<()> {
@@ -189,7 +240,6 @@ mod tests {
             upper: "/var/lib/corten/snapshots/c/upper".into(),
             work: "/var/lib/corten/snapshots/c/work".into(),
             readonly: false,
-            shared: Vec::new(),
         }
     }
 
@@ -224,5 +274,20 @@ mod tests {
             overlay_options(&l, None),
             Err(Error::InvalidSpec(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod mountinfo_tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_and_holders() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\134c"), Path::new("/a b\\c"));
+        assert_eq!(unescape_mountinfo("/plain"), Path::new("/plain"));
+        // Every path has a holder, at worst /.
+        let holder = containing_mount(Path::new("/proc/self")).expect("holder");
+        assert_eq!(holder, Path::new("/proc"));
+        assert!(containing_mount(Path::new("/")).is_ok());
     }
 }

@@ -135,7 +135,6 @@ fn create(args: &Args) -> Result<Supervisor, String> {
             upper: rootfs.upper,
             work: rootfs.work,
             readonly: rootfs.readonly,
-            shared: linux::shared_sources(&spec),
         },
         &target,
     )

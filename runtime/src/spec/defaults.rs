@@ -171,11 +171,10 @@ pub(super) const PTY_DEVICES: &[(i64, Option<i64>)] = &[
     (5, Some(2)), // /dev/ptmx
 ];
 
-/// Capabilities the running kernel knows (`/proc/sys/kernel/cap_last_cap`),
-/// or every one we know when that cannot be read), less those outside this
-/// process's bounding set: a privileged container gets every capability the
-/// runtime can grant, as containerd's `WithAllCurrentCapabilities` (here
-/// CAP_SYS_RESOURCE may be missing, and asking for it fails the container).
+/// Capabilities the running kernel knows (`/proc/sys/kernel/cap_last_cap`)
+/// and this process may hand on (its bounding set: a container cannot be
+/// given what the runtime itself lacks, as on hosts without
+/// CAP_SYS_RESOURCE), or every one we know when that cannot be read.
 pub(super) fn kernel_caps() -> Vec<&'static str> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
@@ -188,15 +187,17 @@ pub(super) fn kernel_caps() -> Vec<&'static str> {
         .iter()
         .take(last + 1)
         .enumerate()
-        .filter(|(bit, _)| bounding.is_none_or(|b| *bit >= 64 || b & (1u64 << bit) != 0))
+        .filter(|(bit, _)| bounding.is_none_or(|b| b & (1u64 << bit) != 0))
         .map(|(_, c)| *c)
         .collect()
 }
 
-/// The `CapBnd` mask of a `/proc/<pid>/status` text.
+/// The `CapBnd` mask of a /proc/PID/status text.
 fn bounding_set(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
 }
 
 /// `net_admin` / `CAP_NET_ADMIN` -> the oci-spec capability.
@@ -279,12 +280,21 @@ mod bounding_tests {
     use super::*;
 
     #[test]
-    fn bounding_set_parses_and_filters() {
-        let status = "Name:\tx\nCapEff:\t0000000000000001\nCapBnd:\t000001fffeffffff\n";
+    fn the_bounding_set_limits_all_capabilities() {
+        let status = "Name:\tx\nCapBnd:\t000001fffeffffff\n";
         let b = bounding_set(status).expect("mask");
-        assert_eq!(b & (1 << 24), 0, "CAP_SYS_RESOURCE out");
-        assert_ne!(b & (1 << 21), 0, "CAP_SYS_ADMIN in");
-        assert_eq!(bounding_set("Name:\tx\n"), None);
+        assert_eq!(b & (1 << 24), 0, "CAP_SYS_RESOURCE (24) missing");
         assert_eq!(ALL_CAPS[24], "SYS_RESOURCE");
+        assert_eq!(bounding_set("Name:\tx\n"), None);
+        let mine = kernel_caps();
+        let own = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| bounding_set(&s))
+            .expect("own mask");
+        for (bit, c) in ALL_CAPS.iter().enumerate() {
+            if mine.contains(c) {
+                assert_ne!(own & (1 << bit), 0, "{c} is not in the bounding set");
+            }
+        }
     }
 }

@@ -219,14 +219,24 @@ fn linux(c: &ContainerConfig, cap_names: &[String]) -> Result<Linux, Error> {
         }
     }
     linux.set_namespaces(Some(namespaces));
-    // Mounts that receive from the host need a root that does too (as
-    // containerd sets it); without, the container's root is rprivate.
-    let wants = |p: Propagation| c.mounts.iter().any(|m| m.propagation == p);
-    if wants(Propagation::Bidirectional) {
-        linux.set_rootfs_propagation(Some("rshared".into()));
-    } else if wants(Propagation::HostToContainer) {
-        linux.set_rootfs_propagation(Some("rslave".into()));
-    }
+    // Mounts that receive (or share) host mounts need a root that is not
+    // private, as containerd sets it.
+    let propagation = if c
+        .mounts
+        .iter()
+        .any(|m| m.propagation == Propagation::Bidirectional)
+    {
+        Some("rshared")
+    } else if c
+        .mounts
+        .iter()
+        .any(|m| m.propagation == Propagation::HostToContainer)
+    {
+        Some("rslave")
+    } else {
+        None
+    };
+    linux.set_rootfs_propagation(propagation.map(str::to_string));
 
     let (devices, mut rules) = devices(c)?;
     linux.set_devices(Some(devices));
