@@ -11,6 +11,8 @@ use crate::shim::{ExitStatus, State, Status};
 
 /// How long a SIGKILLed container gets to be reported gone.
 const KILL_WAIT: Duration = Duration::from_secs(30);
+/// How long a container whose start failed gets to report its end.
+const START_FAILURE_WAIT: Duration = Duration::from_secs(5);
 /// The exit code recorded when a container's end cannot be known.
 const UNKNOWN_EXIT: i32 = 255;
 
@@ -31,12 +33,13 @@ impl Containers {
             .into());
         }
         let started = self.inner.runtime.start(&id).await;
-        let state = self.inner.runtime.state(&id).await;
         if let Err(e) = started {
-            // It may have died before it could start: keep its end.
-            if let Ok(State {
+            // Its process died before it could run (a command that cannot
+            // be executed): keep its end, which follows at once.
+            let end = tokio::time::timeout(START_FAILURE_WAIT, self.inner.runtime.wait(&id)).await;
+            if let Ok(Ok(State {
                 exit: Some(exit), ..
-            }) = &state
+            })) = &end
             {
                 record_exit(&self.inner, &id, exit);
                 let message = e.to_string();
@@ -49,7 +52,7 @@ impl Containers {
             }
             return Err(e.into());
         }
-        let state = state?;
+        let state = self.inner.runtime.state(&id).await?;
         let saved = self.inner.update(&id, |r| {
             r.state = ContainerState::Running;
             r.started_at_ns = if state.started_at_ns > 0 {
@@ -256,7 +259,13 @@ fn watch(inner: std::sync::Arc<Inner>, id: String) {
             Err(e) if e.kind() == crate::ErrorKind::NotFound => {} // removed meanwhile
             Err(e) => {
                 tracing::warn!(container = %id, error = %e, "waiting for the container failed");
-                record_unknown_exit(&inner, &id, &e.to_string());
+                // The shim may have left its exit file all the same.
+                match inner.runtime.state(&id).await {
+                    Ok(State {
+                        exit: Some(exit), ..
+                    }) => record_exit(&inner, &id, &exit),
+                    _ => record_unknown_exit(&inner, &id, &e.to_string()),
+                }
             }
         }
     });

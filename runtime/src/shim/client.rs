@@ -76,10 +76,14 @@ impl ShimClient {
         };
         let mut stream = match connect(&self.socket).await {
             Ok(s) => s,
+            // No shim, or one closing its socket as it exits (a connection
+            // still in its backlog is reset).
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionReset
                 ) =>
             {
                 return Ok(None)
