@@ -148,10 +148,23 @@ fn mount(m: &cri::Mount) -> Result<MountConfig, Status> {
         Ok(cri::MountPropagation::PropagationBidirectional) => Propagation::Bidirectional,
         Err(_) => return Err(invalid("config.mounts.propagation", "is unknown")),
     };
+    if m.recursive_read_only && !m.readonly {
+        return Err(invalid(
+            "config.mounts.recursive_read_only",
+            "needs readonly",
+        ));
+    }
+    if m.recursive_read_only && propagation != Propagation::Private {
+        return Err(invalid(
+            "config.mounts.recursive_read_only",
+            "needs private propagation",
+        ));
+    }
     Ok(MountConfig {
         host_path: PathBuf::from(&m.host_path),
         container_path: m.container_path.clone(),
         readonly: m.readonly,
+        recursive_readonly: m.recursive_read_only,
         propagation,
     })
 }
@@ -326,6 +339,7 @@ pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
             container_path: m.container_path.clone(),
             host_path: m.host_path.display().to_string(),
             readonly: m.readonly,
+            recursive_read_only: m.recursive_readonly,
             propagation: match m.propagation {
                 Propagation::Private => cri::MountPropagation::PropagationPrivate,
                 Propagation::HostToContainer => cri::MountPropagation::PropagationHostToContainer,

@@ -21,6 +21,8 @@ pub(super) struct Options {
     pub bind: bool,
     /// `rbind`.
     pub recursive: bool,
+    /// `rro`: read-only recursively (mount_setattr with AT_RECURSIVE).
+    pub recursive_readonly: bool,
     /// Everything else, passed to the filesystem (`mode=755,size=65536k`).
     pub data: String,
 }
@@ -32,6 +34,7 @@ pub(super) fn parse_options(options: &[String]) -> Options {
         propagation: MsFlags::empty(),
         bind: false,
         recursive: false,
+        recursive_readonly: false,
         data: String::new(),
     };
     let mut data = Vec::new();
@@ -44,6 +47,10 @@ pub(super) fn parse_options(options: &[String]) -> Options {
             "rbind" => {
                 o.bind = true;
                 o.recursive = true;
+                continue;
+            }
+            "rro" => {
+                o.recursive_readonly = true;
                 continue;
             }
             "private" => (MsFlags::MS_PRIVATE, MsFlags::empty()),
@@ -182,7 +189,51 @@ fn bind(root: &Root, m: &Mount, opts: &Options, shown: &str) -> Result<()> {
         )
         .ctx(|| format!("remount bind {shown} with {extra:?}"))?;
     }
+    if opts.recursive_readonly {
+        let top = root.resolve(m.destination())?;
+        set_readonly_recursively(&proc_path(&top))
+            .ctx(|| format!("make {shown} read-only recursively"))?;
+    }
     Ok(())
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// MOUNT_ATTR_RDONLY on the mount at `path` and every mount beneath it.
+fn set_readonly_recursively(path: &Path) -> nix::Result<()> {
+    const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| nix::errno::Errno::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads a NUL-terminated path and `size` bytes of
+    // `attr`, both live for the call; it writes nothing back.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(nix::errno::Errno::last())
+    }
 }
 
 /// Mounts the container's view of the cgroup hierarchies.
@@ -301,6 +352,9 @@ mod tests {
         assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
         let o = parse_options(&words("bind,ro,rw"));
         assert_eq!(o.flags, MsFlags::empty());
-        assert!(!o.recursive);
+        assert!(!o.recursive && !o.recursive_readonly);
+        let o = parse_options(&words("rbind,ro,rro"));
+        assert!(o.recursive_readonly);
+        assert!(o.data.is_empty(), "rro is ours, not the filesystem's");
     }
 }

@@ -60,6 +60,9 @@ pub struct MountConfig {
     pub container_path: String,
     /// Mount read-only.
     pub readonly: bool,
+    /// Read-only all the way down: submounts of the source too (needs
+    /// `readonly` and private propagation).
+    pub recursive_readonly: bool,
     /// Mount propagation.
     pub propagation: Propagation,
 }

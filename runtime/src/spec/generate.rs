@@ -177,7 +177,10 @@ fn mounts(c: &ContainerConfig) -> Result<Vec<Mount>, Error> {
             Propagation::Bidirectional => "rshared",
         };
         let rw = if m.readonly { "ro" } else { "rw" };
-        let options = vec!["rbind".to_string(), propagation.into(), rw.into()];
+        let mut options = vec!["rbind".to_string(), propagation.into(), rw.into()];
+        if m.recursive_readonly {
+            options.push("rro".into());
+        }
         let source = m.host_path.to_string_lossy();
         out.push(mount(&m.container_path, "bind", &source, options));
     }

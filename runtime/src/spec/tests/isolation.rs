@@ -88,6 +88,7 @@ fn mounts_override_defaults_and_hostile_ones_are_refused() {
         container_path: ctr.into(),
         readonly,
         propagation,
+        ..MountConfig::default()
     };
     c.mounts = vec![
         m(
