@@ -56,6 +56,16 @@ fn stats_numbers_come_from_cgroups_and_move() {
     // The table crictl prints.
     let table = env.d.crictl(&["stats", &id]).ok();
     assert!(table.contains(&id[..13]), "{table}");
+    // With an exited container (no cgroup any more) among them.
+    let done = env.run(&pod, "stats", "done", &["true"]);
+    env.wait_state(&done, "CONTAINER_EXITED", Duration::from_secs(20));
+    let all = env.d.crictl(&["stats", "-a", "-o", "json"]).json();
+    assert_eq!(all["stats"].as_array().map(Vec::len), Some(2), "{all}");
+    let table = env.d.crictl(&["stats", "-a"]).ok();
+    assert!(
+        table.contains(&done[..13]) && table.contains(&id[..13]),
+        "{table}"
+    );
 
     let pods = env.d.crictl(&["statsp", "-o", "json", &pod]).json();
     let p = &pods["stats"][0];
