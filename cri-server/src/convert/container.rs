@@ -226,6 +226,8 @@ fn security(s: Option<&cri::LinuxContainerSecurityContext>) -> Result<Security, 
         run_as_group: id(&s.run_as_group, "security_context.run_as_group")?,
         run_as_username: Some(s.run_as_username.clone()).filter(|u| !u.is_empty()),
         supplemental_groups,
+        strict_supplemental_groups: s.supplemental_groups_policy
+            == cri::SupplementalGroupsPolicy::Strict as i32,
         add_capabilities: caps.add_capabilities,
         drop_capabilities: caps.drop_capabilities,
         readonly_rootfs: s.readonly_rootfs,

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use k8s_cri::v1::{
-    RuntimeCondition, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
-    StatusResponse,
+    RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
+    StatusRequest, StatusResponse,
 };
 use tonic::Status;
 
@@ -61,7 +61,11 @@ pub fn status(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
                 user_namespaces: false,
             }),
         }],
-        features: None,
+        // ContainerStatus reports the process user, and Strict/Merge
+        // supplemental group policies are honoured.
+        features: Some(RuntimeFeatures {
+            supplemental_groups_policy: true,
+        }),
     })
 }
 

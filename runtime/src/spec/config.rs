@@ -129,6 +129,10 @@ pub struct Security {
     pub run_as_username: Option<String>,
     /// Extra groups.
     pub supplemental_groups: Vec<u32>,
+    /// Strict supplemental groups: only the primary group and
+    /// `supplemental_groups`, none of the image's /etc/group memberships
+    /// (CRI SupplementalGroupsPolicy Strict; Merge is the default).
+    pub strict_supplemental_groups: bool,
     /// Capabilities to add (`NET_ADMIN`, `CAP_NET_ADMIN`, or `ALL`).
     pub add_capabilities: Vec<String>,
     /// Capabilities to drop (same forms).

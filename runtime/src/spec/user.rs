@@ -82,7 +82,7 @@ pub(super) fn resolve(
     }
 
     let mut additional = vec![gid];
-    if let Some(e) = entry {
+    if let Some(e) = entry.filter(|_| !sec.strict_supplemental_groups) {
         additional.extend(
             groups
                 .iter()
@@ -200,6 +200,23 @@ mod tests {
         let r = image_user("").expect("root");
         assert_eq!((r.uid, r.gid, r.home.as_deref()), (0, 0, Some("/root")));
         assert_eq!(r.additional_gids, [0, 10]);
+    }
+
+    #[test]
+    fn supplemental_group_policies() {
+        let merge = Security {
+            run_as_user: Some(1000),
+            supplemental_groups: vec![1234],
+            ..Default::default()
+        };
+        let r = resolve(&merge, None, &image()).expect("merge");
+        assert_eq!(r.additional_gids, [1000, 10, 29, 1234]);
+        let strict = Security {
+            strict_supplemental_groups: true,
+            ..merge
+        };
+        let r = resolve(&strict, None, &image()).expect("strict");
+        assert_eq!(r.additional_gids, [1000, 1234]);
     }
 
     #[test]
