@@ -205,3 +205,87 @@ fn http_post(url: &str) -> String {
     let _ = s.read_to_string(&mut out);
     out
 }
+
+/// Sends `head` (an HTTP request head) and then `after` on a fresh
+/// connection to the streaming server; returns everything it answered
+/// until it closed the connection (or 5 s passed).
+fn raw_exchange(url: &str, head: &str, after: &[u8]) -> Vec<u8> {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, _) = rest.split_once('/').expect("path");
+    let mut s = TcpStream::connect(host).expect("connect to the streaming server");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    s.write_all(head.as_bytes()).expect("send head");
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = s.write_all(after);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn hostile_streaming_clients_leave_the_daemon_serving() {
+    let (_net, daemon, pod) = setup();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let url = || {
+        rt.block_on(async {
+            let mut client = cri::runtime(daemon.socket()).await.expect("connect");
+            client
+                .port_forward(k8s_cri::v1::PortForwardRequest {
+                    pod_sandbox_id: pod.clone(),
+                    port: vec![],
+                })
+                .await
+                .expect("port forward url")
+                .into_inner()
+                .url
+        })
+    };
+    let head = |u: &str, protocol: &str| {
+        let path = u.splitn(4, '/').nth(3).unwrap_or("");
+        format!(
+            "POST /{path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+             X-Stream-Protocol-Version: {protocol}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+
+    // No protocol in common: 403 naming the ones served.
+    let u = url();
+    let answer = String::from_utf8_lossy(&raw_exchange(&u, &head(&u, "v9.channel.k8s.io"), b""))
+        .to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 403"), "{answer}");
+    assert!(
+        answer.contains("x-accepted-stream-protocol-versions: portforward.k8s.io"),
+        "{answer}"
+    );
+
+    // Upgraded, then garbage: frames of another version, a SYN_STREAM whose
+    // header block is not zlib, a frame claiming 16 MiB and cut short.
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![0x80, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x04, 1, 2, 3, 4],
+        {
+            let mut f = vec![0x80, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x12];
+            f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+            f.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3]);
+            f
+        },
+        vec![0x00, 0x00, 0x00, 0x01, 0x00, 0xff, 0xff, 0xff, 9, 9, 9],
+        (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect(),
+    ];
+    for bytes in &garbage {
+        let u = url();
+        let answer = raw_exchange(&u, &head(&u, "portforward.k8s.io"), bytes);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    }
+
+    // Still serving: CRI calls and a real forward through the same server.
+    daemon.crictl(&["version"]).ok();
+    let _server = serve_in_pod(&daemon, &pod, 8080, "still");
+    let local = free_port();
+    let _fwd = forward(&daemon, &pod, local, 8080, "spdy");
+    assert_eq!(exchange(local, "up\n"), "still:up\n");
+    assert!(!daemon.log().contains("panicked"), "the daemon panicked");
+}
