@@ -137,6 +137,29 @@ fn removing_a_pod_removes_its_running_containers() {
     let other = env.pod("stays");
     let c = env.run(&other, "stays", "c", &["sleep", "3600"]);
 
+    // The pod's status carries its containers' statuses (and only its own).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let statuses = rt.block_on(async {
+        let mut client = crictl_tests::cri::runtime(env.d.socket())
+            .await
+            .expect("connect");
+        client
+            .pod_sandbox_status(k8s_cri::v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .expect("pod status")
+            .into_inner()
+            .containers_statuses
+    });
+    let mut in_pod: Vec<String> = statuses.iter().map(|s| s.id.clone()).collect();
+    in_pod.sort();
+    assert_eq!(in_pod, sorted(vec![a.clone(), b.clone()]));
+
     env.d.crictl(&["stopp", &pod]).ok();
     assert_eq!(env.state(&a), "CONTAINER_EXITED");
     assert_eq!(env.state(&c), "CONTAINER_RUNNING");

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
+use corten_runtime::container::ContainerFilter;
 use k8s_cri::v1::{PodSandboxStatusRequest, PodSandboxStatusResponse};
 use tonic::Status;
 
+use crate::convert::container;
 use crate::convert::pod::pod_status;
 use crate::error::CriError;
 use crate::service::Cri;
@@ -24,10 +26,25 @@ pub async fn pod_sandbox_status(
             .map_err(|e| Status::internal(format!("cannot render pod {}: {e}", pod.id)))?;
         info.insert("info".to_string(), json);
     }
+    // The pod's containers too, as the evented PLEG reads them here.
+    let filter = ContainerFilter {
+        pod_id: Some(pod.id.clone()),
+        ..ContainerFilter::default()
+    };
+    let containers_statuses = cri
+        .containers
+        .list(&filter)
+        .iter()
+        .map(container::status)
+        .collect();
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
     Ok(PodSandboxStatusResponse {
         status: Some(pod_status(&pod)),
         info,
-        containers_statuses: Vec::new(),
-        timestamp: 0,
+        containers_statuses,
+        timestamp,
     })
 }
