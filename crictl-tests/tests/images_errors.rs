@@ -19,13 +19,21 @@ fn registry() -> Registry {
 fn assert_nothing_left(d: &Daemon) {
     assert_no_image_no_temp(d);
     let snapshots = d.root_dir().join("snapshots");
-    let committed: Vec<_> = std::fs::read_dir(&snapshots)
-        .expect("snapshots dir")
-        .filter_map(Result::ok)
-        .map(|e| e.file_name())
-        .filter(|n| n != "tmp")
-        .collect();
-    assert!(committed.is_empty(), "snapshots left: {committed:?}");
+    let committed = || -> Vec<_> {
+        std::fs::read_dir(&snapshots)
+            .expect("snapshots dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .filter(|n| n != "tmp")
+            .collect()
+    };
+    // A removal collects layers in the background: give it a moment.
+    let start = std::time::Instant::now();
+    while !committed().is_empty() && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let left = committed();
+    assert!(left.is_empty(), "snapshots left: {left:?}");
 }
 
 /// No image recorded and no temporary snapshot; layers that completed

@@ -93,6 +93,11 @@ fn pull_by_short_name_through_a_docker_io_mirror_then_list_inspect_remove() {
 
     d.crictl(&["rmi", "busybox"]).ok();
     assert!(image_ids(&d).is_empty());
+    // Collected in the background, right after the removal.
+    let start = std::time::Instant::now();
+    while lower.exists() && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(
         !lower.exists(),
         "the unreferenced snapshot is garbage-collected"

@@ -203,9 +203,10 @@ impl ImageIndex {
                 }
             }
         }
-        if let Err(e) = self.gc().await {
-            tracing::warn!(error = %e, "garbage collection after image removal failed");
-        }
+        // The record is gone: the caller need not wait for the layers'
+        // files. Pulls wait for the collection (the GC lock), and whatever
+        // an interrupted one leaves is collected at the next start.
+        self.gc_in_background();
         Ok(true)
     }
 
