@@ -188,6 +188,14 @@ fn critest_benchmark() {
         text.contains("SUCCESS!"),
         "critest -benchmark failed:\n{text}"
     );
+    if let Some(pid) = s.daemon.pid() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        for key in ["VmRSS:", "VmHWM:"] {
+            if let Some(line) = status.lines().find(|l| l.starts_with(key)) {
+                println!("cortend {line}");
+            }
+        }
+    }
     // One line per operation: samples, median and 90th percentile.
     let mut files: Vec<_> = std::fs::read_dir(&out_dir)
         .into_iter()
