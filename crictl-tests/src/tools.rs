@@ -16,36 +16,30 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// Builds `bins` (`-p PACKAGE --bin NAME` pairs) of the workspace, debug,
+/// and returns the path of the first; panics when cargo fails.
+fn build(bins: &[(&str, &str)]) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet"]);
+    for (package, bin) in bins {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
+    match cmd.current_dir(workspace_root()).status() {
+        Ok(s) if s.success() => {}
+        other => panic!("cannot build {bins:?}: {other:?}"),
+    }
+    target_dir().join("debug").join(bins[0].1)
+}
+
 /// The `cortend` binary: `$CORTEND_BIN`, or the workspace's debug build
-/// (with the `corten-shim` beside it),
-/// brought up to date once per test process so a test never runs a stale one.
+/// (with the `corten-shim` beside it), brought up to date once per test
+/// process so a test never runs a stale one.
 pub fn cortend() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("CORTEND_BIN") {
-            return PathBuf::from(bin);
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "corten-cri",
-                "--bin",
-                "cortend",
-                "-p",
-                "corten-runtime",
-                "--bin",
-                "corten-shim",
-            ])
-            .current_dir(workspace_root())
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            other => panic!("cannot build cortend: {other:?}"),
-        }
-        target_dir().join("debug").join("cortend")
+    BIN.get_or_init(|| match std::env::var_os("CORTEND_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => build(&[("corten-cri", "cortend"), ("corten-runtime", "corten-shim")]),
     })
     .clone()
 }
@@ -54,26 +48,8 @@ pub fn cortend() -> PathBuf {
 /// test process.
 pub fn critest_double() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "crictl-tests",
-                "--bin",
-                "critest-double",
-            ])
-            .current_dir(workspace_root())
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            other => panic!("cannot build critest-double: {other:?}"),
-        }
-        target_dir().join("debug").join("critest-double")
-    })
-    .clone()
+    BIN.get_or_init(|| build(&[("crictl-tests", "critest-double")]))
+        .clone()
 }
 
 /// The real `crictl`: `$CRICTL`, the copy the test script installs under

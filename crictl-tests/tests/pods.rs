@@ -2,11 +2,12 @@
 //! on a bridge and subnet of the test's own (see `TestNetwork`).
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crictl_tests::guard::{free_port, KillOnDrop};
 use crictl_tests::network::mounts_under;
 use crictl_tests::{cri, Daemon, DaemonBuilder, TestNetwork};
 use serde_json::{json, Value};
@@ -101,16 +102,6 @@ fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
     found
 }
 
-/// Kills and reaps a helper process this test started, even on panic.
-struct Helper(Child);
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
@@ -153,7 +144,7 @@ fn two_pods_get_distinct_addresses_and_reach_each_other() {
     assert!(ping.status.success(), "ping {ip_a}: {ping:?}");
 
     // TCP: a listener in alpha, a client in beta.
-    let mut listener = Helper(
+    let mut listener = KillOnDrop(
         in_pod_net(&daemon, &a, &["nc", "-l", "-p", "7070"])
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
@@ -236,17 +227,13 @@ fn host_network_pod_uses_the_host_namespace() {
 #[test]
 fn port_mapping_is_reachable_on_localhost() {
     let (_net, daemon) = setup();
-    // A free host port: bind, note, release.
-    let host_port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let host_port = free_port();
     let id = run_pod(
         &daemon,
         "web",
         json!({"port_mappings": [{"protocol": 0, "container_port": 8080, "host_port": host_port, "host_ip": "127.0.0.1"}]}),
     );
-    let _server = Helper(
+    let _server = KillOnDrop(
         in_pod_net(
             &daemon,
             &id,

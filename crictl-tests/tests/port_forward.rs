@@ -4,21 +4,12 @@
 //! token, bad stream combinations).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crictl_tests::guard::{free_port, KillOnDrop};
 use crictl_tests::{cri, Daemon, DaemonBuilder, TestNetwork};
-
-/// Kills and reaps a process this test started, even on panic.
-struct Helper(Child);
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn setup() -> (TestNetwork, Daemon, String) {
     let builder = DaemonBuilder::new();
@@ -38,18 +29,11 @@ fn setup() -> (TestNetwork, Daemon, String) {
     (net, daemon, id)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// A one-shot server in the pod: reads a line from the first connection and
 /// answers `<prefix>:<line>`.
-fn serve_in_pod(daemon: &Daemon, pod: &str, port: u16, prefix: &str) -> Helper {
+fn serve_in_pod(daemon: &Daemon, pod: &str, port: u16, prefix: &str) -> KillOnDrop {
     let netns = daemon.dir().join("state/pods").join(pod).join("net");
-    Helper(
+    KillOnDrop(
         Command::new("nsenter")
             .arg(format!("--net={}", netns.display()))
             .args(["busybox", "nc", "-l", "-p", &port.to_string(), "-e"])
@@ -63,7 +47,7 @@ fn serve_in_pod(daemon: &Daemon, pod: &str, port: u16, prefix: &str) -> Helper {
 }
 
 /// Starts `crictl port-forward` and waits until it listens.
-fn forward(daemon: &Daemon, pod: &str, local: u16, remote: u16, transport: &str) -> Helper {
+fn forward(daemon: &Daemon, pod: &str, local: u16, remote: u16, transport: &str) -> KillOnDrop {
     let endpoint = format!("unix://{}", daemon.socket().display());
     let mut child = Command::new(crictl_tests::tools::crictl())
         .args(["--runtime-endpoint", &endpoint, "port-forward"])
@@ -74,7 +58,7 @@ fn forward(daemon: &Daemon, pod: &str, local: u16, remote: u16, transport: &str)
         .spawn()
         .expect("crictl port-forward");
     let stdout = child.stdout.take().expect("stdout");
-    let helper = Helper(child);
+    let helper = KillOnDrop(child);
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().and_then(Result::ok).unwrap_or_default();
     assert!(

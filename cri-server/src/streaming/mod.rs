@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use tonic::Status;
 
 use self::remotecommand::{
-    negotiate, plain_errors, spdy_channels, Wanted, PORTFORWARD_PROTOCOL, SPDY_PROTOCOLS,
+    negotiate, plain_errors, spdy_channels, wanted, PORTFORWARD_PROTOCOL, SPDY_PROTOCOLS,
 };
 use self::tokens::{Pending, Tokens};
 
@@ -198,49 +198,20 @@ impl Streaming {
     }
 
     async fn run_spdy(&self, mut session: spdy::Session, pending: Pending, protocol: &str) {
-        let plain = plain_errors(protocol);
-        match pending {
-            Pending::PortForward(target) => {
+        let Some(streams) = wanted(&pending) else {
+            if let Pending::PortForward(target) = pending {
                 portforward::serve_spdy(session, target, self.idle).await;
-                return;
             }
-            Pending::Exec(target) => {
-                match spdy_channels(
-                    &mut session,
-                    wanted(target.stdin, target.stdout, target.stderr, target.tty),
-                    protocol,
-                    STREAM_CREATION_TIMEOUT,
-                )
-                .await
-                {
-                    Ok(ch) => session::exec(&self.runtime, target, ch, self.idle, plain).await,
-                    Err(e) => tracing::debug!(error = %e, "exec session"),
-                }
+            return;
+        };
+        match spdy_channels(&mut session, streams, protocol, STREAM_CREATION_TIMEOUT).await {
+            Ok(ch) => {
+                let plain = plain_errors(protocol);
+                session::run(&self.runtime, pending, ch, self.idle, plain).await;
             }
-            Pending::Attach(target) => {
-                match spdy_channels(
-                    &mut session,
-                    wanted(target.stdin, target.stdout, target.stderr, target.tty),
-                    protocol,
-                    STREAM_CREATION_TIMEOUT,
-                )
-                .await
-                {
-                    Ok(ch) => session::attach(&self.runtime, target, ch, self.idle, plain).await,
-                    Err(e) => tracing::debug!(error = %e, "attach session"),
-                }
-            }
+            Err(e) => tracing::debug!(kind = pending.kind(), error = %e, "streaming session"),
         }
         session.close().await;
-    }
-}
-
-fn wanted(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Wanted {
-    Wanted {
-        stdin,
-        stdout,
-        stderr,
-        tty,
     }
 }
 

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use super::channels::{Channels, Sink, WsOut};
 use super::spdy::Session;
+use super::tokens::Pending;
 
 /// SPDY remotecommand versions served, best first.
 pub const SPDY_PROTOCOLS: &[&str] = &[
@@ -70,6 +71,21 @@ pub struct Wanted {
     pub stderr: bool,
     /// A terminal (then a resize stream).
     pub tty: bool,
+}
+
+/// The streams of an exec or attach request (`None` for port forwarding).
+pub fn wanted(p: &Pending) -> Option<Wanted> {
+    let (stdin, stdout, stderr, tty) = match p {
+        Pending::Exec(t) => (t.stdin, t.stdout, t.stderr, t.tty),
+        Pending::Attach(t) => (t.stdin, t.stdout, t.stderr, t.tty),
+        Pending::PortForward(_) => return None,
+    };
+    Some(Wanted {
+        stdin,
+        stdout,
+        stderr,
+        tty,
+    })
 }
 
 /// Collects the streams a SPDY client opens for a session: error, then

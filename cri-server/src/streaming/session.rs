@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
 use super::channels::{client_gone, status_json, take_sizes, Channels, Sink};
-use super::tokens::{AttachTarget, ExecTarget};
+use super::tokens::{AttachTarget, ExecTarget, Pending};
 
 /// How long output may keep flowing after the process has exited (a
 /// background child of the command may hold the pipes).
@@ -64,6 +64,22 @@ async fn pump_out<R: AsyncRead + Unpin>(mut from: R, to: Option<Sink>, activity:
                 }
             }
         }
+    }
+}
+
+/// Runs an exec or attach request over `ch` (a port-forward request has
+/// no place here and is dropped).
+pub async fn run(
+    runtime: &ContainerRuntime,
+    pending: Pending,
+    ch: Channels,
+    idle: Duration,
+    plain_errors: bool,
+) {
+    match pending {
+        Pending::Exec(target) => exec(runtime, target, ch, idle, plain_errors).await,
+        Pending::Attach(target) => attach(runtime, target, ch, idle, plain_errors).await,
+        Pending::PortForward(_) => {}
     }
 }
 

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::channels::{Sink, WsOut};
-use super::remotecommand::{negotiate, plain_errors, ws_channels, Wanted, WS_PROTOCOLS};
+use super::remotecommand::{negotiate, plain_errors, wanted, ws_channels, Wanted, WS_PROTOCOLS};
 use super::tokens::Pending;
 use super::{portforward, session, text, Streaming};
 
@@ -91,31 +91,14 @@ pub fn upgrade(
                     tunnel(ws, theirs)
                 );
             }
-            Pending::Exec(target) => {
-                let wanted = Wanted {
-                    stdin: target.stdin,
-                    stdout: target.stdout,
-                    stderr: target.stderr,
-                    tty: target.tty,
+            other => {
+                let Some(streams) = wanted(&other) else {
+                    return;
                 };
                 let runtime = server.runtime.clone();
                 let idle = server.idle;
-                remotecommand(ws, wanted, protocol, move |ch| async move {
-                    session::exec(&runtime, target, ch, idle, plain_errors(protocol)).await;
-                })
-                .await;
-            }
-            Pending::Attach(target) => {
-                let wanted = Wanted {
-                    stdin: target.stdin,
-                    stdout: target.stdout,
-                    stderr: target.stderr,
-                    tty: target.tty,
-                };
-                let runtime = server.runtime.clone();
-                let idle = server.idle;
-                remotecommand(ws, wanted, protocol, move |ch| async move {
-                    session::attach(&runtime, target, ch, idle, plain_errors(protocol)).await;
+                remotecommand(ws, streams, protocol, move |ch| async move {
+                    session::run(&runtime, other, ch, idle, plain_errors(protocol)).await;
                 })
                 .await;
             }
