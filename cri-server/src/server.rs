@@ -46,6 +46,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .collect_garbage()
         .await
         .context("cannot collect unreferenced image data")?;
+    // Start-up code (config, stores, recovery) is cold from here on: hand
+    // its pages back; what serving runs faults back in as it is used.
+    if let Err(e) = corten_runtime::linux::shed_code_pages() {
+        tracing::debug!(error = %e, "code pages kept");
+    }
     let service = CriService::new(cri);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
