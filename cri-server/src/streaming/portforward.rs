@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -77,10 +79,13 @@ pub async fn relay(
 pub async fn serve_spdy(mut session: Session, target: PortForwardTarget, idle: Duration) {
     // requestID -> the error stream waiting for its data stream.
     let mut waiting: HashMap<String, (Incoming, tokio::time::Instant)> = HashMap::new();
+    // Forwards under way: the session is idle only when none is.
+    let active = Arc::new(AtomicUsize::new(0));
     loop {
         let next = tokio::time::timeout(idle, session.accept()).await;
         let stream = match next {
             Ok(Some(s)) => s,
+            Err(_) if active.load(Ordering::Relaxed) > 0 => continue,
             Ok(None) | Err(_) => break,
         };
         let now = tokio::time::Instant::now();
@@ -94,8 +99,11 @@ pub async fn serve_spdy(mut session: Session, target: PortForwardTarget, idle: D
                 let error = waiting.remove(&request).map(|(s, _)| s);
                 let port = stream.header("port").and_then(|p| p.parse::<u16>().ok());
                 let netns = target.netns.clone();
+                let active = active.clone();
+                active.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     forward_pair(stream, error, port, netns, idle).await;
+                    active.fetch_sub(1, Ordering::Relaxed);
                 });
             }
             other => {
