@@ -63,6 +63,38 @@ fn skips_for_kernel() -> Vec<(&'static str, &'static str)> {
     skips
 }
 
+/// Mount points under the temporary directory whose name starts `test`
+/// (where critest's mount-propagation specs make theirs).
+fn critest_mounts() -> Vec<String> {
+    let tmp = std::env::temp_dir().join("test").display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&tmp))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Detaches the mounts critest left under the temporary directory (its
+/// mount-propagation specs do not always get theirs undone) and removes
+/// their directories; only those that appeared during our run.
+fn clean_critest_mounts(before: &[String]) {
+    let mut left: Vec<String> = critest_mounts()
+        .into_iter()
+        .filter(|m| !before.contains(m))
+        .collect();
+    left.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mount in &left {
+        eprintln!("critest left a mount at {mount}: detaching it");
+        let _ = Command::new("umount").args(["-l", mount]).output();
+        // /tmp/test<pod id><random>/mnt: remove the whole test directory.
+        if let Some(dir) = std::path::Path::new(mount).parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// Runs critest with `extra` arguments; returns its output and summary.
 fn run_critest(daemon: &Daemon, extra: &[&str]) -> (String, crictl_tests::critest::Summary) {
     let critest = critest_binary().expect("critest is missing: run crictl-tests/run.sh");
@@ -77,6 +109,7 @@ fn run_critest(daemon: &Daemon, extra: &[&str]) -> (String, crictl_tests::crites
         .collect::<Vec<_>>()
         .join("|");
     let started = Instant::now();
+    let mounts_before = critest_mounts();
     let out = Command::new(critest)
         .current_dir(daemon.dir())
         .args(["-runtime-endpoint", &endpoint, "-image-endpoint", &endpoint])
@@ -86,6 +119,7 @@ fn run_critest(daemon: &Daemon, extra: &[&str]) -> (String, crictl_tests::crites
         .stdin(Stdio::null())
         .output()
         .expect("run critest");
+    clean_critest_mounts(&mounts_before);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
