@@ -321,6 +321,11 @@ fn exec_sync_codes_output_timeout_and_stopped_containers() {
         "{}",
         slow.stderr()
     );
+    assert!(
+        slow.stderr().contains("sleep 30") && slow.stderr().contains(&id),
+        "the error names the command and the container: {}",
+        slow.stderr()
+    );
     // The timed-out command was killed.
     let ps = env.d.crictl(&["exec", "-s", &id, "ps", "-o", "args"]).ok();
     assert!(!ps.contains("sleep 30"), "{ps}");

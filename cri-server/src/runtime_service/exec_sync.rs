@@ -27,7 +27,7 @@ pub async fn exec_sync(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncRespon
         .exec_sync(
             &req.container_id,
             ExecRequest {
-                args: req.cmd,
+                args: req.cmd.clone(),
                 timeout,
                 output_cap: OUTPUT_CAP,
                 ..ExecRequest::default()
@@ -38,8 +38,8 @@ pub async fn exec_sync(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncRespon
     if out.timed_out {
         // kubelet's exec probes look for DeadlineExceeded.
         return Err(Status::deadline_exceeded(format!(
-            "command {:?} timed out after {}s and was killed",
-            req.container_id, req.timeout
+            "command {:?} in container {} timed out after {}s and was killed",
+            req.cmd, req.container_id, req.timeout
         )));
     }
     Ok(ExecSyncResponse {
