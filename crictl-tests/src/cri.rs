@@ -35,3 +35,13 @@ pub async fn runtime(
 pub async fn images(socket: &Path) -> Result<ImageServiceClient<Channel>, tonic::transport::Error> {
     Ok(ImageServiceClient::new(channel(socket).await?))
 }
+
+/// Runs `f` to completion on a runtime of its own, for the tests' own CRI
+/// calls from synchronous test code.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test's CRI client")
+        .block_on(f)
+}

@@ -138,11 +138,7 @@ fn removing_a_pod_removes_its_running_containers() {
     let c = env.run(&other, "stays", "c", &["sleep", "3600"]);
 
     // The pod's status carries its containers' statuses (and only its own).
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let statuses = rt.block_on(async {
+    let statuses = crictl_tests::cri::block_on(async {
         let mut client = crictl_tests::cri::runtime(env.d.socket())
             .await
             .expect("connect");

@@ -147,11 +147,7 @@ fn reopen_container_log_after_rotation() {
     std::thread::sleep(Duration::from_millis(500));
     let rotated = log.with_extension("log.1");
     std::fs::rename(&log, &rotated).expect("rotate");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    crictl_tests::cri::block_on(async {
         let mut client = cri::runtime(env.d.socket()).await.expect("connect");
         client
             .reopen_container_log(k8s_cri::v1::ReopenContainerLogRequest {
@@ -180,11 +176,7 @@ fn reopen_container_log_after_rotation() {
     assert!(out.starts_with("n "), "crictl reads the new file: {out}");
 
     env.d.crictl(&["stop", "--timeout", "0", &id]).ok();
-    let rt2 = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let err = rt2.block_on(async {
+    let err = crictl_tests::cri::block_on(async {
         let mut client = cri::runtime(env.d.socket()).await.expect("connect");
         client
             .reopen_container_log(k8s_cri::v1::ReopenContainerLogRequest { container_id: id })

@@ -86,11 +86,7 @@ fn network_becomes_ready_when_a_cni_config_appears() {
 fn unimplemented_rpc_gives_a_clean_error() {
     let d = Daemon::start();
     // crictl has no command for CheckpointContainer: ask directly.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let status = rt.block_on(async {
+    let status = crictl_tests::cri::block_on(async {
         let mut client = crictl_tests::cri::runtime(d.socket())
             .await
             .expect("connect");

@@ -421,11 +421,7 @@ fn stop_and_remove_are_idempotent_and_leave_nothing() {
 
     // The RPCs themselves on a pod that is gone (crictl would look it up
     // first and stop at NotFound).
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    crictl_tests::cri::block_on(async {
         let mut client = cri::runtime(daemon.socket()).await.expect("connect");
         client
             .remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest {
@@ -463,6 +459,20 @@ fn names_are_unique_per_attempt_and_filters_work() {
         .crictl(&["runp", path.to_str().expect("utf-8")])
         .fails();
     assert!(err.contains("AlreadyExists") && err.contains(&a), "{err}");
+    // A runtime handler nobody configured is refused, and makes nothing.
+    let path = write_config(&daemon, "handler", &pod_config("handler", json!({})));
+    let err = daemon
+        .crictl(&[
+            "runp",
+            "--runtime",
+            "no-such-handler",
+            path.to_str().expect("utf-8"),
+        ])
+        .fails();
+    assert!(
+        err.contains("InvalidArgument") && err.contains("no-such-handler"),
+        "{err}"
+    );
     let b = run_pod(
         &daemon,
         "same",

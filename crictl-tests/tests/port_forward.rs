@@ -117,11 +117,7 @@ fn port_forward_over_websocket() {
 #[test]
 fn streaming_urls_are_single_use_and_bad_requests_are_refused() {
     let (_net, daemon, pod) = setup();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    crictl_tests::cri::block_on(async {
         let mut client = cri::runtime(daemon.socket()).await.expect("connect");
         let url = client
             .port_forward(k8s_cri::v1::PortForwardRequest {
@@ -171,6 +167,17 @@ fn streaming_urls_are_single_use_and_bad_requests_are_refused() {
             .await
             .expect_err("no streams");
         assert_eq!(no_streams.code(), tonic::Code::InvalidArgument);
+
+        // A pod that is not ready has no network to forward into.
+        daemon.crictl(&["stopp", &pod]).ok();
+        let stopped = client
+            .port_forward(k8s_cri::v1::PortForwardRequest {
+                pod_sandbox_id: pod.clone(),
+                port: vec![],
+            })
+            .await
+            .expect_err("stopped pod");
+        assert_eq!(stopped.code(), tonic::Code::FailedPrecondition);
     });
 }
 
@@ -209,12 +216,8 @@ fn raw_exchange(url: &str, head: &str, after: &[u8]) -> Vec<u8> {
 #[test]
 fn hostile_streaming_clients_leave_the_daemon_serving() {
     let (_net, daemon, pod) = setup();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     let url = || {
-        rt.block_on(async {
+        crictl_tests::cri::block_on(async {
             let mut client = cri::runtime(daemon.socket()).await.expect("connect");
             client
                 .port_forward(k8s_cri::v1::PortForwardRequest {

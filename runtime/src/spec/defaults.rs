@@ -175,7 +175,14 @@ pub(super) const PTY_DEVICES: &[(i64, Option<i64>)] = &[
 /// and this process may hand on (its bounding set: a container cannot be
 /// given what the runtime itself lacks, as on hosts without
 /// CAP_SYS_RESOURCE), or every one we know when that cannot be read.
+/// Read once per process: neither the kernel's capabilities nor the
+/// bounding set change while the daemon runs.
 pub(super) fn kernel_caps() -> Vec<&'static str> {
+    static CAPS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    CAPS.get_or_init(read_kernel_caps).clone()
+}
+
+fn read_kernel_caps() -> Vec<&'static str> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())

@@ -164,6 +164,11 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
+/// A 31-bit stream id (the top bit is reserved).
+fn id_at(b: &[u8], at: usize) -> u32 {
+    u32_at(b, at) & 0x7fff_ffff
+}
+
 /// Reads frames from a byte stream, inflating header blocks.
 pub struct FrameReader {
     inflate: Decompress,
@@ -203,7 +208,7 @@ impl FrameReader {
         let p = &f[8..];
         if f[0] & 0x80 == 0 {
             return Ok(Frame::Data {
-                stream_id: u32_at(f, 0) & 0x7fff_ffff,
+                stream_id: id_at(f, 0),
                 fin,
                 data: p.to_vec(),
             });
@@ -224,8 +229,8 @@ impl FrameReader {
             kind::SYN_STREAM => {
                 need("SYN_STREAM", 10)?;
                 Frame::SynStream {
-                    stream_id: u32_at(p, 0) & 0x7fff_ffff,
-                    associated_to: u32_at(p, 4) & 0x7fff_ffff,
+                    stream_id: id_at(p, 0),
+                    associated_to: id_at(p, 4),
                     priority: p[8] >> 5,
                     fin,
                     unidirectional: flags & FLAG_UNIDIRECTIONAL != 0,
@@ -235,7 +240,7 @@ impl FrameReader {
             kind::SYN_REPLY => {
                 need("SYN_REPLY", 4)?;
                 Frame::SynReply {
-                    stream_id: u32_at(p, 0) & 0x7fff_ffff,
+                    stream_id: id_at(p, 0),
                     fin,
                     headers: self.headers("SYN_REPLY", &p[4..])?,
                 }
@@ -243,7 +248,7 @@ impl FrameReader {
             kind::HEADERS => {
                 need("HEADERS", 4)?;
                 Frame::Headers {
-                    stream_id: u32_at(p, 0) & 0x7fff_ffff,
+                    stream_id: id_at(p, 0),
                     fin,
                     headers: self.headers("HEADERS", &p[4..])?,
                 }
@@ -251,7 +256,7 @@ impl FrameReader {
             kind::RST_STREAM => {
                 need("RST_STREAM", 8)?;
                 Frame::RstStream {
-                    stream_id: u32_at(p, 0) & 0x7fff_ffff,
+                    stream_id: id_at(p, 0),
                     status: u32_at(p, 4),
                 }
             }
@@ -263,15 +268,15 @@ impl FrameReader {
             kind::GOAWAY => {
                 need("GOAWAY", 4)?;
                 Frame::GoAway {
-                    last_good_stream_id: u32_at(p, 0) & 0x7fff_ffff,
+                    last_good_stream_id: id_at(p, 0),
                     status: if p.len() >= 8 { u32_at(p, 4) } else { 0 },
                 }
             }
             kind::WINDOW_UPDATE => {
                 need("WINDOW_UPDATE", 8)?;
                 Frame::WindowUpdate {
-                    stream_id: u32_at(p, 0) & 0x7fff_ffff,
-                    delta: u32_at(p, 4) & 0x7fff_ffff,
+                    stream_id: id_at(p, 0),
+                    delta: id_at(p, 4),
                 }
             }
             other => Frame::Unknown { kind: other },
