@@ -10,6 +10,7 @@ use corten_runtime::image::{Images, RegistryConfig};
 use corten_runtime::network::Cni;
 use corten_runtime::sandbox::Pods;
 use corten_runtime::store::MetaStore;
+use tonic::Status;
 
 use crate::config::Config;
 use crate::streaming::Streaming;
@@ -115,6 +116,28 @@ impl CriService {
     pub fn new(cri: Cri) -> Self {
         CriService {
             state: Arc::new(cri),
+        }
+    }
+
+    /// Runs a mutating RPC on a task of its own, to its end. tonic drops a
+    /// handler's future when its client goes away (a kubelet timeout, a
+    /// killed crictl); dropped between two steps, a creation would leave a
+    /// shim and a cgroup with no record. On its own task the work finishes
+    /// and is recorded (or undone) whoever still listens, and a retry finds
+    /// it, as CRI-O keeps work that outlives kubelet's timeout.
+    pub(crate) async fn to_completion<T, F, Fut>(
+        &self,
+        rpc: F,
+    ) -> Result<tonic::Response<T>, Status>
+    where
+        F: FnOnce(Arc<Cri>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let work = tokio::spawn(rpc(self.state.clone()));
+        match work.await {
+            Ok(result) => result.map(tonic::Response::new),
+            Err(e) => Err(Status::internal(format!("the request's task failed: {e}"))),
         }
     }
 }

@@ -40,18 +40,18 @@ impl ImageService for CriService {
         &self,
         request: Request<PullImageRequest>,
     ) -> Result<Response<PullImageResponse>, Status> {
-        pull_image::pull_image(&self.state, request.into_inner())
+        let request = request.into_inner();
+        self.to_completion(|cri| async move { pull_image::pull_image(&cri, request).await })
             .await
-            .map(Response::new)
     }
 
     async fn remove_image(
         &self,
         request: Request<RemoveImageRequest>,
     ) -> Result<Response<RemoveImageResponse>, Status> {
-        remove_image::remove_image(&self.state, request.into_inner())
+        let request = request.into_inner();
+        self.to_completion(|cri| async move { remove_image::remove_image(&cri, request).await })
             .await
-            .map(Response::new)
     }
 
     async fn image_fs_info(

@@ -76,27 +76,33 @@ impl RuntimeService for CriService {
         &self,
         request: Request<RunPodSandboxRequest>,
     ) -> Result<Response<RunPodSandboxResponse>, Status> {
-        run_pod_sandbox::run_pod_sandbox(&self.state, request.into_inner())
-            .await
-            .map(Response::new)
+        let request = request.into_inner();
+        self.to_completion(
+            |cri| async move { run_pod_sandbox::run_pod_sandbox(&cri, request).await },
+        )
+        .await
     }
 
     async fn stop_pod_sandbox(
         &self,
         request: Request<StopPodSandboxRequest>,
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
-        stop_pod_sandbox::stop_pod_sandbox(&self.state, request.into_inner())
-            .await
-            .map(Response::new)
+        let request = request.into_inner();
+        self.to_completion(
+            |cri| async move { stop_pod_sandbox::stop_pod_sandbox(&cri, request).await },
+        )
+        .await
     }
 
     async fn remove_pod_sandbox(
         &self,
         request: Request<RemovePodSandboxRequest>,
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
-        remove_pod_sandbox::remove_pod_sandbox(&self.state, request.into_inner())
-            .await
-            .map(Response::new)
+        let request = request.into_inner();
+        self.to_completion(|cri| async move {
+            remove_pod_sandbox::remove_pod_sandbox(&cri, request).await
+        })
+        .await
     }
 
     async fn pod_sandbox_status(
@@ -121,36 +127,42 @@ impl RuntimeService for CriService {
         &self,
         request: Request<CreateContainerRequest>,
     ) -> Result<Response<CreateContainerResponse>, Status> {
-        create_container::create_container(&self.state, request.into_inner())
-            .await
-            .map(Response::new)
+        let request = request.into_inner();
+        self.to_completion(
+            |cri| async move { create_container::create_container(&cri, request).await },
+        )
+        .await
     }
 
     async fn start_container(
         &self,
         request: Request<StartContainerRequest>,
     ) -> Result<Response<StartContainerResponse>, Status> {
-        start_container::start_container(&self.state, request.into_inner())
-            .await
-            .map(Response::new)
+        let request = request.into_inner();
+        self.to_completion(
+            |cri| async move { start_container::start_container(&cri, request).await },
+        )
+        .await
     }
 
     async fn stop_container(
         &self,
         request: Request<StopContainerRequest>,
     ) -> Result<Response<StopContainerResponse>, Status> {
-        stop_container::stop_container(&self.state, request.into_inner())
+        let request = request.into_inner();
+        self.to_completion(|cri| async move { stop_container::stop_container(&cri, request).await })
             .await
-            .map(Response::new)
     }
 
     async fn remove_container(
         &self,
         request: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerResponse>, Status> {
-        remove_container::remove_container(&self.state, request.into_inner())
-            .await
-            .map(Response::new)
+        let request = request.into_inner();
+        self.to_completion(
+            |cri| async move { remove_container::remove_container(&cri, request).await },
+        )
+        .await
     }
 
     async fn list_containers(

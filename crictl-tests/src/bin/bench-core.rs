@@ -182,7 +182,7 @@ impl Bench {
         let state = self.runtime.wait(&id).await?;
         let log = std::fs::read_to_string(self.log_path(&id))?;
         self.runtime.delete(&id).await?;
-        if state.exit.map(|e| e.code) != Some(0) {
+        if state.exit.as_ref().map(|e| e.code) != Some(0) {
             bail!("{id}: {state:?}: {log}");
         }
         let stamp = log
@@ -202,7 +202,7 @@ impl Bench {
         let state = self.runtime.wait(&id).await?;
         let took = t0.elapsed();
         self.runtime.delete(&id).await?;
-        if state.exit.map(|e| e.code) != Some(0) {
+        if state.exit.as_ref().map(|e| e.code) != Some(0) {
             bail!("{id}: {state:?}");
         }
         Ok(took)

@@ -290,6 +290,7 @@ fn record_unknown_exit(inner: &Inner, id: &str, why: &str) {
         signal: None,
         oom_killed: false,
         finished_at_ns: now_ns(),
+        shim_lost: None,
     };
     match inner.update(id, |r| {
         let changed = r.set_exited(&exit);

@@ -327,7 +327,19 @@ impl Containers {
         let view = LayeredRootfs {
             layers: layers.clone(),
         };
-        let spec = spec::generate(&config, &image_config, &view)?;
+        // Generating the spec is CPU work that grows with the request (a
+        // request may carry 100,000 variables or 10,000 mounts), and the
+        // mount sources are made on disk: neither belongs on an async worker.
+        let (config, image_config, spec) = tokio::task::spawn_blocking(move || {
+            let spec = spec::generate(&config, &image_config, &view)?;
+            create_missing_sources(&config.id, &config.mounts)?;
+            Ok::<_, crate::Error>((config, image_config, spec))
+        })
+        .await
+        .map_err(|e| Error::Create {
+            id: id.clone(),
+            reason: format!("the task generating the spec failed: {e}"),
+        })??;
         let user = spec
             .process()
             .as_ref()
@@ -337,7 +349,6 @@ impl Containers {
                 additional_gids: p.user().additional_gids().clone().unwrap_or_default(),
             })
             .unwrap_or_default();
-        create_missing_sources(&id, &config.mounts)?;
 
         let log_file = match (&pod.log_directory, req.log_path.is_empty()) {
             (Some(dir), false) => Some(dir.join(&req.log_path)),

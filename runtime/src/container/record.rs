@@ -105,15 +105,22 @@ impl ContainerRecord {
         self.exit_code = exit.code;
         self.finished_at_ns = exit.finished_at_ns;
         self.reason = reason(exit).to_string();
+        if let Some(how) = &exit.shim_lost {
+            self.message = how.clone();
+        }
         self.pid = 0;
         true
     }
 }
 
-/// CRI's reason of an exit: `OOMKilled`, `Completed` (code 0) or `Error`.
+/// CRI's reason of an exit: `OOMKilled`, `ShimDied` (the shim was gone
+/// before the container, which the daemon then killed), `Completed`
+/// (code 0) or `Error`.
 pub fn reason(exit: &ExitStatus) -> &'static str {
     if exit.oom_killed {
         "OOMKilled"
+    } else if exit.shim_lost.is_some() {
+        "ShimDied"
     } else if exit.code == 0 {
         "Completed"
     } else {
@@ -265,6 +272,7 @@ mod tests {
             signal: None,
             oom_killed: oom,
             finished_at_ns: 7,
+            shim_lost: None,
         }
     }
 
@@ -273,6 +281,17 @@ mod tests {
         assert_eq!(reason(&exit(0, false)), "Completed");
         assert_eq!(reason(&exit(1, false)), "Error");
         assert_eq!(reason(&exit(137, true)), "OOMKilled");
+        let lost = ExitStatus {
+            shim_lost: Some("gone".into()),
+            ..exit(137, false)
+        };
+        assert_eq!(reason(&lost), "ShimDied");
+        let mut r = sample("c", "p");
+        assert!(r.set_exited(&lost));
+        assert_eq!(
+            (r.reason.as_str(), r.message.as_str()),
+            ("ShimDied", "gone")
+        );
     }
 
     #[test]

@@ -101,6 +101,36 @@ impl ContainerRuntime {
         check_id(&req.id)?;
         let id = req.id.clone();
         let bundle = self.bundle(&id);
+        // Directories, the spec (which grows with the request) and fsyncs:
+        // blocking work, off the async workers.
+        let this = self.clone();
+        let (req, shim_log) = tokio::task::spawn_blocking(move || {
+            let log = this.write_bundle(&req);
+            (req, log)
+        })
+        .await
+        .map_err(|e| Error::Create {
+            id: id.clone(),
+            reason: format!("the task writing the bundle failed: {e}"),
+        })?;
+        let created = match shim_log {
+            Ok(log) => self.create_in(&req, &bundle, log).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &created {
+            if !matches!(e, Error::AlreadyExists { .. }) {
+                // Nothing half-made stays behind.
+                self.remove_files(&id);
+            }
+        }
+        created
+    }
+
+    /// Makes the bundle directory and the writable layer, writes the spec
+    /// and the rootfs description; returns the shim's log file.
+    fn write_bundle(&self, req: &CreateRequest) -> Result<std::fs::File, Error> {
+        let id = &req.id;
+        let bundle = self.bundle(id);
         let io = |path: &Path| {
             let (id, path) = (id.clone(), path.to_path_buf());
             move |source| Error::Io { id, path, source }
@@ -108,7 +138,7 @@ impl ContainerRuntime {
         match std::fs::create_dir(&bundle) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::AlreadyExists { id })
+                return Err(Error::AlreadyExists { id: id.clone() })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(&self.bundles).map_err(io(&self.bundles))?;
@@ -116,20 +146,6 @@ impl ContainerRuntime {
             }
             Err(e) => return Err(io(&bundle)(e)),
         }
-        let created = self.create_in(&req, &bundle).await;
-        if created.is_err() {
-            // Nothing half-made stays behind.
-            self.remove_files(&id);
-        }
-        created
-    }
-
-    async fn create_in(&self, req: &CreateRequest, bundle: &Path) -> Result<i32, Error> {
-        let id = &req.id;
-        let io = |path: &Path| {
-            let (id, path) = (id.clone(), path.to_path_buf());
-            move |source| Error::Io { id, path, source }
-        };
         let layer = self.writable_layer(id);
         let (upper, work) = (layer.join("upper"), layer.join("work"));
         for dir in [&upper, &work] {
@@ -153,9 +169,18 @@ impl ContainerRuntime {
             reason: e.to_string(),
         })?;
         write_atomic(&rootfs_path, &rootfs_json).map_err(io(&rootfs_path))?;
-
         let shim_log = bundle.join(files::SHIM_LOG);
-        let log_file = std::fs::File::create(&shim_log).map_err(io(&shim_log))?;
+        std::fs::File::create(&shim_log).map_err(io(&shim_log))
+    }
+
+    async fn create_in(
+        &self,
+        req: &CreateRequest,
+        bundle: &Path,
+        log_file: std::fs::File,
+    ) -> Result<i32, Error> {
+        let id = &req.id;
+        let shim_log = bundle.join(files::SHIM_LOG);
         let mut command = tokio::process::Command::new(&self.shim);
         command
             .arg("run")
@@ -258,11 +283,11 @@ impl ContainerRuntime {
     }
 
     /// The container's state, from its shim or, once the shim is gone, from
-    /// the exit file it left.
+    /// the exit file it left (see [`Self::state_without_shim`]).
     pub async fn state(&self, id: &str) -> Result<State, Error> {
         match self.client(id)?.call(&Request::State).await? {
             Some(Some(state)) => Ok(state),
-            _ => self.state_from_files(id),
+            _ => self.state_without_shim(id).await,
         }
     }
 
@@ -270,27 +295,118 @@ impl ContainerRuntime {
     pub async fn wait(&self, id: &str) -> Result<State, Error> {
         match self.client(id)?.call(&Request::Wait).await? {
             Some(Some(state)) => Ok(state),
-            _ => self.state_from_files(id),
+            _ => self.state_without_shim(id).await,
         }
     }
 
-    fn state_from_files(&self, id: &str) -> Result<State, Error> {
-        let exit = self.bundle(id).join(files::EXIT);
-        let text = std::fs::read(&exit).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => Error::Shim {
-                id: id.to_string(),
-                reason: "the shim is gone and left no exit status".into(),
-            },
-            _ => Error::Io {
-                id: id.to_string(),
-                path: exit.clone(),
-                source,
-            },
-        })?;
-        serde_json::from_slice(&text).map_err(|e| Error::Shim {
-            id: id.to_string(),
-            reason: format!("{}: {e}", exit.display()),
+    /// The state of a container whose shim no longer answers: the exit file
+    /// the shim wrote before it went, or, when there is none (the shim was
+    /// killed or crashed first), the end the daemon gives the container
+    /// itself: every process of its cgroup is killed (they would run on,
+    /// reparented, holding the cgroup and the pod), the cgroup removed, and
+    /// an exit file written that says so, so that every later look agrees.
+    async fn state_without_shim(&self, id: &str) -> Result<State, Error> {
+        let this = self.clone();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || match this.state_from_files(&id)? {
+            Some(state) => Ok(state),
+            None => this.end_orphan(&id),
         })
+        .await
+        .map_err(|e| Error::Shim {
+            id: String::new(),
+            reason: format!("the task reading a container's exit failed: {e}"),
+        })?
+    }
+
+    /// The exit file, if the shim left one.
+    fn state_from_files(&self, id: &str) -> Result<Option<State>, Error> {
+        let exit = self.bundle(id).join(files::EXIT);
+        let text = match std::fs::read(&exit) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(Error::Io {
+                    id: id.to_string(),
+                    path: exit,
+                    source,
+                })
+            }
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|e| Error::Shim {
+                id: id.to_string(),
+                reason: format!("{}: {e}", exit.display()),
+            })
+    }
+
+    /// Ends container `id`, whose shim is gone without an exit file (runs
+    /// on a blocking thread: cgroup writes and waits).
+    fn end_orphan(&self, id: &str) -> Result<State, Error> {
+        let bundle = self.bundle(id);
+        let shim_gone = |reason: String| Error::Shim {
+            id: id.to_string(),
+            reason,
+        };
+        let started: Option<State> = std::fs::read(bundle.join(files::STATE))
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok());
+        let cgroup_path = self.spec_json(id).and_then(|spec| {
+            spec.pointer("/linux/cgroupsPath")
+                .and_then(|p| p.as_str())
+                .map(str::to_string)
+        });
+        let Some(cgroup_path) = cgroup_path else {
+            return Err(shim_gone(
+                "the shim is gone, left no exit status, and the container has no cgroup to end it through"
+                    .into(),
+            ));
+        };
+        let hierarchy = crate::cgroups::detect().map_err(|e| shim_gone(e.to_string()))?;
+        let mut oom_killed = false;
+        let mut killed = 0;
+        match crate::cgroups::Cgroup::open(&hierarchy, &cgroup_path) {
+            Ok(cgroup) => {
+                oom_killed = cgroup.oom_killed().unwrap_or(false);
+                killed = cgroup.pids().map(|p| p.len()).unwrap_or(0);
+                cgroup
+                    .kill_all()
+                    .and_then(|()| cgroup.destroy())
+                    .map_err(|e| {
+                        shim_gone(format!(
+                            "the shim is gone; ending its container through cgroup {cgroup_path}: {e}"
+                        ))
+                    })?;
+            }
+            // Already removed: nothing of the container runs any more.
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => {}
+            Err(e) => return Err(shim_gone(e.to_string())),
+        }
+        let how = format!(
+            "the shim of container {id} died before the container; the daemon killed its {killed} remaining process(es) through cgroup {cgroup_path}"
+        );
+        tracing::warn!(container = id, cgroup = %cgroup_path, killed, "shim gone: container ended through its cgroup");
+        let state = State {
+            status: crate::shim::Status::Exited,
+            pid: started.as_ref().map_or(0, |s| s.pid),
+            started_at_ns: started.as_ref().map_or(0, |s| s.started_at_ns),
+            exit: Some(crate::shim::ExitStatus {
+                code: 128 + nix::sys::signal::Signal::SIGKILL as i32,
+                signal: Some(nix::sys::signal::Signal::SIGKILL as i32),
+                oom_killed,
+                finished_at_ns: super::manager::now_ns(),
+                shim_lost: Some(how),
+            }),
+        };
+        let exit = bundle.join(files::EXIT);
+        let bytes = serde_json::to_vec(&state).map_err(|e| shim_gone(e.to_string()))?;
+        write_atomic(&exit, &bytes).map_err(|source| Error::Io {
+            id: id.to_string(),
+            path: exit,
+            source,
+        })?;
+        Ok(state)
     }
 
     /// Kills what still runs and removes the container's files. Deleting an

@@ -51,7 +51,7 @@ pub enum Status {
 }
 
 /// How a container's process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitStatus {
     /// The exit code; 128 + signal when killed by a signal.
     pub code: i32,
@@ -61,6 +61,10 @@ pub struct ExitStatus {
     pub oom_killed: bool,
     /// When it ended, Unix nanoseconds.
     pub finished_at_ns: i64,
+    /// Set when the shim was gone before the container's end: the daemon
+    /// ended the container itself, and this says how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shim_lost: Option<String>,
 }
 
 /// The state a shim reports.

@@ -96,7 +96,7 @@ impl Supervisor {
             status,
             pid: self.pid,
             started_at_ns: self.started_at_ns,
-            exit: self.exit,
+            exit: self.exit.clone(),
         }
     }
 
@@ -337,6 +337,7 @@ impl Supervisor {
             signal,
             oom_killed,
             finished_at_ns: now_ns(),
+            shim_lost: None,
         });
         // The exit is on disk before anyone hears of it.
         write_json(&self.bundle.join(files::EXIT), &self.state());

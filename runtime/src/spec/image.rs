@@ -98,13 +98,19 @@ pub(super) fn process_args(c: &ContainerConfig, image: &ImageConfig) -> Result<V
 /// The environment: the image's variables, then the container's, a later
 /// value of a name replacing an earlier one in place.
 pub(super) fn merge_env(image: &[String], container: &[(String, String)]) -> Vec<String> {
+    use std::collections::HashMap;
     let mut out: Vec<String> = Vec::with_capacity(image.len() + container.len());
-    let key = |kv: &str| kv.split_once('=').map_or(kv, |(k, _)| k).to_string();
+    // Name -> index in `out`: one hash lookup per variable (a request may
+    // carry 100,000 of them; comparing each with each took minutes).
+    let mut slots: HashMap<String, usize> = HashMap::with_capacity(out.capacity());
     let mut put = |kv: String| {
-        let k = key(&kv);
-        match out.iter_mut().find(|e| key(e) == k) {
-            Some(slot) => *slot = kv,
-            None => out.push(kv),
+        let name = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+        match slots.get(name) {
+            Some(&i) => out[i] = kv,
+            None => {
+                slots.insert(name.to_string(), out.len());
+                out.push(kv);
+            }
         }
     };
     for kv in image {
