@@ -38,6 +38,7 @@ pub fn generate(
     if !image::has_env(&env, "HOME") {
         env.push(format!("HOME={}", user.home.as_deref().unwrap_or("/")));
     }
+    image::check_exec_size(&args, &env, image::exec_stack_limit())?;
     let cwd = c
         .working_dir
         .clone()

@@ -122,6 +122,53 @@ pub(super) fn merge_env(image: &[String], container: &[(String, String)]) -> Vec
     out
 }
 
+/// The longest single argument or variable exec takes (MAX_ARG_STRLEN).
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+/// The least room exec gives arguments and environment (ARG_MAX).
+const ARG_MIN_ROOM: usize = 32 * 4096;
+/// The most room, whatever the stack limit (3/4 of the kernel's _STK_LIM).
+const ARG_MAX_ROOM: usize = 6 << 20;
+
+/// The room exec gives arguments and environment in a process with this
+/// daemon's stack limit, which the shim and the container inherit (the
+/// spec sets no RLIMIT_STACK): a quarter of the stack, between the
+/// kernel's bounds (fs/exec.c, bprm_stack_limits).
+pub(super) fn exec_stack_limit() -> usize {
+    let stack = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
+        .map_or(8 << 20, |(soft, _)| soft);
+    usize::try_from(stack / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(ARG_MIN_ROOM, ARG_MAX_ROOM)
+}
+
+/// Refuses a command line and environment that exec would refuse with
+/// E2BIG (found only at StartContainer otherwise): a string longer than
+/// MAX_ARG_STRLEN, or strings and their pointers beyond `limit`.
+pub(super) fn check_exec_size(args: &[String], env: &[String], limit: usize) -> Result<(), Error> {
+    if let Some(long) = args.iter().chain(env).find(|s| s.len() >= MAX_ARG_STRLEN) {
+        let name = long.split_once('=').map_or("an argument", |(k, _)| k);
+        return Err(Error::TooBigForExec {
+            what: format!("{name:.64} is {} bytes long", long.len()),
+            limit: MAX_ARG_STRLEN,
+        });
+    }
+    let strings: usize = args.iter().chain(env).map(|s| s.len() + 1).sum();
+    let pointers = (args.len().max(1) + env.len()) * std::mem::size_of::<usize>();
+    // The kernel also copies the program's path; it is one of the args here.
+    let total = strings + pointers + args.first().map_or(0, |a| a.len() + 1);
+    if total > limit {
+        return Err(Error::TooBigForExec {
+            what: format!(
+                "the command line and environment ({} arguments, {} variables) take {total} bytes",
+                args.len(),
+                env.len()
+            ),
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Whether `env` sets `name`.
 pub(super) fn has_env(env: &[String], name: &str) -> bool {
     env.iter()
@@ -182,6 +229,20 @@ mod tests {
         }
         let e = process_args(&ctr(&[], &[]), &image(&[], &[])).expect_err("nothing to run");
         assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn exec_size_is_checked_as_the_kernel_does() {
+        let args = s(&["sleep", "1"]);
+        let env: Vec<String> = (0..1000).map(|i| format!("V{i}=x")).collect();
+        check_exec_size(&args, &env, ARG_MIN_ROOM).expect("fits");
+        let err = check_exec_size(&args, &env, 8_000).expect_err("over");
+        assert!(err.to_string().contains("1000 variables"), "{err}");
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        let long = vec![format!("BIG={}", "x".repeat(MAX_ARG_STRLEN))];
+        let err = check_exec_size(&args, &long, ARG_MAX_ROOM).expect_err("one too long");
+        assert!(err.to_string().starts_with("BIG is "), "{err}");
+        assert!((ARG_MIN_ROOM..=ARG_MAX_ROOM).contains(&exec_stack_limit()));
     }
 
     #[test]

@@ -63,6 +63,14 @@ pub enum Error {
     /// The image config is malformed.
     #[error("invalid image config: {0}")]
     ImageConfig(String),
+    /// The command line and environment are more than exec accepts.
+    #[error("{what}: more than the kernel's exec accepts ({limit} bytes)")]
+    TooBigForExec {
+        /// What is too big, with its size.
+        what: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The seccomp profile could not be had.
     #[error(transparent)]
     Seccomp(#[from] seccomp::Error),
@@ -87,7 +95,8 @@ impl Error {
             | Error::UnknownGroup(_)
             | Error::Capability(_)
             | Error::NoCommand(_)
-            | Error::ImageConfig(_) => ErrorKind::InvalidArgument,
+            | Error::ImageConfig(_)
+            | Error::TooBigForExec { .. } => ErrorKind::InvalidArgument,
             Error::Seccomp(e) => e.kind(),
             Error::Build { .. } => ErrorKind::Internal,
         }

@@ -1,0 +1,233 @@
+//! Absurd but valid requests (issue 12): a container with 100,000
+//! environment variables and one with 10,000 mounts are created and run
+//! as asked; a creation whose client gives up half-way ends as a recorded
+//! container (never a shim and a cgroup without a record), and its pod is
+//! removable. Timings are printed, not asserted (benchmarks judge them).
+
+mod container_env;
+
+use std::time::{Duration, Instant};
+
+use container_env::Env;
+use crictl_tests::cri;
+use k8s_cri::v1 as k8s;
+use serde_json::json;
+
+const VARS: usize = 100_000;
+/// As many as exec takes with room to spare.
+const FITTING_VARS: usize = 50_000;
+const MOUNTS: usize = 10_000;
+
+fn need_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "needs root (namespaces, mounts, cgroups)"
+    );
+}
+
+/// A config of `n` variables `BIG_i=v<i>`, and `BIG_7` again at the end.
+fn env_config(env: &Env, name: &str, n: usize) -> serde_json::Value {
+    let mut c = env.container_config(name, &["sleep", "3600"]);
+    let mut vars: Vec<_> = (0..n)
+        .map(|i| json!({"key": format!("BIG_{i}"), "value": format!("v{i}")}))
+        .collect();
+    // A later value of a name replaces the earlier one, in place.
+    vars.push(json!({"key": "BIG_7", "value": "last"}));
+    c["envs"] = vars.into();
+    c
+}
+
+#[test]
+fn a_hundred_thousand_variables_are_refused_at_create_before_anything_is_made() {
+    need_root();
+    let env = Env::new();
+    let pod = env.pod("bigenv");
+    // 100,000 variables take about 2.3 MB with their pointers: more than
+    // exec takes under an 8 MB stack limit, so StartContainer would fail
+    // with E2BIG. CreateContainer says so instead.
+    let c = env_config(&env, "bigenv", VARS);
+    let started = Instant::now();
+    let out = env.try_create(&pod, "bigenv", &c);
+    println!(
+        "CreateContainer with {VARS} variables refused in {:?}",
+        started.elapsed()
+    );
+    let err = out.fails();
+    assert!(
+        err.contains("InvalidArgument") && err.contains("variables") && err.contains("exec"),
+        "{err}"
+    );
+    let ps = env.d.crictl(&["ps", "-a", "-q"]).ok();
+    assert!(ps.trim().is_empty(), "{ps}");
+    let bundles = std::fs::read_dir(env.d.dir().join("state/containers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(bundles, 0, "a bundle was made");
+}
+
+#[test]
+fn fifty_thousand_variables_reach_the_container() {
+    need_root();
+    let env = Env::new();
+    let pod = env.pod("bigenv");
+    let c = env_config(&env, "bigenv", FITTING_VARS);
+    let started = Instant::now();
+    let id = env.create(&pod, "bigenv", &c);
+    println!(
+        "CreateContainer with {FITTING_VARS} variables: {:?} (crictl round trip)",
+        started.elapsed()
+    );
+    env.d.crictl(&["start", &id]).ok();
+    let count = env
+        .d
+        .crictl(&["exec", "-s", &id, "sh", "-c", "env | grep -c '^BIG_'"])
+        .ok();
+    assert_eq!(count.trim(), FITTING_VARS.to_string());
+    let seven = env
+        .d
+        .crictl(&["exec", "-s", &id, "sh", "-c", "echo $BIG_7"])
+        .ok();
+    assert_eq!(seven.trim(), "last");
+}
+
+#[test]
+fn ten_thousand_mounts_are_all_made() {
+    need_root();
+    let env = Env::new();
+    let pod = env.pod("manymounts");
+    let source = env.dir.path().join("shared");
+    std::fs::create_dir_all(&source).expect("source");
+    std::fs::write(source.join("marker"), "here").expect("marker");
+    let mut c = env.container_config("manymounts", &["sleep", "3600"]);
+    c["mounts"] = (0..MOUNTS)
+        .map(|i| {
+            json!({
+                "container_path": format!("/m/{i}"),
+                "host_path": source.display().to_string(),
+                "readonly": true,
+            })
+        })
+        .collect::<Vec<_>>()
+        .into();
+    let started = Instant::now();
+    let id = env.create(&pod, "manymounts", &c);
+    println!(
+        "CreateContainer with {MOUNTS} mounts: {:?} (crictl round trip)",
+        started.elapsed()
+    );
+    env.d.crictl(&["start", &id]).ok();
+    let out = env
+        .d
+        .crictl(&[
+            "exec",
+            "-s",
+            &id,
+            "sh",
+            "-c",
+            "ls /m | wc -l; cat /m/0/marker /m/9999/marker",
+        ])
+        .ok();
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        [&MOUNTS.to_string(), "herehere"]
+    );
+}
+
+/// The CRI config of a container named `name` with `vars` variables.
+fn grpc_config(name: &str, vars: usize) -> k8s::ContainerConfig {
+    k8s::ContainerConfig {
+        metadata: Some(k8s::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(k8s::ImageSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        }),
+        command: vec!["sleep".into(), "3600".into()],
+        envs: (0..vars)
+            .map(|i| k8s::KeyValue {
+                key: format!("V_{i}"),
+                value: "x".into(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_creation_abandoned_by_its_client_is_recorded_and_removable() {
+    need_root();
+    let env = Env::new();
+    let pod = env.pod("abandon");
+    let socket = env.d.socket().to_path_buf();
+    let bundles_dir = env.d.dir().join("state/containers");
+    let bundle_made = || {
+        std::fs::read_dir(&bundles_dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    };
+    // The client goes away once the daemon is half-way: the bundle is on
+    // disk, the shim not yet started or not yet answered.
+    let abandoned = cri::block_on(async {
+        let mut client = cri::runtime(&socket).await.expect("connect");
+        let call = client.create_container(k8s::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(grpc_config("abandoned", FITTING_VARS)),
+            sandbox_config: None,
+        });
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                answer = &mut call => return Err(answer),
+                () = tokio::time::sleep(Duration::from_millis(1)) => {
+                    if bundle_made() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    });
+    assert!(
+        abandoned.is_ok(),
+        "the creation ended before its client could give up: {abandoned:?}"
+    );
+
+    // The daemon finishes the creation all the same, and records it.
+    let started = Instant::now();
+    let id = loop {
+        let listed = env
+            .d
+            .crictl(&["ps", "-a", "--name", "abandoned", "-q"])
+            .ok();
+        if let Some(id) = listed.lines().next().filter(|l| !l.is_empty()) {
+            break id.to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the abandoned creation was never recorded:\n{}",
+            env.d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(env.state(&id), "CONTAINER_CREATED");
+    // Nothing on disk that has no record.
+    let bundles: Vec<String> = std::fs::read_dir(env.d.dir().join("state/containers"))
+        .expect("bundles")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(bundles, [id.clone()]);
+    // A retry of the same name is told who holds it.
+    let retry = env.try_create(
+        &pod,
+        "abandon",
+        &env.container_config("abandoned", &["true"]),
+    );
+    let err = retry.fails();
+    assert!(err.contains(&id), "{err}");
+    env.d.crictl(&["stopp", &pod]).ok();
+    env.d.crictl(&["rmp", &pod]).ok();
+    let left = env.d.crictl(&["ps", "-a", "-q"]).ok();
+    assert!(left.trim().is_empty(), "{left}");
+}
