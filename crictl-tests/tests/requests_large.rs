@@ -217,7 +217,7 @@ fn a_creation_abandoned_by_its_client_is_recorded_and_removable() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(bundles, [id.clone()]);
+    assert_eq!(bundles, std::slice::from_ref(&id));
     // A retry of the same name is told who holds it.
     let retry = env.try_create(
         &pod,
