@@ -11,6 +11,7 @@ pub mod client;
 pub mod cri;
 pub mod critest;
 pub mod daemon;
+pub mod full_disk;
 pub mod guard;
 pub mod images;
 pub mod index;

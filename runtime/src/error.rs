@@ -24,6 +24,8 @@ pub enum ErrorKind {
     Unavailable,
     /// The operation ran out of time.
     DeadlineExceeded,
+    /// A disk (root or state directory) is full, or a quota reached.
+    ResourceExhausted,
     /// A fault of ours or of the host.
     Internal,
 }
@@ -70,8 +72,35 @@ pub enum Error {
 }
 
 impl Error {
-    /// The kind of this error.
+    /// The kind of this error. A full disk anywhere in its causes is
+    /// ResourceExhausted, whatever the module would call it.
     pub fn kind(&self) -> ErrorKind {
+        if self.out_of_space() {
+            return ErrorKind::ResourceExhausted;
+        }
+        self.module_kind()
+    }
+
+    /// Whether a cause of this error is a full disk (or quota).
+    pub fn out_of_space(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if is_out_of_space(io) {
+                    return true;
+                }
+            }
+            if let Some(redb::Error::Io(io)) = e.downcast_ref::<redb::Error>() {
+                if is_out_of_space(io) {
+                    return true;
+                }
+            }
+            cause = e.source();
+        }
+        false
+    }
+
+    fn module_kind(&self) -> ErrorKind {
         match self {
             Error::Image(e) => e.kind(),
             Error::Container(e) => e.kind(),
@@ -87,6 +116,14 @@ impl Error {
             Error::Cgroups(e) => e.kind(),
         }
     }
+}
+
+/// Whether `e` says the disk is full (ENOSPC) or a quota is reached (EDQUOT).
+pub fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == nix::errno::Errno::ENOSPC as i32 || code == nix::errno::Errno::EDQUOT as i32
+    ) || e.kind() == std::io::ErrorKind::StorageFull
 }
 
 /// Result with the runtime's [`Error`].

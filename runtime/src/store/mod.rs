@@ -6,6 +6,8 @@
 //! new state, never a mix.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -60,9 +62,18 @@ pub enum Error {
 }
 
 impl Error {
-    /// The kind of this error.
+    /// The kind of this error: a full disk is ResourceExhausted (the
+    /// caller may retry once space is back), anything else Internal.
     pub fn kind(&self) -> ErrorKind {
-        ErrorKind::Internal
+        match self {
+            Error::Db { source, .. } => match &**source {
+                redb::Error::Io(e) if crate::error::is_out_of_space(e) => {
+                    ErrorKind::ResourceExhausted
+                }
+                _ => ErrorKind::Internal,
+            },
+            Error::Record { .. } => ErrorKind::Internal,
+        }
     }
 }
 
@@ -76,10 +87,17 @@ pub enum Change {
 }
 
 /// The metadata database.
+///
+/// After an I/O error (a full disk) redb refuses every later transaction
+/// until the database is closed and opened again; the store does that
+/// before its next transaction, so a write succeeds as soon as there is
+/// room again, without a daemon restart.
 #[derive(Debug)]
 pub struct MetaStore {
     path: PathBuf,
-    db: redb::Database,
+    db: RwLock<Option<redb::Database>>,
+    /// An I/O error was seen: reopen before the next transaction.
+    broken: AtomicBool,
 }
 
 impl MetaStore {
@@ -91,15 +109,42 @@ impl MetaStore {
         })?;
         Ok(MetaStore {
             path: path.to_path_buf(),
-            db,
+            db: RwLock::new(Some(db)),
+            broken: AtomicBool::new(false),
         })
     }
 
     fn db_err(&self, e: impl Into<redb::Error>) -> Error {
+        let source: redb::Error = e.into();
+        if matches!(source, redb::Error::Io(_) | redb::Error::PreviousIo) {
+            self.broken.store(true, Ordering::SeqCst);
+        }
         Error::Db {
             path: self.path.clone(),
-            source: Box::new(e.into()),
+            source: Box::new(source),
         }
+    }
+
+    /// The database, opened again first if an I/O error broke it.
+    fn database(&self) -> Result<RwLockReadGuard<'_, Option<redb::Database>>, Error> {
+        if self.broken.load(Ordering::SeqCst) {
+            let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            if self.broken.load(Ordering::SeqCst) {
+                // redb holds a lock on the file: the old handle goes first.
+                drop(db.take());
+                let reopened = redb::Database::create(&self.path).map_err(|e| self.db_err(e))?;
+                *db = Some(reopened);
+                self.broken.store(false, Ordering::SeqCst);
+                tracing::info!(path = %self.path.display(), "metadata store reopened after an I/O error");
+            }
+        }
+        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        if db.is_none() {
+            // A reopen failed: the next call tries again.
+            self.broken.store(true, Ordering::SeqCst);
+            return Err(self.db_err(redb::Error::PreviousIo));
+        }
+        Ok(db)
     }
 
     /// Encodes a record for a [`Change::Put`].
@@ -114,7 +159,11 @@ impl MetaStore {
 
     /// Applies every change to `table` in one transaction.
     pub fn apply(&self, table: Table, changes: Vec<Change>) -> Result<(), Error> {
-        let txn = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        let db = self.database()?;
+        let Some(db) = db.as_ref() else {
+            return Err(self.db_err(redb::Error::PreviousIo));
+        };
+        let txn = db.begin_write().map_err(|e| self.db_err(e))?;
         {
             let mut t = txn
                 .open_table(table.definition())
@@ -136,7 +185,11 @@ impl MetaStore {
 
     /// Every record of `table`, decoded.
     pub fn load_all<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>, Error> {
-        let txn = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let db = self.database()?;
+        let Some(db) = db.as_ref() else {
+            return Err(self.db_err(redb::Error::PreviousIo));
+        };
+        let txn = db.begin_read().map_err(|e| self.db_err(e))?;
         let t = match txn.open_table(table.definition()) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),

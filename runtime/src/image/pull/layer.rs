@@ -54,7 +54,17 @@ pub async fn fetch(job: LayerJob<'_>, snapshots: &Snapshotter) -> Result<u64, cr
         what: format!("unpacking layer {}", job.digest),
         reason: e.to_string(),
     })?;
-    let (size, actual) = downloaded?;
+    let (size, actual, cut_short) = downloaded?;
+    let unpacked = unpacked.map_err(|source| Error::Unpack {
+        layer: job.digest.to_string(),
+        source,
+    });
+    // When the unpacker stopped first (a full disk, a hostile entry), its
+    // error is the cause: the digest of a cut stream means nothing.
+    let unpacked = match unpacked {
+        Err(e) if cut_short => return Err(e.into()),
+        other => other,
+    };
     if actual != *job.digest {
         return Err(Error::DigestMismatch {
             what: format!("layer {}", desc.digest),
@@ -63,10 +73,7 @@ pub async fn fetch(job: LayerJob<'_>, snapshots: &Snapshotter) -> Result<u64, cr
         }
         .into());
     }
-    let unpacked = unpacked.map_err(|source| Error::Unpack {
-        layer: job.digest.to_string(),
-        source,
-    })?;
+    let unpacked = unpacked?;
     if unpacked.diff_id != *job.diff_id {
         return Err(Error::DiffIdMismatch {
             layer: job.digest.to_string(),
@@ -79,11 +86,12 @@ pub async fn fetch(job: LayerJob<'_>, snapshots: &Snapshotter) -> Result<u64, cr
     Ok(size)
 }
 
-/// Streams the blob into `tx`, hashing it; returns its size and digest.
+/// Streams the blob into `tx`, hashing it; returns its size, its digest,
+/// and whether the unpacker stopped taking it before its end.
 async fn download(
     job: &LayerJob<'_>,
     tx: tokio::sync::mpsc::Sender<Bytes>,
-) -> Result<(u64, Digest), Error> {
+) -> Result<(u64, Digest, bool), Error> {
     let failed = |reason: String| Error::Download {
         layer: job.digest.to_string(),
         reason,
@@ -106,7 +114,8 @@ async fn download(
         received += chunk.len() as u64;
         if tx.send(chunk).await.is_err() {
             // The unpacker stopped early; its error says why.
-            break;
+            let digest = Digest::from_sha256(hasher.finalize().into());
+            return Ok((received, digest, true));
         }
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
@@ -114,7 +123,11 @@ async fn download(
         }
     }
     tracing::debug!(layer = %job.digest, bytes = received, ms = started.elapsed().as_millis() as u64, "layer downloaded");
-    Ok((received, Digest::from_sha256(hasher.finalize().into())))
+    Ok((
+        received,
+        Digest::from_sha256(hasher.finalize().into()),
+        false,
+    ))
 }
 
 /// A blocking reader over the chunks the download sends.
