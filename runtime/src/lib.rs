@@ -6,6 +6,7 @@
 
 pub mod cgroups;
 pub mod container;
+pub mod crash;
 pub mod error;
 pub mod image;
 #[allow(unsafe_code)]

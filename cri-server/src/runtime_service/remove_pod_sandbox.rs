@@ -19,6 +19,7 @@ pub async fn remove_pod_sandbox(
             .remove_all_of_pod(&pod.id)
             .await
             .map_err(CriError)?;
+        corten_runtime::crash::point("pod.remove.after_containers");
     }
     cri.pods
         .remove(&req.pod_sandbox_id)

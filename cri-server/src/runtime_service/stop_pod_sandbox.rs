@@ -23,6 +23,7 @@ pub async fn stop_pod_sandbox(
             .stop_all_of_pod(&pod.id, std::time::Duration::ZERO)
             .await
             .map_err(CriError)?;
+        corten_runtime::crash::point("pod.stop.after_containers");
     }
     match cri.pods.stop(&req.pod_sandbox_id).await {
         Ok(_) => Ok(StopPodSandboxResponse {}),

@@ -23,7 +23,7 @@ corten-shim: per-container supervisor of the corten runtime
 usage: corten-shim run --bundle DIR --id ID --log FILE [--runtime PATH]
        corten-shim exec --bundle DIR [--tty] [--cwd DIR] [--env K=V ...] -- ARGS...
        corten-shim pin --dir DIR [--net] [--ipc] [--uts] [--hostname NAME] [--sysctl K=V ...]
-       corten-shim pod-init
+       corten-shim pod-init [--cgroup PATH]
 
   --runtime PATH   create the container with this OCI runtime (runc, crun)
                    instead of the built-in core
@@ -43,8 +43,16 @@ fn main() -> std::process::ExitCode {
         }
         Some("exec") => return exec(&args),
         Some("pin") => return pin(&args),
-        Some("pod-init") if args.len() == 1 => {
-            return std::process::ExitCode::from(corten_runtime::shim::pod_init::main())
+        Some("pod-init") => {
+            let cgroup = match &args[1..] {
+                [] => None,
+                [flag, path] if flag == "--cgroup" => Some(path.as_str()),
+                _ => {
+                    eprintln!("{USAGE}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            return std::process::ExitCode::from(corten_runtime::shim::pod_init::main(cgroup));
         }
         _ => {}
     }

@@ -52,6 +52,7 @@ impl Containers {
             }
             return Err(e.into());
         }
+        crate::crash::point("container.start.after_shim_start");
         let state = self.inner.runtime.state(&id).await?;
         let saved = self.inner.update(&id, |r| {
             r.state = ContainerState::Running;
@@ -102,7 +103,9 @@ impl Containers {
             return Ok(());
         };
         stop_locked(&self.inner, &id, Duration::ZERO).await?;
+        crate::crash::point("container.remove.after_stop");
         self.inner.runtime.delete(&id).await?;
+        crate::crash::point("container.remove.after_delete");
         self.inner.forget(&id)?;
         self.inner.holds.release(&id);
         tracing::info!(container = %id, "container removed");
@@ -222,6 +225,7 @@ async fn stop_locked(inner: &Inner, id: &str, timeout: Duration) -> Result<(), c
     if let Err(e) = runtime.kill(id, Signal::SIGKILL as i32, true).await {
         tracing::debug!(container = %id, error = %e, "SIGKILL not delivered");
     }
+    crate::crash::point("container.stop.after_kill");
     match tokio::time::timeout(KILL_WAIT, runtime.wait(id)).await {
         Ok(Ok(State {
             exit: Some(exit), ..

@@ -370,6 +370,7 @@ impl Containers {
             stdin_once: config.stdin_once,
         };
         inner.runtime.create(create).await?;
+        crate::crash::point("container.create.after_shim");
         let image_ref = image
             .repo_digests
             .first()

@@ -114,7 +114,10 @@ impl ContainerRuntime {
             reason: format!("the task writing the bundle failed: {e}"),
         })?;
         let created = match shim_log {
-            Ok(log) => self.create_in(&req, &bundle, log).await,
+            Ok(log) => {
+                crate::crash::point("container.create.after_bundle");
+                self.create_in(&req, &bundle, log).await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = &created {

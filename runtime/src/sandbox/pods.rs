@@ -73,6 +73,13 @@ impl Pods {
             locks: KeyedLocks::default(),
         };
         for (_, mut pod) in records {
+            if pod.creating {
+                // RunPodSandbox was cut short (a crash): nobody was given
+                // this pod. Undo whatever of it was made, record included.
+                tracing::warn!(pod = %pod.id, "removing a pod whose creation was cut short");
+                pods.discard(&mut pod).await;
+                continue;
+            }
             if pod.state == PodState::Ready && !intact(&pod) {
                 tracing::warn!(pod = %pod.id, "pod did not survive (namespaces or init gone): stopping it");
                 if let Err(e) = pods.teardown(&mut pod, true).await {
@@ -141,12 +148,17 @@ impl Pods {
             config,
             state: PodState::NotReady,
             created_at: now_ns(),
+            creating: true,
             ..Pod::default()
         };
+        self.plan(&mut pod);
         self.save(&pod)?;
+        crate::crash::point("pod.run.after_record");
         match self.make(&mut pod).await {
             Ok(()) => {
                 pod.state = PodState::Ready;
+                pod.creating = false;
+                crate::crash::point("pod.run.before_ready");
                 if let Err(e) = self.save(&pod) {
                     self.discard(&mut pod).await;
                     return Err(e);
@@ -163,9 +175,10 @@ impl Pods {
         }
     }
 
-    /// Undoes a pod that never became Ready, record included.
+    /// Undoes a pod that never became Ready, record included. Everything
+    /// the plan names is undone, made or not (each undo tolerates absence).
     async fn discard(&self, pod: &mut Pod) {
-        if let Err(e) = self.teardown(pod, false).await {
+        if let Err(e) = self.teardown(pod, true).await {
             tracing::warn!(pod = %pod.id, error = %e, "undoing the failed pod");
         }
         if let Err(e) = self.remove_rest(pod) {
@@ -195,6 +208,25 @@ impl Pods {
         })
     }
 
+    /// Writes into the record, before anything is made, every part the pod
+    /// will have that a crash could leave behind: its cgroup (and whether
+    /// it is ours), its /dev/shm, its network. Undoing tolerates parts
+    /// that were never made, so a record that says more than was done is
+    /// safe, and one that said less would leak.
+    fn plan(&self, pod: &mut Pod) {
+        if let Some(h) = &self.cgroups {
+            let path = if pod.config.cgroup_parent.is_empty() {
+                format!("/corten/{}", pod.id)
+            } else {
+                pod.config.cgroup_parent.clone()
+            };
+            pod.cgroup_created = Cgroup::open(h, &path).is_err();
+            pod.cgroup = Some(path);
+        }
+        pod.shm = !pod.config.host_ipc;
+        pod.network_attached = !pod.config.host_network;
+    }
+
     async fn make(&self, pod: &mut Pod) -> Result<(), crate::Error> {
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -211,22 +243,15 @@ impl Pods {
             config.hostname.clone()
         };
 
-        if let Some(h) = &self.cgroups {
-            let path = if config.cgroup_parent.is_empty() {
-                format!("/corten/{}", pod.id)
-            } else {
-                config.cgroup_parent.clone()
-            };
-            let existed = Cgroup::open(h, &path).is_ok();
-            Cgroup::create(h, &path)?;
-            pod.cgroup = Some(path);
-            pod.cgroup_created = !existed;
+        if let (Some(h), Some(path)) = (&self.cgroups, &pod.cgroup) {
+            Cgroup::create(h, path)?;
         }
+        crate::crash::point("pod.run.after_cgroup");
 
-        if !config.host_ipc {
+        if pod.shm {
             linux::mount_shm(&pod.shm_path(), DEFAULT_SHM_SIZE)?;
-            pod.shm = true;
         }
+        crate::crash::point("pod.run.after_shm");
 
         let mut namespaces = Vec::new();
         if !config.host_network {
@@ -259,14 +284,15 @@ impl Pods {
             pod.namespaces = opts.namespaces.clone();
             debug_assert_eq!(pinned.dir(), pod.dir);
         }
+        crate::crash::point("pod.run.after_pin");
 
         if config.pid == PidMode::Pod {
-            let init = self.spawn_init().await?;
+            // Born in the pod's cgroup, so that removing the pod kills it
+            // even if its pid was never recorded (a crash right here).
+            let init = self.spawn_init(pod.cgroup.as_deref()).await?;
             pod.init = Some(init);
-            if let (Some(h), Some(path)) = (&self.cgroups, &pod.cgroup) {
-                Cgroup::open(h, path)?.add_pid(init.pid)?;
-            }
         }
+        crate::crash::point("pod.run.after_init");
 
         if let Some(netns) = pod.namespace_path(Namespace::Net) {
             let result = self
@@ -283,6 +309,7 @@ impl Pods {
             pod.network_attached = true;
             pod.ips = result.pod_ips();
         }
+        crate::crash::point("pod.run.after_cni_add");
 
         let files = write_pod_files(&pod.dir, &pod.hostname, config.dns.as_ref(), &pod.ips)
             .map_err(Error::Files)?;
@@ -296,9 +323,13 @@ impl Pods {
         Ok(())
     }
 
-    async fn spawn_init(&self) -> Result<PodInit, Error> {
-        let out = tokio::process::Command::new(&self.shim)
-            .arg("pod-init")
+    async fn spawn_init(&self, cgroup: Option<&str>) -> Result<PodInit, Error> {
+        let mut command = tokio::process::Command::new(&self.shim);
+        command.arg("pod-init");
+        if let Some(path) = cgroup {
+            command.arg("--cgroup").arg(path);
+        }
+        let out = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -335,6 +366,7 @@ impl Pods {
         let mut pod = self.get(&id)?;
         let result = self.teardown(&mut pod, false).await;
         pod.state = PodState::NotReady;
+        crate::crash::point("pod.stop.before_record");
         self.save(&pod)?;
         self.map().insert(pod.id.clone(), pod.clone());
         result?;
@@ -353,6 +385,7 @@ impl Pods {
             return Ok(());
         };
         let torn = self.teardown(&mut pod, false).await;
+        crate::crash::point("pod.remove.after_teardown");
         if torn.is_err() {
             // Keep what is left findable for a retry.
             pod.state = PodState::NotReady;
@@ -388,6 +421,7 @@ impl Pods {
             }
             _ => {}
         }
+        crate::crash::point("pod.remove.after_files");
         self.store
             .apply(Table::Pods, vec![Change::Delete(pod.id.clone())])?;
         Ok(())
@@ -411,6 +445,7 @@ impl Pods {
                 Ok(()) => pod.network_attached = false,
                 Err(e) => keep(Err(e.into())),
             }
+            crate::crash::point("pod.stop.after_cni_del");
         }
         if let Some(init) = pod.init {
             kill_init(init).await;

@@ -113,6 +113,12 @@ pub struct Pod {
     pub ips: Vec<IpAddr>,
     /// The pod's hostname, hosts and resolv.conf.
     pub files: Option<PodFiles>,
+    /// RunPodSandbox has not finished: the record names what the pod may
+    /// have (its cgroup, shm, network), written before each is made, so a
+    /// crash mid-way leaves a record that removal completes. Found at
+    /// start, such a pod (never handed to a client) is removed.
+    #[serde(default)]
+    pub creating: bool,
 }
 
 impl Pod {

@@ -112,6 +112,7 @@ async fn download(
         let chunk = chunk.map_err(|e| failed(e.to_string()))?;
         hasher.update(&chunk);
         received += chunk.len() as u64;
+        crate::crash::point("image.pull.during_unpack");
         if tx.send(chunk).await.is_err() {
             // The unpacker stopped early; its error says why.
             let digest = Digest::from_sha256(hasher.finalize().into());

@@ -86,6 +86,7 @@ impl Puller {
         let started = Instant::now();
         let resolved = self.resolve(index, reference, credentials.as_ref()).await?;
         let (record, fetched) = self.fetch_layers(index, reference, resolved).await?;
+        crate::crash::point("image.pull.after_layers");
         let record = index.add(record)?;
         tracing::info!(
             image = %name,
