@@ -7,6 +7,7 @@
 //! its files when dropped, so a failing test leaves nothing behind.
 //! Certificates and htpasswd files are generated in-process.
 
+pub mod cgroups;
 pub mod client;
 pub mod cri;
 pub mod critest;

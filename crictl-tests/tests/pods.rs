@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crictl_tests::guard::{free_port, KillOnDrop};
 use crictl_tests::network::mounts_under;
-use crictl_tests::{cri, Daemon, DaemonBuilder, TestNetwork};
+use crictl_tests::{cgroups, cri, Daemon, DaemonBuilder, TestNetwork};
 use serde_json::{json, Value};
 
 /// A daemon with a test network (declared in this order so the daemon
@@ -83,23 +83,6 @@ fn in_pod_net(daemon: &Daemon, id: &str, args: &[&str]) -> Command {
         .arg("busybox")
         .args(args);
     cmd
-}
-
-/// The cgroup directories of `path` that exist, in every hierarchy.
-fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
-    let rel = path.trim_start_matches('/');
-    let mut found = Vec::new();
-    let root = Path::new("/sys/fs/cgroup");
-    if root.join(rel).is_dir() && root.join("cgroup.controllers").exists() {
-        found.push(root.join(rel));
-    }
-    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
-        let dir = entry.path().join(rel);
-        if dir.is_dir() {
-            found.push(dir);
-        }
-    }
-    found
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
@@ -394,7 +377,7 @@ fn stop_and_remove_are_idempotent_and_leave_nothing() {
     let record = &status["info"];
     let cgroup = record["cgroup"].as_str().expect("a pod cgroup").to_string();
     let init_pid = record["init"]["pid"].as_i64().expect("a shared-pid init");
-    assert!(!cgroup_dirs(&cgroup).is_empty(), "cgroup {cgroup} made");
+    assert!(!cgroups::dirs(&cgroup).is_empty(), "cgroup {cgroup} made");
     assert!(Path::new(&format!("/proc/{init_pid}")).exists());
 
     daemon.crictl(&["stopp", &id]).ok();
@@ -413,7 +396,7 @@ fn stop_and_remove_are_idempotent_and_leave_nothing() {
     daemon.crictl(&["rmp", &id]).ok();
     assert!(!dir.exists());
     assert_eq!(
-        cgroup_dirs(&cgroup),
+        cgroups::dirs(&cgroup),
         Vec::<PathBuf>::new(),
         "cgroup removed"
     );

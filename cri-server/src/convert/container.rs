@@ -13,6 +13,8 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::security_profile::ProfileType;
 use tonic::Status;
 
+use super::validate::{self, invalid};
+
 /// The runtime's request for a CRI `ContainerConfig`.
 pub fn new_container(c: &cri::ContainerConfig) -> Result<NewContainer, Status> {
     let meta = c
@@ -22,6 +24,8 @@ pub fn new_container(c: &cri::ContainerConfig) -> Result<NewContainer, Status> {
     if meta.name.is_empty() {
         return Err(invalid("config.metadata.name", "is empty"));
     }
+    validate::name("config.metadata.name", &meta.name)?;
+    let log_path = validate::log_path(&c.log_path)?;
     let image = c
         .image
         .as_ref()
@@ -31,7 +35,7 @@ pub fn new_container(c: &cri::ContainerConfig) -> Result<NewContainer, Status> {
     let mut env = Vec::with_capacity(c.envs.len());
     for kv in &c.envs {
         if kv.key.is_empty() || kv.key.contains('=') || kv.key.contains('\0') {
-            return Err(invalid("config.envs", &format!("bad name {:?}", kv.key)));
+            return Err(invalid("config.envs", format!("bad name {:?}", kv.key)));
         }
         env.push((kv.key.clone(), kv.value.clone()));
     }
@@ -73,7 +77,7 @@ pub fn new_container(c: &cri::ContainerConfig) -> Result<NewContainer, Status> {
         image: image.to_string(),
         labels: sorted(&c.labels),
         annotations: sorted(&c.annotations),
-        log_path: c.log_path.clone(),
+        log_path,
         config,
         pid: None,
     })
@@ -121,10 +125,6 @@ pub fn pid_choice(c: &cri::ContainerConfig) -> Result<PidChoice, Status> {
     }
 }
 
-fn invalid(field: &str, why: &str) -> Status {
-    Status::invalid_argument(format!("{field} {why}"))
-}
-
 fn sorted(m: &HashMap<String, String>) -> BTreeMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
@@ -133,13 +133,13 @@ fn mount(m: &cri::Mount) -> Result<MountConfig, Status> {
     if !m.container_path.starts_with('/') {
         return Err(invalid(
             "config.mounts.container_path",
-            &format!("{:?} is not absolute", m.container_path),
+            format!("{:?} is not absolute", m.container_path),
         ));
     }
     if !m.host_path.starts_with('/') {
         return Err(invalid(
             "config.mounts.host_path",
-            &format!("{:?} is not absolute", m.host_path),
+            format!("{:?} is not absolute", m.host_path),
         ));
     }
     let propagation = match cri::MountPropagation::try_from(m.propagation) {
@@ -175,14 +175,29 @@ pub fn resources(r: Option<&cri::LinuxContainerResources>) -> Result<Resources, 
         return Ok(Resources::default());
     };
     let positive = |v: i64| u64::try_from(v).ok().filter(|v| *v > 0);
-    if r.cpu_period < 0 || r.cpu_shares < 0 || r.memory_limit_in_bytes < 0 {
-        return Err(invalid("linux.resources", "has a negative limit"));
+    for (field, v) in [
+        ("cpu_period", r.cpu_period),
+        ("cpu_shares", r.cpu_shares),
+        ("memory_limit_in_bytes", r.memory_limit_in_bytes),
+    ] {
+        if v < 0 {
+            return Err(invalid(
+                &format!("linux.resources.{field}"),
+                format_args!("{v} is negative (0 means unset)"),
+            ));
+        }
+    }
+    if r.cpu_quota < -1 {
+        return Err(invalid(
+            "linux.resources.cpu_quota",
+            format_args!("{} is negative (0 or -1 mean no limit)", r.cpu_quota),
+        ));
     }
     let oom = i32::try_from(r.oom_score_adj)
         .ok()
         .filter(|v| (-1000..=1000).contains(v))
         .ok_or_else(|| invalid("linux.resources.oom_score_adj", "is not in -1000..1000"))?;
-    Ok(Resources {
+    let resources = Resources {
         cpu_shares: positive(r.cpu_shares),
         cpu_quota: Some(r.cpu_quota).filter(|q| *q > 0),
         cpu_period: positive(r.cpu_period),
@@ -192,7 +207,9 @@ pub fn resources(r: Option<&cri::LinuxContainerResources>) -> Result<Resources, 
         pids_limit: None,
         oom_score_adj: Some(oom).filter(|v| *v != 0),
         unified: sorted(&r.unified),
-    })
+    };
+    validate::resources(&resources)?;
+    Ok(resources)
 }
 
 fn security(s: Option<&cri::LinuxContainerSecurityContext>) -> Result<Security, Status> {
@@ -200,9 +217,7 @@ fn security(s: Option<&cri::LinuxContainerSecurityContext>) -> Result<Security, 
         return Ok(Security::default());
     };
     let id = |v: &Option<cri::Int64Value>, field: &str| -> Result<Option<u32>, Status> {
-        v.as_ref()
-            .map(|v| u32::try_from(v.value).map_err(|_| invalid(field, "is not a valid id")))
-            .transpose()
+        v.as_ref().map(|v| validate::id(field, v.value)).transpose()
     };
     // A group without a user to go with it is refused, as containerd does.
     if s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty() {
@@ -214,10 +229,7 @@ fn security(s: Option<&cri::LinuxContainerSecurityContext>) -> Result<Security, 
     let supplemental_groups = s
         .supplemental_groups
         .iter()
-        .map(|g| {
-            u32::try_from(*g)
-                .map_err(|_| invalid("security_context.supplemental_groups", "bad gid"))
-        })
+        .map(|g| validate::id("security_context.supplemental_groups", *g))
         .collect::<Result<_, _>>()?;
     let caps = s.capabilities.clone().unwrap_or_default();
     Ok(Security {
@@ -271,7 +283,7 @@ fn seccomp(p: Option<&cri::SecurityProfile>, legacy: &str) -> Result<SeccompProf
             Some(path) if path.starts_with('/') => Ok(SeccompProfile::Localhost(path.into())),
             _ => Err(invalid(
                 "security_context.seccomp_profile_path",
-                &format!("{other:?} is not a known profile"),
+                format!("{other:?} is not a known profile"),
             )),
         },
     }

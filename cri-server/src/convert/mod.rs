@@ -4,3 +4,7 @@ pub mod container;
 pub mod image;
 pub mod pod;
 pub mod stats;
+pub mod validate;
+
+#[cfg(test)]
+mod refusals;

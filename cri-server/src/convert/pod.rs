@@ -12,6 +12,8 @@ use k8s_cri::v1::{
 };
 use tonic::Status;
 
+use super::validate;
+
 /// The runtime's pod config for a CRI `PodSandboxConfig`; what cannot be
 /// honoured is refused here with the field it came from.
 pub fn pod_config(c: &PodSandboxConfig, runtime_handler: &str) -> Result<PodConfig, Status> {
@@ -24,8 +26,17 @@ pub fn pod_config(c: &PodSandboxConfig, runtime_handler: &str) -> Result<PodConf
             "PodSandboxConfig.metadata.name is required",
         ));
     }
+    validate::cni_name("PodSandboxConfig.metadata.name", &meta.name)?;
+    validate::cni_name("PodSandboxConfig.metadata.namespace", &meta.namespace)?;
+    validate::cni_name("PodSandboxConfig.metadata.uid", &meta.uid)?;
+    validate::hostname(&c.hostname)?;
     let log_directory = match c.log_directory.as_str() {
         "" => None,
+        dir if dir.contains('\0') => {
+            return Err(Status::invalid_argument(format!(
+                "PodSandboxConfig.log_directory {dir:?} holds NUL"
+            )))
+        }
         dir if dir.starts_with('/') => Some(PathBuf::from(dir)),
         dir => {
             return Err(Status::invalid_argument(format!(
@@ -34,6 +45,22 @@ pub fn pod_config(c: &PodSandboxConfig, runtime_handler: &str) -> Result<PodConf
         }
     };
     let linux = c.linux.clone().unwrap_or_default();
+    if let Some(s) = &linux.security_context {
+        let field = |f: &str| format!("PodSandboxConfig.linux.security_context.{f}");
+        for (f, v) in [
+            ("run_as_user", &s.run_as_user),
+            ("run_as_group", &s.run_as_group),
+        ] {
+            if let Some(v) = v {
+                validate::id(&field(f), v.value)?;
+            }
+        }
+        for g in &s.supplemental_groups {
+            validate::id(&field("supplemental_groups"), *g)?;
+        }
+    }
+    let sysctls = sorted(&linux.sysctls);
+    validate::sysctls(&sysctls)?;
     let ns = linux
         .security_context
         .as_ref()
@@ -58,7 +85,8 @@ pub fn pod_config(c: &PodSandboxConfig, runtime_handler: &str) -> Result<PodConf
         .port_mappings
         .iter()
         .map(port_mapping)
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    validate::port_mappings(&port_mappings)?;
     Ok(PodConfig {
         name: meta.name.clone(),
         namespace: meta.namespace.clone(),
@@ -75,7 +103,7 @@ pub fn pod_config(c: &PodSandboxConfig, runtime_handler: &str) -> Result<PodConf
         labels: sorted(&c.labels),
         annotations: sorted(&c.annotations),
         cgroup_parent: linux.cgroup_parent.clone(),
-        sysctls: sorted(&linux.sysctls),
+        sysctls,
         host_network: network == NamespaceMode::Node,
         host_ipc: ipc == NamespaceMode::Node,
         pid,

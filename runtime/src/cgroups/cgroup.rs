@@ -127,6 +127,8 @@ impl Cgroup {
 
     /// Applies memory, cpu, cpuset, pids (and on v1 device) limits.
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
+        // Every value checked before the first write: a bad one changes nothing.
+        convert::check(r)?;
         match self.v2_view() {
             Some(v2) => v2.apply(r),
             None => {

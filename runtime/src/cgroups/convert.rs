@@ -1,11 +1,19 @@
 //! OCI resource values to the strings cgroup files take, checked before they
 //! reach the kernel so a bad request is an InvalidArgument naming the value.
 
+use oci_spec::runtime::LinuxResources;
+
 use super::error::{Error, Result};
 
 /// v1 `cpu.shares` range, and the v2 `cpu.weight` range.
 const SHARES_MIN: u64 = 2;
 const SHARES_MAX: u64 = 262_144;
+/// The CFS period the kernel takes, in µs (1 ms to 1 s), and the smallest
+/// quota (1 ms): `cpu.cfs_period_us`/`cpu.cfs_quota_us` and `cpu.max`
+/// answer EINVAL outside them.
+const PERIOD_MIN: u64 = 1_000;
+const PERIOD_MAX: u64 = 1_000_000;
+const QUOTA_MIN: i64 = 1_000;
 const WEIGHT_MIN: u64 = 1;
 const WEIGHT_MAX: u64 = 10_000;
 
@@ -21,6 +29,70 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     let s = shares.clamp(SHARES_MIN, SHARES_MAX);
     let w = WEIGHT_MIN + (s - SHARES_MIN) * (WEIGHT_MAX - WEIGHT_MIN) / (SHARES_MAX - SHARES_MIN);
     w.clamp(WEIGHT_MIN, WEIGHT_MAX)
+}
+
+/// Checks every value of `r` that [`crate::cgroups::Cgroup::apply`] would
+/// write, without writing anything: what the kernel would refuse (or, for
+/// cpu shares, silently clamp, which runc reports as an error) is an
+/// InvalidArgument naming the value. Unset values (`None`, and for shares
+/// and period 0, for the quota 0 or negative) pass. Host-dependent refusals
+/// (a controller that is not mounted) are left to `apply`.
+///
+/// The one place these rules live: `apply` runs it first (so a bad update
+/// writes nothing), and the CRI layer runs it before a container is made.
+pub fn check(r: &LinuxResources) -> Result<()> {
+    let bad = |what, value: String, reason| Error::InvalidValue {
+        what,
+        value,
+        reason,
+    };
+    if let Some(m) = r.memory() {
+        if let Some(limit) = m.limit() {
+            memory_limit(limit, true)?;
+        }
+    }
+    if let Some(cpu) = r.cpu() {
+        if let Some(s) = cpu.shares().filter(|s| *s > 0) {
+            if !(SHARES_MIN..=SHARES_MAX).contains(&s) {
+                return Err(bad("cpu.shares", s.to_string(), "must be in 2..=262144"));
+            }
+        }
+        if let Some(p) = cpu.period().filter(|p| *p > 0) {
+            if !(PERIOD_MIN..=PERIOD_MAX).contains(&p) {
+                return Err(bad(
+                    "cpu.cfs_period_us",
+                    p.to_string(),
+                    "must be in 1000..=1000000 (1 ms to 1 s)",
+                ));
+            }
+        }
+        if let Some(q) = cpu.quota().filter(|q| (1..QUOTA_MIN).contains(q)) {
+            return Err(bad(
+                "cpu.cfs_quota_us",
+                q.to_string(),
+                "must be at least 1000 (1 ms), or 0/-1 for no limit",
+            ));
+        }
+        if let Some(cpus) = cpu.cpus().as_deref().filter(|s| !s.trim().is_empty()) {
+            cpuset_list("cpuset.cpus", cpus)?;
+        }
+        if let Some(mems) = cpu.mems().as_deref().filter(|s| !s.trim().is_empty()) {
+            cpuset_list("cpuset.mems", mems)?;
+        }
+    }
+    if let Some(map) = r.unified() {
+        for (k, v) in map {
+            unified_key(k)?;
+            if v.contains(['\n', '\0']) {
+                return Err(bad(
+                    "unified resource value",
+                    format!("{k}={v}"),
+                    "must be one line without NUL",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A memory limit for `memory.limit_in_bytes` (v1) or `memory.max` (v2):
@@ -111,6 +183,7 @@ pub(crate) fn path_components(path: &str) -> Result<Vec<String>> {
 pub(crate) fn unified_key(key: &str) -> Result<&str> {
     let ok = !key.is_empty()
         && key.contains('.')
+        && !key.contains(|c: char| c.is_control() || c.is_whitespace())
         && !key.contains('/')
         && !key.starts_with("cgroup.")
         && key != "."

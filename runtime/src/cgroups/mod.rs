@@ -30,7 +30,7 @@ mod v2;
 mod tests;
 
 pub use cgroup::{ensure_parent, Cgroup};
-pub use convert::shares_to_weight;
+pub use convert::{check as check_resources, shares_to_weight};
 pub use error::{Error, Result};
 pub use hierarchy::{detect, detect_from, self_cgroup, Controller, Hierarchy};
 pub use stats::CgroupStats;

@@ -56,4 +56,4 @@ pub use pod_init::spawn_pod_init;
 pub use pty::{open_pty, open_resize_fifo, resize_pty};
 pub use rootfs::{mount_rootfs, RootfsLayers};
 pub use shm::{mount_shm, unmount_shm, DEFAULT_SHM_SIZE};
-pub use sysctl::{namespace_of as sysctl_namespace, Namespace};
+pub use sysctl::{check_shape as check_sysctl, namespace_of as sysctl_namespace, Namespace};

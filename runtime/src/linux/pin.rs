@@ -82,7 +82,7 @@ fn plan(opts: &PinOptions) -> Result<Plan> {
     }
     let mut sysctls = Vec::with_capacity(opts.sysctls.len());
     for (name, value) in &opts.sysctls {
-        let path = sysctl::check(name, &namespaces)?;
+        let path = sysctl::check(name, value, &namespaces)?;
         sysctls.push((name.clone(), path, value.clone()));
     }
     Ok(Plan {

@@ -52,9 +52,12 @@ pub fn namespace_of(name: &str) -> Option<Namespace> {
 }
 
 /// The path under `/proc/sys` of a sysctl given in dotted (`net.ipv4.x`) or
-/// slashed (`net/ipv4/conf/eth0.100/x`) form, refused when it is malformed
-/// or not namespaced in one of `new` (the namespaces being created).
-pub fn check(name: &str, new: &[Namespace]) -> Result<PathBuf> {
+/// slashed (`net/ipv4/conf/eth0.100/x`) form, with its value: refused when
+/// the name is malformed (a component that is empty, `.` or `..`, or holds
+/// anything but ASCII letters, digits and `_-.+`, so nothing can leave
+/// `/proc/sys`) or the value holds a newline or NUL (one value per file).
+/// Says nothing of namespaces; see [`check`].
+pub fn check_shape(name: &str, value: &str) -> Result<PathBuf> {
     let bad = |reason: &str| Error::Sysctl {
         name: name.to_owned(),
         reason: reason.to_owned(),
@@ -74,6 +77,20 @@ pub fn check(name: &str, new: &[Namespace]) -> Result<PathBuf> {
     if parts.len() < 2 || !parts.iter().all(well_formed) {
         return Err(bad("not a sysctl name"));
     }
+    if value.contains(['\n', '\0']) {
+        return Err(bad("the value holds a newline or NUL"));
+    }
+    Ok(PathBuf::from("/proc/sys").join(parts.join("/")))
+}
+
+/// [`check_shape`], and refused when the sysctl is not namespaced in one
+/// of `new` (the namespaces being created).
+pub fn check(name: &str, value: &str, new: &[Namespace]) -> Result<PathBuf> {
+    let path = check_shape(name, value)?;
+    let bad = |reason: &str| Error::Sysctl {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    };
     match namespace_of(name) {
         None => Err(bad(
             "not namespaced (only net.*, kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.* \
@@ -83,7 +100,7 @@ pub fn check(name: &str, new: &[Namespace]) -> Result<PathBuf> {
             "needs the pod's own {} namespace, which it does not have",
             ns.name()
         ))),
-        Some(_) => Ok(PathBuf::from("/proc/sys").join(parts.join("/"))),
+        Some(_) => Ok(path),
     }
 }
 
@@ -97,11 +114,11 @@ mod tests {
     #[test]
     fn namespaced_ones_map_to_proc_sys() {
         assert_eq!(
-            check("net.ipv4.ping_group_range", ALL).ok(),
+            check("net.ipv4.ping_group_range", "0 1", ALL).ok(),
             Some(PathBuf::from("/proc/sys/net/ipv4/ping_group_range"))
         );
         assert_eq!(
-            check("net/ipv4/conf/eth0.100/forwarding", ALL).ok(),
+            check("net/ipv4/conf/eth0.100/forwarding", "1", ALL).ok(),
             Some(PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/forwarding"))
         );
         for ipc in [
@@ -110,7 +127,7 @@ mod tests {
             "kernel.sem",
             "fs.mqueue.msg_max",
         ] {
-            assert!(check(ipc, &[Namespace::Ipc]).is_ok(), "{ipc}");
+            assert!(check(ipc, "1", &[Namespace::Ipc]).is_ok(), "{ipc}");
         }
     }
 
@@ -122,7 +139,7 @@ mod tests {
             "kernel.semx",
             "fs.file-max",
         ] {
-            let e = check(name, ALL).err();
+            let e = check(name, "1", ALL).err();
             assert!(
                 matches!(&e, Some(e) if e.kind() == ErrorKind::InvalidArgument
                     && e.to_string().contains("not namespaced")),
@@ -133,9 +150,14 @@ mod tests {
 
     #[test]
     fn needs_the_matching_new_namespace() {
-        let e = check("net.ipv4.ip_forward", &[Namespace::Ipc, Namespace::Uts]).err();
+        let e = check(
+            "net.ipv4.ip_forward",
+            "1",
+            &[Namespace::Ipc, Namespace::Uts],
+        )
+        .err();
         assert!(matches!(&e, Some(e) if e.to_string().contains("net namespace")));
-        assert!(check("kernel.shmmax", &[Namespace::Net]).is_err());
+        assert!(check("kernel.shmmax", "1", &[Namespace::Net]).is_err());
     }
 
     #[test]
@@ -148,7 +170,23 @@ mod tests {
             "",
             "net/ipv4/",
         ] {
-            assert!(check(name, ALL).is_err(), "{name:?}");
+            assert!(check(name, "1", ALL).is_err(), "{name:?}");
+        }
+        for name in ["net.ipv4.x\n", "net\0.x", "net/ipv4/../../../etc/x"] {
+            assert!(check_shape(name, "1").is_err(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn values_are_one_line() {
+        assert!(check_shape("net.ipv4.ip_local_port_range", "1024 65535").is_ok());
+        assert!(check_shape("net.ipv4.ip_local_port_range", "1024\t65535").is_ok());
+        for value in ["1\n2", "1\n", "1\0"] {
+            let e = check_shape("net.ipv4.ip_forward", value).err();
+            assert!(
+                matches!(&e, Some(e) if e.kind() == ErrorKind::InvalidArgument),
+                "{value:?}: {e:?}"
+            );
         }
     }
 }

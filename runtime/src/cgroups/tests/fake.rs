@@ -133,6 +133,17 @@ fn v1_create_copies_cpuset_and_applies_limits() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.to_string().contains("1-x"), "{e}");
     assert_eq!(crate::Error::from(e).kind(), ErrorKind::InvalidArgument);
+    // Refused before the first write: the memory limit that comes before
+    // the bad cpuset in the request is not written either.
+    let mut half = resources("1-x");
+    half.set_memory(Some(
+        LinuxMemoryBuilder::default()
+            .limit(64i64 << 20)
+            .build()
+            .unwrap(),
+    ));
+    assert!(cg.apply(&half).is_err());
+    assert_eq!(read(&m.join("memory.limit_in_bytes")), "33554432");
 
     let s = cg.stats().unwrap();
     assert_eq!(s.cpu_usage_ns, 123_456_789);

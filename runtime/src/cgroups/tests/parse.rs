@@ -2,7 +2,9 @@
 
 use std::fs;
 
-use crate::cgroups::convert::{cpu_max, cpuset_list, memory_limit, path_components, pids_limit};
+use crate::cgroups::convert::{
+    check, cpu_max, cpuset_list, memory_limit, path_components, pids_limit,
+};
 use crate::cgroups::hierarchy::{parse_mountinfo, parse_proc_cgroup};
 use crate::cgroups::*;
 use crate::ErrorKind;
@@ -121,5 +123,92 @@ fn value_conversions() {
             ErrorKind::InvalidArgument,
             "{bad}"
         );
+    }
+}
+
+#[test]
+fn check_refuses_what_the_kernel_would_and_passes_unset_values() {
+    use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
+    use std::collections::HashMap;
+    let cpu = |b: LinuxCpuBuilder| {
+        LinuxResourcesBuilder::default()
+            .cpu(b.build().unwrap())
+            .build()
+            .unwrap()
+    };
+    let ok = [
+        cpu(LinuxCpuBuilder::default()),
+        cpu(LinuxCpuBuilder::default()
+            .shares(0u64)
+            .period(0u64)
+            .quota(-1i64)),
+        cpu(LinuxCpuBuilder::default().quota(0i64)),
+        cpu(LinuxCpuBuilder::default()
+            .shares(2u64)
+            .period(1_000u64)
+            .quota(1_000i64)),
+        cpu(LinuxCpuBuilder::default()
+            .shares(262_144u64)
+            .period(1_000_000u64)),
+        cpu(LinuxCpuBuilder::default().cpus("0-1,3").mems(" ")),
+    ];
+    for r in &ok {
+        check(r).unwrap_or_else(|e| panic!("{r:?}: {e}"));
+    }
+    let bad = [
+        (cpu(LinuxCpuBuilder::default().shares(1u64)), "cpu.shares"),
+        (
+            cpu(LinuxCpuBuilder::default().shares(262_145u64)),
+            "cpu.shares",
+        ),
+        (
+            cpu(LinuxCpuBuilder::default().period(999u64)),
+            "cpu.cfs_period_us",
+        ),
+        (
+            cpu(LinuxCpuBuilder::default().period(1_000_001u64)),
+            "cpu.cfs_period_us",
+        ),
+        (
+            cpu(LinuxCpuBuilder::default().quota(999i64)),
+            "cpu.cfs_quota_us",
+        ),
+        (
+            cpu(LinuxCpuBuilder::default().quota(1i64)),
+            "cpu.cfs_quota_us",
+        ),
+        (cpu(LinuxCpuBuilder::default().cpus("0-x")), "cpuset.cpus"),
+        (cpu(LinuxCpuBuilder::default().mems("1\n2")), "cpuset.mems"),
+    ];
+    for (r, what) in &bad {
+        let e = check(r).expect_err(what);
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(
+            matches!(&e, Error::InvalidValue { what: w, .. } if w == what),
+            "{e}"
+        );
+    }
+    let memory = LinuxResourcesBuilder::default()
+        .memory(LinuxMemoryBuilder::default().limit(0i64).build().unwrap())
+        .build()
+        .unwrap();
+    assert!(check(&memory).is_err());
+    let unified = |k: &str, v: &str| {
+        LinuxResourcesBuilder::default()
+            .unified(HashMap::from([(k.to_string(), v.to_string())]))
+            .build()
+            .unwrap()
+    };
+    check(&unified("memory.high", "1M")).unwrap();
+    for (k, v) in [
+        ("../memory.high", "1"),
+        ("memory/high", "1"),
+        ("memory.high\n", "1"),
+        ("cgroup.procs", "1"),
+        ("memory.high", "1\n2"),
+        ("memory.high", "1\0"),
+    ] {
+        let e = check(&unified(k, v)).expect_err(k);
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{k:?}={v:?}: {e}");
     }
 }
