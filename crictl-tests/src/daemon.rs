@@ -129,6 +129,7 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
         std::fs::write(&crictl_config, "").expect("write crictl.yaml");
         let mut daemon = Daemon {
             child: None,
+            env: Vec::new(),
             socket,
             log_path,
             crictl_config,
@@ -164,6 +165,7 @@ impl Default for DaemonBuilder {
 /// removes its directory; a panicking test gets the daemon log printed.
 pub struct Daemon {
     child: Option<Child>,
+    env: Vec<(String, String)>,
     socket: PathBuf,
     log_path: PathBuf,
     crictl_config: PathBuf,
@@ -185,6 +187,7 @@ impl Daemon {
             .arg("--config")
             .arg(&self.config_path)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log)
@@ -288,6 +291,42 @@ impl Daemon {
             args: args.iter().map(|s| s.to_string()).collect(),
             output,
         }
+    }
+
+    /// Sets (or, with `None`, unsets) an environment variable of the
+    /// daemon's from its next start on.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
+    }
+
+    /// Waits for the daemon to exit by itself (a crash point, say).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("cortend was started");
+        let status = child.wait().expect("wait for cortend");
+        self.child = None;
+        status
+    }
+
+    /// Whether the daemon process has exited (reaping it if so).
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(_))) => {
+                self.child = None;
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
+    /// Sends SIGKILL and reaps the daemon, as a crash would end it.
+    pub fn kill9(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = child.kill();
+        child.wait().ok()
     }
 
     /// Sends SIGTERM and waits for the daemon to exit.
