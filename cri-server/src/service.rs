@@ -10,6 +10,7 @@ use corten_runtime::image::{Images, RegistryConfig};
 use corten_runtime::network::Cni;
 use corten_runtime::sandbox::Pods;
 use corten_runtime::store::MetaStore;
+use corten_runtime::Runtime;
 use tonic::Status;
 
 use crate::config::Config;
@@ -27,13 +28,15 @@ pub struct Cri {
     /// The effective configuration.
     pub config: Config,
     /// Pulled images.
-    pub images: Images,
+    pub images: Arc<Images>,
     /// Pod sandboxes.
-    pub pods: Pods,
+    pub pods: Arc<Pods>,
     /// The streaming server (Exec, Attach, PortForward URLs).
     pub streaming: Arc<Streaming>,
     /// Containers.
     pub containers: Containers,
+    /// The lifecycle rules over pods and containers together.
+    pub runtime: Runtime,
 }
 
 impl Cri {
@@ -45,17 +48,21 @@ impl Cri {
         let store = Arc::new(
             MetaStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
         );
-        let images = Images::open(store.clone(), &config.root_dir, registry_config(&config))
-            .context("cannot open the image store")?;
+        let images = Arc::new(
+            Images::open(store.clone(), &config.root_dir, registry_config(&config))
+                .context("cannot open the image store")?,
+        );
         let shim = shim_binary(&config)?;
         let cni = Cni::new(
             &config.cni.conf_dir,
             config.cni.bin_dirs.clone(),
             config.root_dir.join(CNI_CACHE),
         );
-        let pods = Pods::open(store.clone(), &config.state_dir, &shim, cni)
-            .await
-            .context("cannot open the pod store")?;
+        let pods = Arc::new(
+            Pods::open(store.clone(), &config.state_dir, &shim, cni)
+                .await
+                .context("cannot open the pod store")?,
+        );
         let runtime = ContainerRuntime::new(&config.state_dir, &config.root_dir, &shim);
         let containers = Containers::open(store, runtime.clone(), images.holds())
             .context("cannot open the container records")?;
@@ -67,12 +74,14 @@ impl Cri {
             runtime.clone(),
         )
         .await?;
+        let runtime = Runtime::new(images.clone(), pods.clone(), containers.clone());
         Ok(Cri {
             config,
             images,
             pods,
             streaming,
             containers,
+            runtime,
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod container;
 pub mod crash;
 pub mod error;
+mod facade;
 pub mod image;
 #[allow(unsafe_code)]
 pub mod linux;
@@ -22,6 +23,7 @@ pub mod spec;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};
+pub use facade::{PidNamespace, Runtime};
 
 /// The crate version, reported by the CRI `Version` RPC.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

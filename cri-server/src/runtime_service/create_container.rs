@@ -4,7 +4,7 @@ use k8s_cri::v1::{CreateContainerRequest, CreateContainerResponse};
 use tonic::Status;
 
 use super::pod_lookup::pod_context;
-use corten_runtime::spec::NsMode;
+use corten_runtime::PidNamespace;
 
 use crate::convert::container::{new_container, pid_choice, PidChoice};
 use crate::error::CriError;
@@ -20,20 +20,11 @@ pub async fn create_container(
         .ok_or_else(|| Status::invalid_argument("config is required"))?;
     let mut new = new_container(config)?;
     let pod = pod_context(cri, &req.pod_sandbox_id)?;
-    new.pid = match pid_choice(config)? {
-        PidChoice::Pod => None,
-        PidChoice::Container => Some(NsMode::New),
-        PidChoice::Node => Some(NsMode::Host),
-        PidChoice::Target(target) => {
-            let t = cri.containers.status(&target).map_err(CriError)?;
-            if t.pid <= 0 {
-                return Err(Status::failed_precondition(format!(
-                    "target container {} is not running: cannot share its pid namespace",
-                    t.id
-                )));
-            }
-            Some(NsMode::Path(format!("/proc/{}/ns/pid", t.pid).into()))
-        }
+    let pid = match pid_choice(config)? {
+        PidChoice::Pod => PidNamespace::Pod,
+        PidChoice::Container => PidNamespace::Own,
+        PidChoice::Node => PidNamespace::Host,
+        PidChoice::Target(target) => PidNamespace::Target(target),
     };
     // The annotations containerd puts in the OCI spec, for tools that
     // look for them (the record keeps the request's own).
@@ -50,8 +41,8 @@ pub async fn create_container(
         new.config.annotations.insert(key.to_string(), value);
     }
     let container_id = cri
-        .containers
-        .create(&cri.images, &pod, new)
+        .runtime
+        .create_container(&pod.pod_id, new, pid)
         .await
         .map_err(CriError)?;
     Ok(CreateContainerResponse { container_id })

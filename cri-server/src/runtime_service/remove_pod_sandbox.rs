@@ -14,15 +14,8 @@ pub async fn remove_pod_sandbox(
     if req.pod_sandbox_id.is_empty() {
         return Err(Status::invalid_argument("pod_sandbox_id is required"));
     }
-    if let Ok(pod) = cri.pods.get(&req.pod_sandbox_id) {
-        cri.containers
-            .remove_all_of_pod(&pod.id)
-            .await
-            .map_err(CriError)?;
-        corten_runtime::crash::point("pod.remove.after_containers");
-    }
-    cri.pods
-        .remove(&req.pod_sandbox_id)
+    cri.runtime
+        .remove_pod(&req.pod_sandbox_id)
         .await
         .map_err(CriError)?;
     Ok(RemovePodSandboxResponse {})

@@ -10,8 +10,8 @@ pub async fn start_container(
     cri: &Cri,
     req: StartContainerRequest,
 ) -> Result<StartContainerResponse, Status> {
-    cri.containers
-        .start(&req.container_id)
+    cri.runtime
+        .start_container(&req.container_id)
         .await
         .map_err(CriError)?;
     Ok(StartContainerResponse {})

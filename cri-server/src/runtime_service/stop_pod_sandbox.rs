@@ -2,7 +2,6 @@
 //! and releases its namespaces; the record stays. Idempotent; an unknown
 //! pod is not an error (kubelet stops pods it may have lost track of).
 
-use corten_runtime::ErrorKind;
 use k8s_cri::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
 use tonic::Status;
 
@@ -16,18 +15,9 @@ pub async fn stop_pod_sandbox(
     if req.pod_sandbox_id.is_empty() {
         return Err(Status::invalid_argument("pod_sandbox_id is required"));
     }
-    // The pod's containers first, killed at once as containerd does
-    // (kubelet has stopped them with their grace period already).
-    if let Ok(pod) = cri.pods.get(&req.pod_sandbox_id) {
-        cri.containers
-            .stop_all_of_pod(&pod.id, std::time::Duration::ZERO)
-            .await
-            .map_err(CriError)?;
-        corten_runtime::crash::point("pod.stop.after_containers");
-    }
-    match cri.pods.stop(&req.pod_sandbox_id).await {
-        Ok(_) => Ok(StopPodSandboxResponse {}),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(StopPodSandboxResponse {}),
-        Err(e) => Err(CriError(e).into()),
-    }
+    cri.runtime
+        .stop_pod(&req.pod_sandbox_id)
+        .await
+        .map_err(CriError)?;
+    Ok(StopPodSandboxResponse {})
 }

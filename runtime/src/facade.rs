@@ -1,0 +1,164 @@
+//! [`Runtime`]: the rules of the lifecycle that span pods and containers,
+//! in one place. A pod's containers are stopped and removed under the
+//! pod's lock, taken alone; a container is created or started under the
+//! same lock, shared, after checking the pod is ready. So a CreateContainer
+//! racing a StopPodSandbox either lands first (and is stopped with the
+//! pod) or finds the pod stopped and is refused, and a container of a
+//! stopped pod cannot be started.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::container::{self, ContainerState, Containers, NewContainer};
+use crate::image::Images;
+use crate::locks::KeyedLocks;
+use crate::sandbox::{Pod, PodState, Pods};
+use crate::spec::NsMode;
+use crate::ErrorKind;
+
+/// The PID namespace a new container asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidNamespace {
+    /// Its pod's (the default).
+    Pod,
+    /// One of its own.
+    Own,
+    /// The host's.
+    Host,
+    /// That of this other running container (id or unique prefix).
+    Target(String),
+}
+
+/// The node's pods, their containers and the images they run.
+#[derive(Debug)]
+pub struct Runtime {
+    images: Arc<Images>,
+    pods: Arc<Pods>,
+    containers: Containers,
+    /// Per pod: shared by container creation and start, alone for the
+    /// pod's stop and removal.
+    gates: KeyedLocks,
+}
+
+impl Runtime {
+    /// The runtime over these stores.
+    pub fn new(images: Arc<Images>, pods: Arc<Pods>, containers: Containers) -> Runtime {
+        Runtime {
+            images,
+            pods,
+            containers,
+            gates: KeyedLocks::default(),
+        }
+    }
+
+    /// The pod `id_or_prefix`, which must be Ready.
+    fn ready_pod(&self, id_or_prefix: &str, what: &str) -> Result<Pod, crate::Error> {
+        let pod = self.pods.get(id_or_prefix)?;
+        if pod.state != PodState::Ready {
+            return Err(container::Error::Refused {
+                id: pod.id.clone(),
+                message: format!("pod {} is not ready: cannot {what}", pod.id),
+            }
+            .into());
+        }
+        Ok(pod)
+    }
+
+    /// Creates a container in pod `pod_id`, which must be ready.
+    pub async fn create_container(
+        &self,
+        pod_id: &str,
+        mut new: NewContainer,
+        pid: PidNamespace,
+    ) -> Result<String, crate::Error> {
+        let pod_id = self.pods.get(pod_id)?.id;
+        let _gate = self.gates.read(&pod_id).await;
+        let pod = self.ready_pod(&pod_id, "create a container in it")?;
+        new.pid = match pid {
+            PidNamespace::Pod => None,
+            PidNamespace::Own => Some(NsMode::New),
+            PidNamespace::Host => Some(NsMode::Host),
+            PidNamespace::Target(target) => {
+                let t = self.containers.status(&target)?;
+                if t.state != ContainerState::Running || t.pid <= 0 {
+                    return Err(container::Error::Refused {
+                        id: t.id.clone(),
+                        message: format!(
+                            "target container {} is not running: cannot share its pid namespace",
+                            t.id
+                        ),
+                    }
+                    .into());
+                }
+                Some(NsMode::Path(format!("/proc/{}/ns/pid", t.pid).into()))
+            }
+        };
+        self.containers
+            .create(&self.images, &pod.context(), new)
+            .await
+    }
+
+    /// Starts a created container; its pod must still be ready, and a pid
+    /// namespace it joins must still be there.
+    pub async fn start_container(&self, id_or_prefix: &str) -> Result<(), crate::Error> {
+        let record = self.containers.status(id_or_prefix)?;
+        let _gate = self.gates.read(&record.pod_id).await;
+        match self.ready_pod(&record.pod_id, "start its container") {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(container::Error::Refused {
+                    id: record.id.clone(),
+                    message: format!("pod {} is gone: cannot start its container", record.pod_id),
+                }
+                .into())
+            }
+            Err(e) => return Err(e),
+        }
+        if let NsMode::Path(ns) = &record.config.namespaces.pid {
+            if !ns.exists() {
+                return Err(container::Error::Refused {
+                    id: record.id.clone(),
+                    message: format!(
+                        "the pid namespace it joins ({}) is gone: its target has exited",
+                        ns.display()
+                    ),
+                }
+                .into());
+            }
+        }
+        self.containers.start(&record.id).await
+    }
+
+    /// Stops pod `id_or_prefix`: its containers at once (kubelet stopped
+    /// them with their grace period already, as containerd assumes), then
+    /// the pod. An unknown pod is stopped (CRI: idempotent).
+    pub async fn stop_pod(&self, id_or_prefix: &str) -> Result<(), crate::Error> {
+        let pod_id = match self.pods.get(id_or_prefix).map_err(crate::Error::from) {
+            Ok(pod) => pod.id,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _gate = self.gates.lock(&pod_id).await;
+        self.containers
+            .stop_all_of_pod(&pod_id, Duration::ZERO)
+            .await?;
+        crate::crash::point("pod.stop.after_containers");
+        match self.pods.stop(&pod_id).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes pod `id_or_prefix` and its containers. An unknown pod is
+    /// removed (CRI: idempotent).
+    pub async fn remove_pod(&self, id_or_prefix: &str) -> Result<(), crate::Error> {
+        let Ok(pod) = self.pods.get(id_or_prefix) else {
+            return Ok(());
+        };
+        let _gate = self.gates.lock(&pod.id).await;
+        self.containers.remove_all_of_pod(&pod.id).await?;
+        crate::crash::point("pod.remove.after_containers");
+        self.pods.remove(&pod.id).await
+    }
+}
