@@ -83,6 +83,10 @@ pub(super) struct Inner {
     pub(super) runtime: ContainerRuntime,
     pub(super) holds: Arc<LayerHolds>,
     records: Mutex<BTreeMap<String, ContainerRecord>>,
+    /// Serialises record writes. A write commits (fsync) holding only this,
+    /// never `records`, so readers (ContainerStatus, ListContainers) are
+    /// not delayed by another container's commit.
+    writer: Mutex<()>,
     /// Names being created (`pod/name/attempt`), not yet recorded.
     reserved: Mutex<HashSet<String>>,
     pub(super) locks: KeyedLocks,
@@ -98,12 +102,16 @@ impl Inner {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Writes `record` through and keeps it.
     pub(super) fn save(&self, record: ContainerRecord) -> Result<(), crate::Error> {
-        let mut records = self.records();
+        let _writer = self.writer();
         let change = self.store.encode(&record.id, &record)?;
         self.store.apply(Table::Containers, vec![change])?;
-        records.insert(record.id.clone(), record);
+        self.records().insert(record.id.clone(), record);
         Ok(())
     }
 
@@ -114,17 +122,18 @@ impl Inner {
         id: &str,
         edit: impl FnOnce(&mut ContainerRecord) -> bool,
     ) -> Result<Option<ContainerRecord>, crate::Error> {
-        let mut records = self.records();
-        let Some(current) = records.get(id) else {
+        let _writer = self.writer();
+        // Only writers change records, and they hold `writer`: the copy
+        // stays current until it is put back.
+        let Some(mut record) = self.records().get(id).cloned() else {
             return Ok(None);
         };
-        let mut record = current.clone();
         if !edit(&mut record) {
             return Ok(None);
         }
         let change = self.store.encode(id, &record)?;
         self.store.apply(Table::Containers, vec![change])?;
-        records.insert(id.to_string(), record.clone());
+        self.records().insert(id.to_string(), record.clone());
         Ok(Some(record))
     }
 
@@ -143,10 +152,10 @@ impl Inner {
     }
 
     pub(super) fn forget(&self, id: &str) -> Result<(), crate::Error> {
-        let mut records = self.records();
+        let _writer = self.writer();
         self.store
             .apply(Table::Containers, vec![Change::Delete(id.to_string())])?;
-        records.remove(id);
+        self.records().remove(id);
         self.cpu_samples
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -210,6 +219,7 @@ impl Containers {
                 runtime,
                 holds,
                 records: Mutex::new(records),
+                writer: Mutex::new(()),
                 reserved: Mutex::new(HashSet::new()),
                 locks: KeyedLocks::default(),
                 events,

@@ -91,3 +91,28 @@ fn ids_are_64_hex_and_differ() {
     assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
     assert_ne!(a, b);
 }
+
+#[test]
+fn readers_are_not_held_up_by_a_commit_in_progress() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(MetaStore::open(&tmp.path().join("m.redb")).expect("store"));
+    let runtime = ContainerRuntime::new(tmp.path(), tmp.path(), Path::new("/bin/false"));
+    let c = Containers::open(store, runtime, Arc::new(LayerHolds::default())).expect("open");
+    c.inner.save(sample("abc", "pod")).expect("save");
+    // A writer mid-commit holds the write lock (here: for as long as the
+    // readers below take). Readers must not need it.
+    let writing = c.inner.writer();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let listed = c.list(&ContainerFilter::default()).len();
+            let status = c.status("abc").map(|r| r.id);
+            let _ = tx.send((listed, status.ok()));
+        });
+        let read = rx.recv_timeout(std::time::Duration::from_secs(30));
+        // Let a reader that did wait for it finish, then judge.
+        drop(writing);
+        let read = read.expect("ListContainers and ContainerStatus answered during a commit");
+        assert_eq!(read, (1, Some("abc".to_string())));
+    });
+}
