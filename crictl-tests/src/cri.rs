@@ -45,3 +45,6 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .expect("a tokio runtime for the test's CRI client")
         .block_on(f)
 }
+
+/// A `RuntimeService` client, as [`runtime`] makes it.
+pub type RuntimeClient = RuntimeServiceClient<Channel>;

@@ -157,8 +157,20 @@ impl MetaStore {
         Ok(Change::Put(key.to_string(), bytes))
     }
 
-    /// Applies every change to `table` in one transaction.
+    /// Applies every change to `table` in one transaction. The commit
+    /// (an fsync) blocks: on a multi-threaded tokio runtime the worker
+    /// hands its other tasks on first, so no caller waits behind a disk.
     pub fn apply(&self, table: Table, changes: Vec<Change>) -> Result<(), Error> {
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_worker {
+            tokio::task::block_in_place(|| self.commit(table, changes))
+        } else {
+            self.commit(table, changes)
+        }
+    }
+
+    fn commit(&self, table: Table, changes: Vec<Change>) -> Result<(), Error> {
         let db = self.database()?;
         let Some(db) = db.as_ref() else {
             return Err(self.db_err(redb::Error::PreviousIo));

@@ -1,0 +1,205 @@
+//! ContainerStatus under write load (not a test): the latency of
+//! ContainerStatus on one running container, first on an idle daemon, then
+//! while 10 writers each loop create/start/stop/remove of containers in
+//! pods of their own (every step a record commit). Prints p50, p99 and max
+//! of both and the ratio. Target: p99 under 5 ms with the writers running,
+//! on an idle machine (reads never wait for another container's commit).
+//!
+//! Run: `cargo run --release -p crictl-tests --bin bench-status [-- SAMPLES]`
+//! as root, with crictl-tests/run.sh's dependencies installed (a release
+//! cortend is built unless `CORTEND_BIN` names one).
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crictl_tests::{
+    cri, tools, Compression, DaemonBuilder, ImageBuilder, Registry, RegistryOptions, TestNetwork,
+};
+use k8s_cri::v1 as k8s;
+
+const WRITERS: usize = 10;
+
+fn main() -> anyhow::Result<()> {
+    let samples: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2000);
+    if std::env::var_os("CORTEND_BIN").is_none() {
+        let status = Command::new("cargo")
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "corten-cri",
+                "--bin",
+                "cortend",
+            ])
+            .args(["-p", "corten-runtime", "--bin", "corten-shim"])
+            .current_dir(tools::workspace_root())
+            .status()?;
+        anyhow::ensure!(status.success(), "cannot build a release cortend");
+        let bin = tools::workspace_root().join("target/release/cortend");
+        std::env::set_var("CORTEND_BIN", bin);
+    }
+    let reg = Registry::start(RegistryOptions::plain())?;
+    let image = ImageBuilder::busybox().build(Compression::Gzip)?;
+    image.push(&reg, "library/busybox", "latest")?;
+    let builder = DaemonBuilder::new().mirror("docker.io", &reg.url());
+    let _net = TestNetwork::new(&builder);
+    let d = builder.start().map_err(anyhow::Error::msg)?;
+    d.crictl(&["pull", "busybox"]).ok();
+    let socket = d.socket().to_path_buf();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut client = cri::runtime(&socket).await?;
+        let pod = run_pod(&mut client, "target").await?;
+        let target = run_container(&mut client, &pod, "target").await?;
+        let idle = measure(&mut client, &target, samples).await?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let writes = Arc::new(AtomicUsize::new(0));
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            let (socket, stop, writes) = (socket.clone(), stop.clone(), writes.clone());
+            writers.push(tokio::spawn(async move {
+                let mut c = cri::runtime(&socket).await?;
+                let pod = run_pod(&mut c, &format!("writer{w}")).await?;
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let id = run_container(&mut c, &pod, &format!("w{n}")).await?;
+                    c.stop_container(k8s::StopContainerRequest {
+                        container_id: id.clone(),
+                        timeout: 0,
+                    })
+                    .await?;
+                    c.remove_container(k8s::RemoveContainerRequest { container_id: id })
+                        .await?;
+                    writes.fetch_add(4, Ordering::SeqCst);
+                }
+                anyhow::Ok(())
+            }));
+        }
+        // The writers under way before the sampling starts.
+        while writes.load(Ordering::SeqCst) < WRITERS * 4 {
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        let loaded = measure(&mut client, &target, samples).await?;
+        let elapsed = started.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        for w in writers {
+            w.await??;
+        }
+        let done = writes.load(Ordering::SeqCst);
+        println!("ContainerStatus latency, {samples} samples each (ms):");
+        println!("{:<28} {:>8} {:>8} {:>8}", "", "p50", "p99", "max");
+        print_row("idle daemon", &idle);
+        print_row(&format!("{WRITERS} writers running"), &loaded);
+        println!(
+            "writers: {done} writes in total ({:.0}/s while sampling)",
+            done as f64 / elapsed.as_secs_f64().max(1e-9)
+        );
+        println!(
+            "ratio loaded/idle: p50 {:.2}x, p99 {:.2}x",
+            pct(&loaded, 50) / pct(&idle, 50),
+            pct(&loaded, 99) / pct(&idle, 99)
+        );
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
+
+async fn run_pod(c: &mut cri::RuntimeClient, name: &str) -> anyhow::Result<String> {
+    let config = k8s::PodSandboxConfig {
+        metadata: Some(k8s::PodSandboxMetadata {
+            name: name.into(),
+            namespace: "bench".into(),
+            uid: format!("uid-{name}"),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        ..Default::default()
+    };
+    let pod = c
+        .run_pod_sandbox(k8s::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    Ok(pod)
+}
+
+async fn run_container(
+    c: &mut cri::RuntimeClient,
+    pod: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    let config = k8s::ContainerConfig {
+        metadata: Some(k8s::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(k8s::ImageSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        }),
+        command: vec!["sleep".into(), "3600".into()],
+        ..Default::default()
+    };
+    let id = c
+        .create_container(k8s::CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: None,
+        })
+        .await?
+        .into_inner()
+        .container_id;
+    c.start_container(k8s::StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await?;
+    Ok(id)
+}
+
+async fn measure(
+    c: &mut cri::RuntimeClient,
+    id: &str,
+    samples: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        c.container_status(k8s::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    Ok(times)
+}
+
+fn pct(sorted: &[Duration], p: usize) -> f64 {
+    let i = ((sorted.len() * p) / 100).min(sorted.len().saturating_sub(1));
+    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+fn print_row(label: &str, sorted: &[Duration]) {
+    let max = sorted.last().map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    println!(
+        "{label:<28} {:>8.3} {:>8.3} {:>8.3}",
+        pct(sorted, 50),
+        pct(sorted, 99),
+        max
+    );
+}
