@@ -290,7 +290,11 @@ impl ContainerRuntime {
     pub async fn state(&self, id: &str) -> Result<State, Error> {
         match self.client(id)?.call(&Request::State).await? {
             Some(Some(state)) => Ok(state),
-            _ => self.state_without_shim(id).await,
+            Some(None) => Err(Error::Shim {
+                id: id.to_string(),
+                reason: "the shim answered State without a state".into(),
+            }),
+            None => self.state_without_shim(id).await,
         }
     }
 
@@ -298,7 +302,11 @@ impl ContainerRuntime {
     pub async fn wait(&self, id: &str) -> Result<State, Error> {
         match self.client(id)?.call(&Request::Wait).await? {
             Some(Some(state)) => Ok(state),
-            _ => self.state_without_shim(id).await,
+            Some(None) => Err(Error::Shim {
+                id: id.to_string(),
+                reason: "the shim answered Wait without a state".into(),
+            }),
+            None => self.state_without_shim(id).await,
         }
     }
 
