@@ -92,13 +92,15 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_lagging_subscriber_gets_an_error_after_what_it_kept() {
+    async fn a_lagging_subscriber_gets_an_error_and_its_stream_ends() {
         let (events, rx) = broadcast::channel::<u32>(2);
         // Four sent into a backlog of two, before the relay reads any: the
         // first two are lost.
         for n in 0..4 {
             events.send(n).expect("a subscriber exists");
         }
+        // Closed too, so that a relay skipping the gap would end, not hang.
+        drop(events);
         let (tx, mut out) = mpsc::channel(16);
         let relay = tokio::spawn(forward(rx, tx, |n: &u32| n * 10));
         let first = out.recv().await.expect("an item");
@@ -112,8 +114,6 @@ mod tests {
         // The stream ends there: nothing after the error.
         assert!(out.recv().await.is_none(), "stream ended");
         relay.await.expect("relay ends");
-        // A later event finds no relay still listening.
-        assert_eq!(events.receiver_count(), 0);
     }
 
     #[tokio::test]
@@ -144,6 +144,7 @@ mod tests {
         for n in 2..=6 {
             events.send(n).expect("a subscriber exists");
         }
+        drop(events);
         let mut got = Vec::new();
         let mut end = None;
         while let Some(item) = out.recv().await {
