@@ -6,6 +6,8 @@ mod container_env;
 use std::time::Duration;
 
 use container_env::Env;
+use crictl_tests::cri;
+use k8s_cri::v1::ExecSyncRequest;
 
 #[test]
 fn tutorial_pull_run_list_exec_logs_stop_remove() {
@@ -346,6 +348,85 @@ fn exec_sync_codes_output_timeout_and_stopped_containers() {
         err.contains("not running") || err.contains("exited"),
         "{err}"
     );
+}
+
+/// 17 MiB: over the ExecSync cap (16 MiB less 64 KiB, both streams
+/// together, so a response fits crictl's and kubelet's 16 MiB limit).
+const OVER_CAP: usize = 17 << 20;
+const CAP: usize = (16 << 20) - (64 << 10);
+
+/// How many NUL bytes `b` starts with.
+fn leading_nuls(b: &[u8]) -> usize {
+    b.iter().take_while(|c| **c == 0).count()
+}
+
+#[test]
+fn exec_sync_output_over_the_cap_is_truncated_and_says_so() {
+    let env = Env::new();
+    let pod = env.pod("flood");
+    let id = env.run(&pod, "flood", "box", &["sleep", "3600"]);
+    let marker = "corten: ExecSync output truncated";
+
+    // One stream over the cap: it keeps the whole budget; the response
+    // still reaches crictl (a bigger one would fail there as "received
+    // message larger than max"), with the command's exit code, 0.
+    let n = OVER_CAP.to_string();
+    let out = env
+        .d
+        .crictl(&["exec", "-s", &id, "head", "-c", &n, "/dev/zero"]);
+    assert!(out.output.status.success(), "{}", out.stderr());
+    // crictl prints stdout, a newline, stderr, a newline.
+    let printed = &out.output.stdout;
+    assert_eq!(leading_nuls(printed), CAP);
+    let rest = String::from_utf8_lossy(&printed[CAP..]);
+    assert!(rest.starts_with('\n') && rest.contains(marker), "{rest:?}");
+    let kept = format!("kept {CAP} of {OVER_CAP} bytes of stdout, 0 of 0 bytes of stderr");
+    assert!(rest.contains(&kept), "{rest:?}");
+
+    // Both streams over it, and a failing exit: half each, the code kept.
+    // (crictl prints no stdout for a non-zero code: asked directly, by a
+    // client with kubelet's 16 MiB limit.)
+    let script = format!("head -c {n} /dev/zero; head -c {n} /dev/zero >&2; exit 3");
+    let resp = cri::block_on(async {
+        let mut client = cri::runtime(env.d.socket())
+            .await
+            .expect("connect")
+            .max_decoding_message_size(16 << 20);
+        client
+            .exec_sync(ExecSyncRequest {
+                container_id: id.clone(),
+                cmd: vec!["sh".into(), "-c".into(), script],
+                timeout: 0,
+            })
+            .await
+            .expect("the response fits a 16 MiB message")
+            .into_inner()
+    });
+    assert_eq!(resp.exit_code, 3);
+    let half = CAP / 2;
+    assert_eq!(
+        (resp.stdout.len(), leading_nuls(&resp.stdout)),
+        (half, half)
+    );
+    assert_eq!(leading_nuls(&resp.stderr), CAP - half, "stderr's share");
+    let rest = String::from_utf8_lossy(&resp.stderr[CAP - half..]);
+    let kept = format!(
+        "kept {half} of {OVER_CAP} bytes of stdout, {} of {OVER_CAP} bytes of stderr",
+        CAP - half
+    );
+    assert!(
+        rest.starts_with('\n') && rest.contains(marker) && rest.contains(&kept),
+        "{rest:?}"
+    );
+
+    // Output within the cap carries no marker.
+    let out = env
+        .d
+        .crictl(&["exec", "-s", &id, "head", "-c", "100000", "/dev/zero"]);
+    let printed = &out.output.stdout;
+    assert!(out.output.status.success(), "{}", out.stderr());
+    assert_eq!(leading_nuls(printed), 100_000);
+    assert_eq!(&printed[100_000..], b"\n\n");
 }
 
 #[test]

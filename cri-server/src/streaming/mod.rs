@@ -34,12 +34,16 @@ use tonic::Status;
 use self::remotecommand::{
     negotiate, plain_errors, spdy_channels, wanted, PORTFORWARD_PROTOCOL, SPDY_PROTOCOLS,
 };
-use self::tokens::{Pending, Tokens};
+use self::tokens::{Limits, OsRandom, Pending, Tokens};
 
-/// How long a token stays valid.
-const TOKEN_TTL: Duration = Duration::from_secs(60);
-/// How many tokens may wait at once.
-const MAX_PENDING: usize = 1000;
+/// How long tokens stay valid and how many may wait (kubelet's streaming
+/// library has the same TTL and total); see [`tokens`] for what happens
+/// past them.
+const TOKEN_LIMITS: Limits = Limits {
+    ttl: Duration::from_secs(60),
+    cap: 1000,
+    per_target: 100,
+};
 /// How long a client has to open the streams of a session.
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -68,7 +72,7 @@ impl Streaming {
             .with_context(|| format!("cannot listen on {address}:{port} for streaming"))?;
         let local = listener.local_addr().context("streaming address")?;
         let server = Arc::new(Streaming {
-            tokens: Tokens::new(TOKEN_TTL, MAX_PENDING),
+            tokens: Tokens::new(TOKEN_LIMITS, Box::new(OsRandom)),
             base: format!("http://{local}"),
             idle,
             runtime,
@@ -82,10 +86,10 @@ impl Streaming {
     /// The URL a client connects to for `p`.
     pub fn url(&self, p: Pending) -> Result<String, Status> {
         let kind = p.kind();
-        let token = self
-            .tokens
-            .insert(p)
-            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let token = self.tokens.insert(p).map_err(|e| {
+            tracing::error!(error = %e, "no streaming URL issued");
+            Status::from(e)
+        })?;
         Ok(format!("{}/{kind}/{token}", self.base))
     }
 

@@ -31,7 +31,8 @@ pub struct ExecRequest {
     pub resize_fifo: Option<PathBuf>,
     /// Kill the command after this long.
     pub timeout: Option<Duration>,
-    /// Keep at most this many bytes of stdout, and of stderr.
+    /// Keep at most this many bytes of stdout, and of stderr (the rest is
+    /// read and counted, not kept).
     pub output_cap: usize,
 }
 
@@ -46,8 +47,19 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
     /// The timeout expired and the command was killed.
     pub timed_out: bool,
+    /// Bytes the command wrote to stdout, kept or not: more than
+    /// `stdout.len()` when output past the cap was dropped.
+    pub stdout_written: u64,
+    /// Bytes the command wrote to stderr, kept or not.
+    pub stderr_written: u64,
+}
+
+impl ExecOutput {
     /// Output past the cap was dropped (stdout or stderr).
-    pub truncated: bool,
+    pub fn truncated(&self) -> bool {
+        self.stdout_written > self.stdout.len() as u64
+            || self.stderr_written > self.stderr.len() as u64
+    }
 }
 
 impl ContainerRuntime {
@@ -157,12 +169,16 @@ impl ContainerRuntime {
             timed_out,
             ..ExecOutput::default()
         };
-        for (task, buf) in [(stdout, &mut out.stdout), (stderr, &mut out.stderr)] {
+        let streams = [
+            (stdout, &mut out.stdout, &mut out.stdout_written),
+            (stderr, &mut out.stderr, &mut out.stderr_written),
+        ];
+        for (task, buf, written) in streams {
             let Some(mut task) = task else { continue };
             match tokio::time::timeout(IO_GRACE, &mut task).await {
-                Ok(Ok((bytes, truncated))) => {
+                Ok(Ok((bytes, total))) => {
                     *buf = bytes;
-                    out.truncated |= truncated;
+                    *written = total;
                 }
                 Ok(Err(_)) => {}
                 Err(_) => {
@@ -223,18 +239,18 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     }
 }
 
-/// Reads `r` to its end, keeping the first `cap` bytes; whether more came.
-async fn capture(mut r: impl AsyncRead + Unpin, cap: usize) -> (Vec<u8>, bool) {
+/// Reads `r` to its end, keeping the first `cap` bytes; how many came.
+async fn capture(mut r: impl AsyncRead + Unpin, cap: usize) -> (Vec<u8>, u64) {
     let mut kept = Vec::new();
-    let mut truncated = false;
+    let mut total = 0u64;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return (kept, truncated),
+            Ok(0) | Err(_) => return (kept, total),
             Ok(n) => {
                 let room = cap.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
-                truncated |= n > room;
+                total = total.saturating_add(n as u64);
             }
         }
     }
@@ -244,13 +260,25 @@ async fn capture(mut r: impl AsyncRead + Unpin, cap: usize) -> (Vec<u8>, bool) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn truncated_when_more_was_written_than_kept() {
+        let mut out = ExecOutput {
+            stdout: b"abc".to_vec(),
+            stdout_written: 3,
+            ..ExecOutput::default()
+        };
+        assert!(!out.truncated());
+        out.stderr_written = 1;
+        assert!(out.truncated(), "stderr lost a byte");
+    }
+
     #[tokio::test]
     async fn capture_keeps_the_cap_and_reads_on() {
         let data = vec![b'x'; 100_000];
-        let (kept, truncated) = capture(&data[..], 10).await;
-        assert_eq!((kept.len(), truncated), (10, true));
-        let (kept, truncated) = capture(&data[..5], 10).await;
-        assert_eq!((kept.len(), truncated), (5, false));
+        let (kept, total) = capture(&data[..], 10).await;
+        assert_eq!((kept.len(), total), (10, 100_000));
+        let (kept, total) = capture(&data[..5], 10).await;
+        assert_eq!((kept.len(), total), (5, 5));
     }
 
     #[test]
