@@ -34,9 +34,12 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// The test's own cgroup parent: every pod cgroup goes under it.
+/// The test's own cgroup parent: every pod cgroup of a [`World`] goes
+/// under it (one per World: the tests of this file run side by side).
 fn cgroup_parent() -> String {
-    format!("/corten-crash-{}", std::process::id())
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    format!("/corten-crash-{}-{n}", std::process::id())
 }
 
 struct World {

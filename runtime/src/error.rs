@@ -8,7 +8,8 @@ use crate::{
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
 ///
 /// The CRI server maps each kind to one gRPC status code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The named object does not exist.
     NotFound,

@@ -99,6 +99,16 @@ pub enum Error {
         /// What the shim said.
         message: String,
     },
+    /// The shim refused or failed a request, and said of what kind.
+    #[error("container {id}: {message}")]
+    ShimSaid {
+        /// The id.
+        id: String,
+        /// What the shim said.
+        message: String,
+        /// The kind the shim gave.
+        kind: ErrorKind,
+    },
     /// A file of the container cannot be written or read.
     #[error("container {id}: {path}: {source}")]
     Io {
@@ -113,6 +123,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// What the shim of `id` answered, with its kind.
+    pub fn said(id: &str, kind: ErrorKind, message: String) -> Error {
+        Error::ShimSaid {
+            id: id.to_string(),
+            message,
+            kind,
+        }
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -122,6 +141,7 @@ impl Error {
                 ErrorKind::InvalidArgument
             }
             Error::Refused { .. } => ErrorKind::FailedPrecondition,
+            Error::ShimSaid { kind, .. } => *kind,
             Error::Create { .. } | Error::Shim { .. } | Error::Io { .. } => ErrorKind::Internal,
         }
     }

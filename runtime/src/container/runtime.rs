@@ -233,17 +233,24 @@ impl ContainerRuntime {
                 reason: format!("the shim said {line:?}"),
             });
         }
-        let reason = match line.strip_prefix("error ") {
-            Some(why) => why.to_string(),
+        match line.strip_prefix("error ") {
+            // The kind the shim gave crosses with the message.
+            Some(rest) => {
+                let (kind, why) = crate::shim::setup::parse_error_line(rest);
+                Err(Error::said(
+                    id,
+                    kind,
+                    format!("creating the container: {why}"),
+                ))
+            }
             None => {
                 let log = std::fs::read_to_string(&shim_log).unwrap_or_default();
-                format!("the shim exited without a word: {}", log.trim())
+                Err(Error::Create {
+                    id: id.clone(),
+                    reason: format!("the shim exited without a word: {}", log.trim()),
+                })
             }
-        };
-        Err(Error::Create {
-            id: id.clone(),
-            reason,
-        })
+        }
     }
 
     /// Lets the container's process run.

@@ -65,19 +65,12 @@ impl Supervisor {
         if stdin && !has_stdin {
             reply(
                 &mut stream,
-                &Response::Error {
-                    message: "the container was not created with stdin".into(),
-                },
+                &Response::refused("the container was not created with stdin"),
             );
             return;
         }
         if self.exit.is_some() {
-            reply(
-                &mut stream,
-                &Response::Error {
-                    message: "the container has exited".into(),
-                },
-            );
+            reply(&mut stream, &Response::refused("the container has exited"));
             return;
         }
         reply(&mut stream, &Response::Ok { state: None });

@@ -60,10 +60,7 @@ impl ShimClient {
         }
         match serde_json::from_slice::<Response>(&answer).map_err(|e| failed(e.to_string()))? {
             Response::Ok { .. } => Ok(stream),
-            Response::Error { message } => Err(Error::Refused {
-                id: self.id.clone(),
-                message,
-            }),
+            Response::Error { message, kind } => Err(Error::said(&self.id, kind, message)),
         }
     }
 
@@ -127,10 +124,7 @@ impl ShimClient {
         }
         match serde_json::from_str::<Response>(&answer).map_err(|e| failed(e.to_string()))? {
             Response::Ok { state } => Ok(Some(state)),
-            Response::Error { message } => Err(Error::Refused {
-                id: self.id.clone(),
-                message,
-            }),
+            Response::Error { message, kind } => Err(Error::said(&self.id, kind, message)),
         }
     }
 }

@@ -90,11 +90,48 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<State>,
     },
-    /// Refused or failed, with why.
+    /// Refused or failed, with why and what kind of failure it is (so the
+    /// kind survives the process boundary: a refusal stays a refusal, a
+    /// full disk stays ResourceExhausted).
     Error {
         /// What went wrong.
         message: String,
+        /// The kind; a shim that does not say is taken to have failed.
+        #[serde(default = "internal")]
+        kind: crate::ErrorKind,
     },
+}
+
+fn internal() -> crate::ErrorKind {
+    crate::ErrorKind::Internal
+}
+
+impl Response {
+    /// A refusal: the request does not fit the container's state.
+    pub fn refused(message: impl Into<String>) -> Response {
+        Response::Error {
+            message: message.into(),
+            kind: crate::ErrorKind::FailedPrecondition,
+        }
+    }
+
+    /// A failure of kind `kind`.
+    pub fn failed(kind: crate::ErrorKind, message: impl Into<String>) -> Response {
+        Response::Error {
+            message: message.into(),
+            kind,
+        }
+    }
+
+    /// A failure of an I/O operation: a full disk is ResourceExhausted.
+    pub fn io_failed(what: &str, e: &std::io::Error) -> Response {
+        let kind = if crate::error::is_out_of_space(e) {
+            crate::ErrorKind::ResourceExhausted
+        } else {
+            crate::ErrorKind::Internal
+        };
+        Response::failed(kind, format!("{what}: {e}"))
+    }
 }
 
 /// The frames of an attached connection: `[stream: u8][len: u32 BE][data]`.
@@ -221,9 +258,15 @@ mod tests {
             serde_json::from_str(r#"{"result":"error","message":"x"}"#).expect("parse");
         assert_eq!(
             back,
-            Response::Error {
-                message: "x".into()
-            }
+            Response::failed(crate::ErrorKind::Internal, "x"),
+            "a shim that gives no kind has failed"
         );
+        let refused = serde_json::to_string(&Response::refused("no")).expect("json");
+        assert_eq!(
+            refused,
+            r#"{"result":"error","message":"no","kind":"failed_precondition"}"#
+        );
+        let back: Response = serde_json::from_str(&refused).expect("parse");
+        assert_eq!(back, Response::refused("no"));
     }
 }

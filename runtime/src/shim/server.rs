@@ -18,6 +18,7 @@ use super::external::{Created, OciRuntime};
 use super::protocol::{files, ExitStatus, Request, Response, State, Status};
 use crate::cgroups::Cgroup;
 use crate::logs::{LogWriter, Stream};
+use crate::ErrorKind;
 
 /// A connected daemon with what it has sent so far.
 struct Client {
@@ -232,9 +233,7 @@ impl Supervisor {
         let request: Result<Request, _> = serde_json::from_slice(line);
         let mut stream = client.stream;
         let response = match request {
-            Err(e) => Response::Error {
-                message: format!("bad request: {e}"),
-            },
+            Err(e) => Response::failed(ErrorKind::InvalidArgument, format!("bad request: {e}")),
             Ok(Request::Attach { stdin }) => {
                 self.attach_client(stream, stdin);
                 return;
@@ -258,53 +257,56 @@ impl Supervisor {
                         write_json(&self.bundle.join(files::STATE), &self.state());
                         ok(None)
                     }
-                    Err(message) => Response::Error { message },
+                    // The process cannot run (its command is missing, say).
+                    Err(message) => Response::refused(message),
                 },
-                None => Response::Error {
-                    message: "the container was started already".into(),
-                },
+                None => Response::refused("the container was started already"),
             },
             Request::Kill { signal, all } => {
                 if self.exit.is_some() {
                     return ok(None);
                 }
                 let result = match (all, &self.cgroup) {
-                    (true, Some(cg)) if signal == Signal::SIGKILL as i32 => {
-                        cg.kill_all().map_err(|e| e.to_string())
-                    }
+                    (true, Some(cg)) if signal == Signal::SIGKILL as i32 => cg
+                        .kill_all()
+                        .map_err(|e| Response::failed(e.kind(), e.to_string())),
                     _ => Signal::try_from(signal)
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| {
+                            Response::failed(
+                                ErrorKind::InvalidArgument,
+                                format!("signal {signal}: {e}"),
+                            )
+                        })
                         .and_then(|s| {
-                            nix::sys::signal::kill(Pid::from_raw(self.pid), s)
-                                .map_err(|e| e.to_string())
+                            nix::sys::signal::kill(Pid::from_raw(self.pid), s).map_err(|e| {
+                                Response::failed(ErrorKind::Internal, format!("kill: {e}"))
+                            })
                         }),
                 };
                 match result {
                     Ok(()) => ok(None),
-                    Err(message) => Response::Error { message },
+                    Err(response) => response,
                 }
             }
             Request::State | Request::Wait => ok(Some(self.state())),
             // Taken over by `attach_client` before it gets here.
-            Request::Attach { .. } => Response::Error {
-                message: "attach needs a connection of its own".into(),
-            },
+            Request::Attach { .. } => Response::failed(
+                ErrorKind::InvalidArgument,
+                "attach needs a connection of its own",
+            ),
             Request::ReopenLog => match self.log.reopen() {
                 Ok(()) => ok(None),
-                Err(e) => Response::Error {
-                    message: e.to_string(),
-                },
+                Err(e) => {
+                    let message = format!("reopen the log: {e}");
+                    Response::failed(crate::Error::from(e).kind(), message)
+                }
             },
             Request::Resize { width, height } => match &self.tty_master {
                 Some(master) => match crate::linux::resize_pty(master, width, height) {
                     Ok(()) => ok(None),
-                    Err(e) => Response::Error {
-                        message: e.to_string(),
-                    },
+                    Err(e) => Response::failed(e.kind(), e.to_string()),
                 },
-                None => Response::Error {
-                    message: "the container has no terminal".into(),
-                },
+                None => Response::refused("the container has no terminal"),
             },
         }
     }

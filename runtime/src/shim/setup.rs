@@ -15,6 +15,7 @@ use super::server::{sigchld_fd, Supervisor};
 use crate::cgroups::{self, Cgroup};
 use crate::linux::{self, RootfsLayers, Stdio};
 use crate::logs::LogWriter;
+use crate::ErrorKind;
 
 /// What `rootfs.json` holds: the layers of the container's root filesystem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,15 +116,80 @@ pub fn main(args: Args) -> Result<(), String> {
             }
             supervisor.run(sigchld)
         }
-        Err(e) => {
-            let _ = writeln!(stdout, "error {}", e.replace('\n', " "));
+        Err(fault) => {
+            let _ = writeln!(stdout, "{}", fault.line());
             let _ = stdout.flush();
-            Err(e)
+            Err(fault.message)
         }
     }
 }
 
-fn create(args: &Args) -> Result<Supervisor, String> {
+/// A setup failure with its kind: the handshake line carries both, so a
+/// refusal the kernel or the spec makes (a missing command, a bad mount)
+/// reaches the CRI as such, not as an internal error.
+#[derive(Debug)]
+pub struct Fault {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl From<String> for Fault {
+    fn from(message: String) -> Fault {
+        Fault {
+            kind: ErrorKind::Internal,
+            message,
+        }
+    }
+}
+
+impl From<linux::Error> for Fault {
+    fn from(e: linux::Error) -> Fault {
+        Fault {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<cgroups::Error> for Fault {
+    fn from(e: cgroups::Error) -> Fault {
+        let message = e.to_string();
+        Fault {
+            kind: crate::Error::from(e).kind(),
+            message,
+        }
+    }
+}
+
+impl Fault {
+    /// The handshake's error line: `error <kind> <message>`.
+    pub fn line(&self) -> String {
+        format!(
+            "error {} {}",
+            kind_word(self.kind),
+            self.message.replace('\n', " ")
+        )
+    }
+}
+
+/// The handshake word of `kind` (its serde name).
+pub fn kind_word(kind: ErrorKind) -> String {
+    serde_json::to_string(&kind)
+        .map(|w| w.trim_matches('"').to_string())
+        .unwrap_or_else(|_| "internal".into())
+}
+
+/// What an `error ...` handshake line says: the kind, when the first word
+/// names one (an older shim gives none: internal), and the message.
+pub fn parse_error_line(rest: &str) -> (ErrorKind, String) {
+    let (word, message) = rest.split_once(' ').unwrap_or((rest, ""));
+    match serde_json::from_str::<ErrorKind>(&format!("\"{word}\"")) {
+        Ok(kind) => (kind, message.to_string()),
+        Err(_) => (ErrorKind::Internal, rest.to_string()),
+    }
+}
+
+fn create(args: &Args) -> Result<Supervisor, Fault> {
     let bundle = &args.bundle;
     let spec = read_spec(bundle)?;
     let rootfs: BundleRootfs = read_json(&bundle.join(files::ROOTFS))?;
@@ -138,9 +204,15 @@ fn create(args: &Args) -> Result<Supervisor, String> {
         },
         &target,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(Fault::from)?;
 
-    let log = LogWriter::open(&args.log).map_err(|e| e.to_string())?;
+    let log = LogWriter::open(&args.log).map_err(|e| {
+        let message = e.to_string();
+        Fault {
+            kind: crate::Error::from(e).kind(),
+            message,
+        }
+    })?;
     let terminal = spec
         .process()
         .as_ref()
@@ -208,7 +280,7 @@ fn create(args: &Args) -> Result<Supervisor, String> {
                     let _ = cg.kill_all();
                     let _ = cg.destroy();
                 }
-                return Err(format!("bind {}: {e}", socket.display()));
+                return Err(format!("bind {}: {e}", socket.display()).into());
             }
         };
     let supervisor = Supervisor::new(
@@ -226,15 +298,15 @@ fn builtin(
     spec: &Spec,
     target: &Path,
     stdio: Stdio,
-) -> Result<(linux::Init, Option<Cgroup>), String> {
+) -> Result<(linux::Init, Option<Cgroup>), Fault> {
     let cgroup = match cgroup_path(spec) {
         Some(path) => {
-            let hierarchy = cgroups::detect().map_err(|e| e.to_string())?;
-            let cg = Cgroup::create(&hierarchy, &path).map_err(|e| e.to_string())?;
+            let hierarchy = cgroups::detect()?;
+            let cg = Cgroup::create(&hierarchy, &path)?;
             if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().clone()) {
                 if let Err(e) = cg.apply(&resources) {
                     let _ = cg.destroy();
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
             }
             Some(cg)
@@ -265,16 +337,28 @@ fn spawn(
     rootfs: &Path,
     stdio: Stdio,
     cgroup: Option<&Cgroup>,
-) -> Result<linux::Init, String> {
+) -> Result<linux::Init, Fault> {
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
-        Some(profile) => Some(crate::seccomp::compile(&profile).map_err(|e| e.to_string())?),
+        Some(profile) => Some(crate::seccomp::compile(&profile).map_err(|e| {
+            let message = e.to_string();
+            Fault {
+                kind: crate::Error::from(e).kind(),
+                message,
+            }
+        })?),
         None => None,
     };
     let mut join_cgroup = |pid: i32| match cgroup {
         Some(cg) => cg.add_pid(pid).map_err(|e| e.to_string()),
         None => Ok(()),
     };
-    linux::spawn_init(spec, rootfs, stdio, seccomp, &mut join_cgroup).map_err(|e| e.to_string())
+    Ok(linux::spawn_init(
+        spec,
+        rootfs,
+        stdio,
+        seccomp,
+        &mut join_cgroup,
+    )?)
 }
 
 fn read_spec(bundle: &Path) -> Result<Spec, String> {
@@ -285,4 +369,27 @@ fn read_spec(bundle: &Path) -> Result<Spec, String> {
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handshake_carries_the_kind() {
+        let fault = Fault::from(linux::Error::InvalidSpec("no process".into()));
+        let line = fault.line();
+        assert!(line.starts_with("error invalid_argument "), "{line}");
+        let (kind, message) = parse_error_line(line.strip_prefix("error ").unwrap_or(""));
+        assert_eq!(kind, ErrorKind::InvalidArgument);
+        assert!(message.contains("no process"), "{message}");
+        // An older shim's line: no kind word.
+        let (kind, message) = parse_error_line("mount failed: EBUSY");
+        assert_eq!(kind, ErrorKind::Internal);
+        assert_eq!(message, "mount failed: EBUSY");
+        assert_eq!(
+            parse_error_line("resource_exhausted write x: No space left on device").0,
+            ErrorKind::ResourceExhausted
+        );
+    }
 }
