@@ -16,10 +16,7 @@ impl SmallDisk {
     /// Mounts a tmpfs of `size` (e.g. `"16m"`) on `dir`, made if missing.
     /// Panics without root.
     pub fn mount(dir: &Path, size: &str) -> SmallDisk {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "needs root (mounts a tmpfs)"
-        );
+        crate::tools::require_root("mounts a tmpfs");
         std::fs::create_dir_all(dir).expect("mount point");
         mount(
             Some("tmpfs"),

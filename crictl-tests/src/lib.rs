@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod registry;
 mod registry_setup;
 pub mod tools;
+pub mod wait;
 
 pub use client::RegistryClient;
 pub use daemon::{Daemon, DaemonBuilder};

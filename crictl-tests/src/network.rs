@@ -40,10 +40,7 @@ impl TestNetwork {
     /// daemon's conf dir. Panics without root or the plugins: both are test
     /// dependencies that `crictl-tests/run.sh` installs.
     pub fn new(builder: &DaemonBuilder) -> TestNetwork {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "pod tests need root (namespaces, bridges)"
-        );
+        crate::tools::require_root("pod tests: namespaces, bridges");
         assert!(
             Path::new(PLUGIN_DIR).join("bridge").exists(),
             "the CNI plugins are missing from {PLUGIN_DIR}: apt-get install containernetworking-plugins"

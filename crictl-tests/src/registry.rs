@@ -9,7 +9,7 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -187,20 +187,13 @@ impl Registry {
     /// port with the same storage, and waits until it answers.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            match self.spawn_and_wait() {
-                Ok(()) => return Ok(()),
-                Err(e)
-                    if Instant::now() < deadline
-                        && self.log().contains("address already in use") =>
-                {
-                    drop(e);
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        // Until the old one's port is free again.
+        let mut result = Ok(());
+        crate::wait::within(READY_TIMEOUT, || {
+            result = self.spawn_and_wait();
+            result.is_ok() || !self.log().contains("address already in use")
+        });
+        result
     }
 
     /// Where the filesystem driver keeps the bytes of blob `digest`.
@@ -270,24 +263,26 @@ impl Registry {
 
     fn wait_ready(&mut self) -> Result<()> {
         let client = self.client()?;
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
+        let mut exited = Ok(None);
+        let answered = crate::wait::within(READY_TIMEOUT, || {
             if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait().context("poll registry")? {
-                    bail!("registry on {} exited early: {status}", self.addr());
+                exited = child.try_wait();
+                if !matches!(exited, Ok(None)) {
+                    return true;
                 }
             }
-            if let Ok(200 | 401) = client.ping() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "registry on {} not answering GET /v2/ after {READY_TIMEOUT:?}",
-                    self.addr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            matches!(client.ping(), Ok(200 | 401))
+        });
+        if let Some(status) = exited.context("poll registry")? {
+            bail!("registry on {} exited early: {status}", self.addr());
         }
+        if !answered {
+            bail!(
+                "registry on {} not answering GET /v2/ after {READY_TIMEOUT:?}",
+                self.addr()
+            );
+        }
+        Ok(())
     }
 }
 

@@ -71,6 +71,15 @@ pub fn crictl() -> PathBuf {
     );
 }
 
+/// Panics unless running as root: what needs it (`why`) would fail less
+/// clearly. CI runs the tests as root; a test must never pass by skipping.
+pub fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root ({why}): run the tests as root, as CI does (crictl-tests/run.sh)"
+    );
+}
+
 /// The first executable called `name` on `PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

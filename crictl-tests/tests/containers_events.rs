@@ -6,7 +6,7 @@ mod container_env;
 use std::time::Duration;
 
 use container_env::Env;
-use crictl_tests::cri;
+use crictl_tests::{cri, wait};
 use k8s_cri::v1::ContainerEventType;
 
 fn number(v: &serde_json::Value) -> u64 {
@@ -31,11 +31,32 @@ fn stats_numbers_come_from_cgroups_and_move() {
             "head -c 5000000 /dev/zero > /tmp/fill; while true; do :; done",
         ],
     );
-    std::thread::sleep(Duration::from_millis(500));
     let sample = || env.d.crictl(&["stats", "-o", "json", &id]).json();
-    let first = sample();
-    std::thread::sleep(Duration::from_millis(700));
-    let second = sample();
+    // Until the file is written and the loop spins: the first sample that
+    // shows both.
+    let mut first = serde_json::Value::Null;
+    let ready = wait::within(Duration::from_secs(30), || {
+        first = sample();
+        let s = &first["stats"][0];
+        number(&s["writableLayer"]["usedBytes"]) >= 5_000_000
+            && number(&s["cpu"]["usageCoreNanoSeconds"]) > 0
+    });
+    assert!(ready, "the container never got busy: {first}");
+    // The rate is over the time since the previous sample, short when
+    // polled (and the loop may have been descheduled in it): sample until
+    // one shows a busy core.
+    let c0 = number(&first["stats"][0]["cpu"]["usageCoreNanoSeconds"]);
+    let mut second = serde_json::Value::Null;
+    let busy = wait::within(Duration::from_secs(30), || {
+        second = sample();
+        let s = &second["stats"][0];
+        number(&s["cpu"]["usageCoreNanoSeconds"]) > c0
+            && number(&s["cpu"]["usageNanoCores"]) > 100_000_000
+    });
+    assert!(
+        busy,
+        "cpu never moved at a busy core's rate: {first} -> {second}"
+    );
     let s1 = &first["stats"][0];
     let s2 = &second["stats"][0];
     assert_eq!(s2["attributes"]["id"], id.as_str(), "{second}");

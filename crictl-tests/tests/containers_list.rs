@@ -6,6 +6,7 @@ mod container_env;
 use std::time::Duration;
 
 use container_env::Env;
+use crictl_tests::wait;
 use serde_json::json;
 
 fn ids(env: &Env, args: &[&str]) -> Vec<String> {
@@ -117,15 +118,8 @@ fn an_image_in_use_can_be_removed_and_its_containers_keep_running() {
             .collect()
     };
     // Collected in the background once unused.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !left().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "layers kept: {:?}",
-            left()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let collected = wait::within(Duration::from_secs(30), || left().is_empty());
+    assert!(collected, "layers kept: {:?}", left());
 }
 
 #[test]

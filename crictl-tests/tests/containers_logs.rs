@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use container_env::Env;
-use crictl_tests::{cri, tools};
+use crictl_tests::{cri, tools, wait};
 
 #[test]
 fn log_file_format_and_stream_tags() {
@@ -61,12 +61,14 @@ fn logs_tail_since_timestamps_and_follow() {
         &[
             "sh",
             "-c",
-            "for i in 1 2 3 4 5; do echo line $i; done; sleep 2; echo late; sleep 1",
+            "for i in 1 2 3 4 5; do echo line $i; done; \
+             until [ -e /tmp/go ]; do sleep 0.1; done; echo late; sleep 1",
         ],
     );
-    // Until "late" is written, nothing after the first lines.
-    std::thread::sleep(Duration::from_millis(800));
+    // A time after the first lines and before "late", which waits for it.
+    env.wait_logged(&id, "line 5");
     let between = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
+    env.d.crictl(&["exec", "-s", &id, "touch", "/tmp/go"]).ok();
     env.wait_state(&id, "CONTAINER_EXITED", Duration::from_secs(20));
 
     let (all, _) = env.logs(&id, &[]);
@@ -109,21 +111,16 @@ fn logs_tail_since_timestamps_and_follow() {
             .map_while(Result::ok)
             .collect::<Vec<String>>()
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = follow.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = follow.kill();
-            let _ = follow.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let ended = wait::within(Duration::from_secs(30), || {
+        follow.try_wait().expect("wait").is_some()
+    });
+    if !ended {
+        let _ = follow.kill();
+        let _ = follow.wait();
+    }
     let lines = reader.join().expect("reader");
     assert!(
-        status.is_some(),
+        ended,
         "crictl logs -f did not end after the exit: {lines:?}"
     );
     assert_eq!(lines, ["tick 1", "tick 2", "tick 3", "tick 4"]);
@@ -144,7 +141,12 @@ fn reopen_container_log_after_rotation() {
         ],
     );
     let log = env.logs_dir("rot").join("counter.log");
-    std::thread::sleep(Duration::from_millis(500));
+    let has_a_line = |path: &std::path::Path| {
+        std::fs::read_to_string(path).is_ok_and(|text| text.contains('\n'))
+    };
+    wait::until("a first line in the log", Duration::from_secs(30), || {
+        has_a_line(&log)
+    });
     let rotated = log.with_extension("log.1");
     std::fs::rename(&log, &rotated).expect("rotate");
     crictl_tests::cri::block_on(async {
@@ -156,7 +158,11 @@ fn reopen_container_log_after_rotation() {
             .await
             .expect("reopen");
     });
-    std::thread::sleep(Duration::from_millis(500));
+    wait::until(
+        "a first line in the new log",
+        Duration::from_secs(30),
+        || has_a_line(&log),
+    );
     let old = std::fs::read_to_string(&rotated).expect("rotated log");
     let new = std::fs::read_to_string(&log).expect("new log");
     assert!(!new.is_empty(), "the shim writes the new file");

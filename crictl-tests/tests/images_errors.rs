@@ -7,6 +7,7 @@ use base64::Engine as _;
 use std::time::Duration;
 
 use crictl_tests::proxy::SlowProxy;
+use crictl_tests::wait;
 use crictl_tests::{
     Compression, Daemon, DaemonBuilder, HostileLayer, ImageBuilder, Registry, RegistryOptions,
 };
@@ -27,13 +28,9 @@ fn assert_nothing_left(d: &Daemon) {
             .filter(|n| n != "tmp")
             .collect()
     };
-    // A removal collects layers in the background: give it a moment.
-    let start = std::time::Instant::now();
-    while !committed().is_empty() && start.elapsed() < std::time::Duration::from_secs(10) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let left = committed();
-    assert!(left.is_empty(), "snapshots left: {left:?}");
+    // A removal collects layers in the background.
+    let collected = wait::within(Duration::from_secs(30), || committed().is_empty());
+    assert!(collected, "snapshots left: {:?}", committed());
 }
 
 /// No image recorded and no temporary snapshot; layers that completed
@@ -42,12 +39,20 @@ fn assert_no_image_no_temp(d: &Daemon) {
     let ids = d.crictl(&["images", "-q"]).ok();
     assert!(ids.trim().is_empty(), "an image was recorded: {ids}");
     let snapshots = d.root_dir().join("snapshots");
-    let tmp: Vec<_> = std::fs::read_dir(snapshots.join("tmp"))
-        .expect("tmp dir")
-        .filter_map(Result::ok)
-        .map(|e| e.file_name())
-        .collect();
-    assert!(tmp.is_empty(), "temporary snapshots left: {tmp:?}");
+    let tmp = || -> Vec<String> {
+        std::fs::read_dir(snapshots.join("tmp"))
+            .expect("tmp dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    // A removal (an `rmi`'s background collection) moves its snapshot here
+    // as `rm-…` and deletes it there: wait for those.
+    wait::within(Duration::from_secs(30), || {
+        !tmp().iter().any(|n| n.starts_with("rm-"))
+    });
+    let left = tmp();
+    assert!(left.is_empty(), "temporary snapshots left: {left:?}");
 }
 
 #[test]
@@ -242,9 +247,9 @@ fn registry_killed_mid_blob_then_retry_succeeds() {
     let name = format!("{}/big:v1", proxy.addr());
     std::thread::scope(|s| {
         let pull = s.spawn(|| d.crictl(&["pull", &name]));
-        // Wait until a layer is being unpacked, then kill the registry.
+        // Once a layer is being unpacked its blob is on the wire (24 MiB
+        // at 4 MiB/s): kill the registry then.
         d.wait_until_unpacking();
-        std::thread::sleep(Duration::from_millis(500));
         reg.stop().expect("kill the registry");
         let result = pull.join().expect("pull thread");
         let err = result.fails();

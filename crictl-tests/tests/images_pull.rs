@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::FileTypeExt as _;
 
+use crictl_tests::wait;
 use crictl_tests::{
     Compression, Daemon, DaemonBuilder, ImageBuilder, ImageIndex, ManifestFormat, Registry,
     RegistryOptions,
@@ -94,13 +95,10 @@ fn pull_by_short_name_through_a_docker_io_mirror_then_list_inspect_remove() {
     d.crictl(&["rmi", "busybox"]).ok();
     assert!(image_ids(&d).is_empty());
     // Collected in the background, right after the removal.
-    let start = std::time::Instant::now();
-    while lower.exists() && start.elapsed() < std::time::Duration::from_secs(10) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        !lower.exists(),
-        "the unreferenced snapshot is garbage-collected"
+    wait::until(
+        "the unreferenced snapshot to be garbage-collected",
+        std::time::Duration::from_secs(30),
+        || !lower.exists(),
     );
     // Removing what is gone is not an error (crictl resolves names first, so
     // use the id it no longer knows: crictl reports it, the RPC succeeds).

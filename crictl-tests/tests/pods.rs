@@ -5,11 +5,11 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crictl_tests::guard::{free_port, KillOnDrop};
 use crictl_tests::network::mounts_under;
-use crictl_tests::{cgroups, cri, Daemon, DaemonBuilder, TestNetwork};
+use crictl_tests::{cgroups, cri, wait, Daemon, DaemonBuilder, TestNetwork};
 use serde_json::{json, Value};
 
 /// A daemon with a test network (declared in this order so the daemon
@@ -85,17 +85,6 @@ fn in_pod_net(daemon: &Daemon, id: &str, args: &[&str]) -> Command {
     cmd
 }
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn two_pods_get_distinct_addresses_and_reach_each_other() {
     let (net, daemon) = setup();
@@ -134,24 +123,23 @@ fn two_pods_get_distinct_addresses_and_reach_each_other() {
             .spawn()
             .expect("nc -l"),
     );
-    let mut sent = false;
-    let start = Instant::now();
-    while !sent && start.elapsed() < Duration::from_secs(10) {
-        let mut client = in_pod_net(&daemon, &b, &["nc", &ip_a, "7070"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nc");
-        if let Some(mut stdin) = client.stdin.take() {
-            let _ = stdin.write_all(b"hello from beta\n");
-        }
-        sent = client.wait().map(|s| s.success()).unwrap_or(false);
-        if !sent {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    assert!(sent, "could not connect from beta to {ip_a}:7070");
+    // Until the listener listens.
+    wait::until(
+        &format!("beta to connect to {ip_a}:7070"),
+        Duration::from_secs(30),
+        || {
+            let mut client = in_pod_net(&daemon, &b, &["nc", &ip_a, "7070"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nc");
+            if let Some(mut stdin) = client.stdin.take() {
+                let _ = stdin.write_all(b"hello from beta\n");
+            }
+            client.wait().map(|s| s.success()).unwrap_or(false)
+        },
+    );
     let mut got = String::new();
     if let Some(mut out) = listener.0.stdout.take() {
         let _ = out.read_to_string(&mut got);
@@ -228,7 +216,7 @@ fn port_mapping_is_reachable_on_localhost() {
         .expect("nc -l in the pod"),
     );
     let mut answer = String::new();
-    wait_for("the mapped port answers", || {
+    wait::until("the mapped port to answer", Duration::from_secs(30), || {
         answer.clear();
         match TcpStream::connect(("127.0.0.1", host_port)) {
             Ok(mut s) => {
@@ -389,7 +377,7 @@ fn stop_and_remove_are_idempotent_and_leave_nothing() {
     assert!(net.ports().is_empty());
     let dir = pod_dir(&daemon, &id);
     assert_eq!(mounts_under(&dir), Vec::<String>::new(), "unpinned at stop");
-    wait_for("the pod init is gone", || {
+    wait::until("the pod init to go", Duration::from_secs(30), || {
         !Path::new(&format!("/proc/{init_pid}")).exists()
     });
 

@@ -6,10 +6,10 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crictl_tests::guard::{free_port, KillOnDrop};
-use crictl_tests::{cri, Daemon, DaemonBuilder, TestNetwork};
+use crictl_tests::{cri, wait, Daemon, DaemonBuilder, TestNetwork};
 
 fn setup() -> (TestNetwork, Daemon, String) {
     let builder = DaemonBuilder::new();
@@ -71,24 +71,22 @@ fn forward(daemon: &Daemon, pod: &str, local: u16, remote: u16, transport: &str)
 }
 
 fn exchange(port: u16, send: &str) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = s.write_all(send.as_bytes());
-            let _ = s.shutdown(std::net::Shutdown::Write);
-            let mut got = String::new();
-            let _ = s.read_to_string(&mut got);
-            if !got.is_empty() {
-                return got;
+    let mut got = String::new();
+    wait::until(
+        &format!("an answer through port {port}"),
+        Duration::from_secs(30),
+        || {
+            got.clear();
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = s.write_all(send.as_bytes());
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                let _ = s.read_to_string(&mut got);
             }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no answer through port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            !got.is_empty()
+        },
+    );
+    got
 }
 
 fn forwards_both_ways(transport: &str) {
@@ -197,18 +195,25 @@ fn http_post(url: &str) -> String {
     out
 }
 
-/// Sends `head` (an HTTP request head) and then `after` on a fresh
-/// connection to the streaming server; returns everything it answered
-/// until it closed the connection (or 5 s passed).
+/// Sends `head` (an HTTP request head) on a fresh connection to the
+/// streaming server and, once it has answered with a response head, `after`;
+/// returns everything it answered until it closed the connection (or went
+/// quiet for 5 s).
 fn raw_exchange(url: &str, head: &str, after: &[u8]) -> Vec<u8> {
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, _) = rest.split_once('/').expect("path");
     let mut s = TcpStream::connect(host).expect("connect to the streaming server");
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     s.write_all(head.as_bytes()).expect("send head");
-    std::thread::sleep(Duration::from_millis(100));
-    let _ = s.write_all(after);
     let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = s.write_all(after);
     let _ = s.read_to_end(&mut out);
     out
 }

@@ -6,11 +6,15 @@
 
 mod container_env;
 
-use std::io::Write as _;
+use std::io::{Read, Write as _};
 use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use container_env::Env;
+use crictl_tests::guard::KillOnDrop;
+use crictl_tests::wait;
 use serde_json::json;
 
 const TRANSPORTS: [&str; 2] = ["spdy", "websocket"];
@@ -92,7 +96,13 @@ fn exec_with_a_terminal_runs_a_shell_and_follows_resizes() {
             "stty rows 30 cols 100; {} --runtime-endpoint {endpoint} exec -r {transport} -it {id} sh",
             crictl.display()
         );
-        let out = crictl_with_script(&inner, "stty size; echo $((6*7)); exit 4\n");
+        // The size arrives beside the session, maybe after the prompt: the
+        // shell waits for it (the echoed input must not contain "30 100").
+        let out = crictl_with_script(
+            &inner,
+            "until [ \"$(stty size)\" = \"$((30)) $((100))\" ]; do sleep 0.1; done; \
+             stty size; echo $((6*7)); exit 4\n",
+        );
         let all = text(&out.stdout);
         assert!(
             all.contains("30 100"),
@@ -106,27 +116,60 @@ fn exec_with_a_terminal_runs_a_shell_and_follows_resizes() {
     }
 }
 
-/// Runs `command` under `script` (a pseudo-terminal) feeding `input`.
+/// Runs `command` under `script` (a pseudo-terminal) and, once the shell
+/// in the container prompts, types `input`, which must end the session.
 fn crictl_with_script(command: &str, input: &str) -> Output {
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", command, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script");
-    let mut stdin = child.stdin.take().expect("stdin");
-    // Give the session a moment to come up before typing, as a user would.
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut child = KillOnDrop(
+        std::process::Command::new("script")
+            .args(["-qec", command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script"),
+    );
+    let mut stdin = child.0.stdin.take().expect("stdin");
+    let (out_reader, stdout) = collect(child.0.stdout.take().expect("stdout"));
+    let (err_reader, stderr) = collect(child.0.stderr.take().expect("stderr"));
+    let seen = || String::from_utf8_lossy(&stdout.lock().expect("stdout")).into_owned();
+    // Type once the shell prompts (busybox sh as root: "/ # "), as a user would.
+    let prompted = wait::within(Duration::from_secs(30), || seen().contains("# "));
+    assert!(
+        prompted,
+        "no prompt from the container's shell: {:?}",
+        seen()
+    );
     let _ = stdin.write_all(input.as_bytes());
     let _ = stdin.flush();
-    let waiter = std::thread::spawn(move || child.wait_with_output());
-    std::thread::sleep(Duration::from_millis(200));
+    // The input ends the session; stdin stays open until it has (its EOF
+    // would end the session too).
+    let ended = wait::within(Duration::from_secs(60), || {
+        matches!(child.0.try_wait(), Ok(Some(_)))
+    });
+    assert!(ended, "the session did not end: {:?}", seen());
     drop(stdin);
-    waiter
-        .join()
-        .expect("script thread")
-        .expect("script output")
+    let status = child.0.wait().expect("script status");
+    out_reader.join().expect("stdout reader");
+    err_reader.join().expect("stderr reader");
+    let take = |sink: &Mutex<Vec<u8>>| std::mem::take(&mut *sink.lock().expect("output"));
+    Output {
+        status,
+        stdout: take(&stdout),
+        stderr: take(&stderr),
+    }
+}
+
+/// Reads `pipe` to its end on a thread of its own; what it read so far.
+fn collect(mut pipe: impl Read + Send + 'static) -> (JoinHandle<()>, Arc<Mutex<Vec<u8>>>) {
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    let kept = sink.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            kept.lock().expect("output").extend_from_slice(&buf[..n]);
+        }
+    });
+    (reader, sink)
 }
 
 #[test]
@@ -222,15 +265,8 @@ fn many_sessions_leak_nothing_and_a_vanished_client_ends_its_command() {
         assert_eq!(text(&out.stdout), format!("session-{i}\n"));
     }
     // Sessions end asynchronously after the client has its status.
-    let start = std::time::Instant::now();
-    while fds() > before + 2 && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        fds() <= before + 2,
-        "daemon fds grew from {before} to {}",
-        fds()
-    );
+    let drained = wait::within(Duration::from_secs(30), || fds() <= before + 2);
+    assert!(drained, "daemon fds grew from {before} to {}", fds());
 
     // A client that goes away mid-command: the command ends with it.
     for transport in TRANSPORTS {
@@ -242,24 +278,18 @@ fn many_sessions_leak_nothing_and_a_vanished_client_ends_its_command() {
             .stderr(Stdio::null())
             .spawn()
             .expect("crictl exec");
-        let start = std::time::Instant::now();
-        while !processes(&env, &id).contains("sleep 4242") {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the exec never ran"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait::until(
+            &format!("{transport}: the exec to run"),
+            Duration::from_secs(30),
+            || processes(&env, &id).contains("sleep 4242"),
+        );
         let _ = client.kill();
         let _ = client.wait();
-        let start = std::time::Instant::now();
-        while processes(&env, &id).contains("sleep 4242") {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "{transport}: the command outlived its client"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait::until(
+            &format!("{transport}: the command to end with its client"),
+            Duration::from_secs(30),
+            || !processes(&env, &id).contains("sleep 4242"),
+        );
     }
     // No resize FIFOs or other exec leftovers in the bundle.
     let bundle = env.d.dir().join("state/containers").join(&id);

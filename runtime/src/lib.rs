@@ -21,6 +21,8 @@ pub mod shim;
 pub mod snapshot;
 pub mod spec;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 pub use error::{Error, ErrorKind, Result};
 pub use facade::{PidNamespace, Runtime};

@@ -1,8 +1,10 @@
-//! CNI with the real plugins (Debian `containernetworking-plugins`), as root;
-//! skipped otherwise. Each test makes its own network namespaces, its own
+//! CNI with the real plugins (Debian `containernetworking-plugins`), as root
+//! (failing otherwise). Each test makes its own network namespaces, its own
 //! bridge (`ctb…`), its own /24 under 10.209.0.0/16 and its own host-local
 //! `dataDir`, and guards remove all of it even when the test fails. Traffic
 //! goes only between namespaces the test made, on its own bridge.
+
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -15,7 +17,7 @@ use support::{in_netns, Net, Netns};
 
 #[cfg(test)]
 mod support {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::process::Command;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Mutex;
@@ -87,12 +89,10 @@ mod support {
     }
 
     impl Net {
-        /// `None` (test skipped) unless root with the plugins installed.
-        pub fn new() -> Option<Net> {
-            if !nix::unistd::geteuid().is_root() || !Path::new("/usr/lib/cni/bridge").exists() {
-                eprintln!("skipped: needs root and /usr/lib/cni");
-                return None;
-            }
+        /// Panics unless root with the plugins installed.
+        pub fn new() -> Net {
+            crate::common::require_root("network namespaces, bridges");
+            crate::common::require_installed("/usr/lib/cni/bridge", "containernetworking-plugins");
             {
                 let mut fwd = FORWARD.lock().unwrap_or_else(|e| e.into_inner());
                 if fwd.0 == 0 {
@@ -117,7 +117,7 @@ mod support {
             };
             std::fs::create_dir(net.conf_dir()).expect("mkdir net.d");
             net.write_conf("10-test.conflist", &net.conflist("store", &[]));
-            Some(net)
+            net
         }
 
         pub fn conf_dir(&self) -> PathBuf {
@@ -253,7 +253,7 @@ fn nat_rules_mention(id: &str) -> bool {
 
 #[tokio::test]
 async fn two_pods_get_distinct_ips_reach_each_other_and_del_frees_them() {
-    let Some(net) = Net::new() else { return };
+    let net = Net::new();
     let ns1 = Netns::new();
     let mut ns2 = Netns::new();
     let id1 = format!("{}-a", net.name);
@@ -305,7 +305,7 @@ async fn two_pods_get_distinct_ips_reach_each_other_and_del_frees_them() {
 
 #[tokio::test]
 async fn port_mapping_reaches_the_pod_and_del_removes_the_rules() {
-    let Some(net) = Net::new() else { return };
+    let net = Net::new();
     let ns = Netns::new();
     let id = format!("{}-p", net.name);
     let host_port = 20_000 + (net.octet as u16) * 100 + 7;
@@ -337,7 +337,7 @@ async fn port_mapping_reaches_the_pod_and_del_removes_the_rules() {
 
 #[tokio::test]
 async fn a_failing_plugin_gives_a_precise_error_and_leaves_no_allocation() {
-    let Some(net) = Net::new() else { return };
+    let net = Net::new();
     let ns = Netns::new();
     // tuning runs after bridge has allocated an address, then fails.
     let bad =
@@ -401,7 +401,7 @@ async fn a_failing_plugin_gives_a_precise_error_and_leaves_no_allocation() {
 
 #[tokio::test]
 async fn del_uses_the_cached_config_after_the_conf_dir_changed() {
-    let Some(net) = Net::new() else { return };
+    let net = Net::new();
     let ns = Netns::new();
     let id = format!("{}-c", net.name);
     let r = net.cni.add(&net.pod(&id, &ns)).await.expect("add");

@@ -114,10 +114,8 @@ async fn exec_timeout_kills_the_command() {
     running(&env, "to", |_| {}).await;
     let mut r = req(&["sleep", "30"]);
     r.timeout = Some(Duration::from_millis(500));
-    let t = Instant::now();
     let out = env.runtime.exec_sync("to", r).await.expect("exec");
     assert!(out.timed_out, "{out:?}");
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     let ps = exec(&env, "to", &["ps", "-o", "pid,args"]).await;
     let ps = text(&ps.stdout);
     assert!(

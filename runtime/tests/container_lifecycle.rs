@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::Env;
+use corten_runtime::shim::protocol::files;
 use corten_runtime::shim::Status;
 
 #[tokio::test]
@@ -192,14 +193,13 @@ async fn container_outlives_its_daemon_side_and_its_exit_is_read_back() {
         std::path::Path::new(env!("CARGO_BIN_EXE_corten-shim")),
     );
     let before = env.log_lines("long").len();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::wait::until_async("the log to grow", Duration::from_secs(30), || {
+        env.log_lines("long").len() > before
+    })
+    .await;
     assert_eq!(
         again.state("long").await.expect("state").status,
         Status::Running
-    );
-    assert!(
-        env.log_lines("long").len() > before,
-        "the log stopped growing"
     );
     again.kill("long", 15, false).await.expect("kill");
     let exit = again.wait("long").await.expect("wait").exit.expect("exit");
@@ -208,8 +208,13 @@ async fn container_outlives_its_daemon_side_and_its_exit_is_read_back() {
         env.log_lines("long").last().map(String::as_str),
         Some("bye")
     );
-    // Once the shim is gone, the exit file answers.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the shim is gone (it removes its socket last), the exit file
+    // answers.
+    let socket = again.bundle("long").join(files::SOCKET);
+    common::wait::until_async("the shim to go", Duration::from_secs(30), || {
+        !socket.exists()
+    })
+    .await;
     let state = again.state("long").await.expect("state from files");
     assert_eq!(state.exit.map(|e| e.code), Some(42));
     again.delete("long").await.expect("delete");

@@ -15,10 +15,7 @@ const RUNC: &str = "/usr/sbin/runc";
 
 /// One env per backend: built-in first, then runc.
 fn envs() -> Vec<(&'static str, Env)> {
-    assert!(
-        std::path::Path::new(RUNC).exists(),
-        "{RUNC} is missing: apt-get install runc"
-    );
+    common::require_installed(RUNC, "runc");
     vec![
         ("builtin", Env::new()),
         ("runc", Env::with_oci_runtime(Some(PathBuf::from(RUNC)))),

@@ -21,14 +21,12 @@ async fn stats_report_cgroup_counters_and_the_writable_layer() {
     )
     .await;
     env.runtime.start("busy").await.expect("start");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !env.log_lines("busy").iter().any(|l| l == "ready") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "container never got ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait::until_async(
+        "the container to get ready",
+        Duration::from_secs(30),
+        || env.log_lines("busy").iter().any(|l| l == "ready"),
+    )
+    .await;
     let stats = env.runtime.stats("busy").expect("stats");
     let cg = stats.cgroup.expect("cgroup stats while running");
     assert!(cg.cpu_usage_ns > 0, "{cg:?}");

@@ -1,11 +1,12 @@
 //! Root integration tests of `corten_runtime::linux`: real containers from a
 //! busybox rootfs, driven through the `corten-linux-probe` helper (the test
 //! harness is multi-threaded and must not fork; the probe plays the
-//! single-threaded shim). Skipped when not run as root; CI runs as root.
+//! single-threaded shim). Fails when not run as root; CI runs as root.
 
 // Tests may unwrap (clippy.toml), helpers of a test file included.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 #[path = "linux_init/fixture.rs"]
 mod fixture;
 
@@ -13,14 +14,11 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use fixture::{skip, spec, Fixture};
+use fixture::{spec, Fixture};
 use oci_spec::runtime::{Mount, MountBuilder, RootBuilder, UserBuilder};
 
 #[test]
 fn pid_one_is_the_command() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     let (out, err, line) = fx.run(&spec(&["sh", "-c", "echo $$"]));
     assert_eq!(line, "exit 0", "{err}");
@@ -33,9 +31,6 @@ fn pid_one_is_the_command() {
 
 #[test]
 fn cgroup_view_is_the_containers() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     let (out, err, line) = fx.run(&spec(&[
         "sh",
@@ -58,9 +53,6 @@ fn cgroup_view_is_the_containers() {
 
 #[test]
 fn ps_sees_only_the_container() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     let (out, err, line) = fx.run(&spec(&["sh", "-c", "ps; true"]));
     assert_eq!(line, "exit 0", "{err}");
@@ -71,9 +63,6 @@ fn ps_sees_only_the_container() {
 
 #[test]
 fn hostname_and_image_root() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     let (out, err, line) = fx.run(&spec(&["sh", "-c", "hostname; ls -l /"]));
     assert_eq!(line, "exit 0", "{err}");
@@ -87,9 +76,6 @@ fn hostname_and_image_root() {
 
 #[test]
 fn readonly_rootfs_refuses_writes() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     let mut s = spec(&["sh", "-c", "touch /new-file"]);
     s.set_root(Some(
@@ -107,9 +93,6 @@ fn readonly_rootfs_refuses_writes() {
 
 #[test]
 fn user_and_groups_apply() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     let mut s = spec(&["id"]);
     let mut p = s.process().clone().unwrap();
@@ -133,9 +116,6 @@ fn user_and_groups_apply() {
 
 #[test]
 fn exit_code_round_trips() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     let (_, err, line) = fx.run(&spec(&["sh", "-c", "exit 3"]));
     assert_eq!(line, "exit 3", "{err}");
@@ -143,9 +123,6 @@ fn exit_code_round_trips() {
 
 #[test]
 fn death_by_signal_is_reported() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     // Pid 1 of a namespace ignores signals it has no handler for, even
     // SIGKILL from inside: kill a child of it that replaced the shell.
@@ -167,9 +144,6 @@ fn death_by_signal_is_reported() {
 
 #[test]
 fn masked_and_readonly_paths() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     // /proc/kcore where the kernel has it (this VM's kernel has none), else
     // another masked file; /sys/firmware is a masked directory.
@@ -199,9 +173,6 @@ fn bind(source: &Path, dest: &str) -> Mount {
 
 #[test]
 fn bind_through_an_image_symlink_stays_in_the_rootfs() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     symlink("/etc", fx.lower().join("data")).unwrap();
     symlink(
@@ -229,9 +200,6 @@ fn bind_through_an_image_symlink_stays_in_the_rootfs() {
 
 #[test]
 fn bind_through_a_dangling_escaping_symlink_is_refused() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     // Relative, climbing above the root, to a file that does not exist:
     // nothing is created through it, on the host or in the rootfs.
@@ -258,9 +226,6 @@ fn bind_through_a_dangling_escaping_symlink_is_refused() {
 
 #[test]
 fn escaping_destination_is_refused() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     let src = fx.dir.path().join("volume");
     fs::create_dir_all(&src).unwrap();
@@ -276,9 +241,6 @@ fn escaping_destination_is_refused() {
 
 #[test]
 fn negative_oom_score_adj_is_clamped() {
-    if skip() {
-        return;
-    }
     let own: i32 = fs::read_to_string("/proc/self/oom_score_adj")
         .unwrap()
         .trim()
@@ -300,9 +262,6 @@ fn negative_oom_score_adj_is_clamped() {
 
 #[test]
 fn missing_command_fails_start_cleanly() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     let (_, err, line) = fx.run(&spec(&["no-such-command"]));
     assert!(line.starts_with("start error:"), "{err}");
@@ -312,9 +271,6 @@ fn missing_command_fails_start_cleanly() {
 
 #[test]
 fn seccomp_filter_is_installed_before_exec() {
-    if skip() {
-        return;
-    }
     let fx = Fixture::new();
     // Both with no_new_privs (installed at start) and without (installed
     // before the capability drop).

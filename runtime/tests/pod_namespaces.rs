@@ -1,6 +1,8 @@
 //! Issue 5, as root: `corten-shim pin` pins a pod's net/ipc/uts namespaces
 //! as nsfs bind mounts, with hostname, namespaced sysctls and `lo` up, and
-//! `PodNamespaces::remove` leaves no trace. Skipped when not run as root.
+//! `PodNamespaces::remove` leaves no trace. Fails when not run as root.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,14 +18,6 @@ const SHMMAX_VALUE: &str = "123456789";
 
 fn shim() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_corten-shim"))
-}
-
-fn root() -> bool {
-    let ok = nix::unistd::geteuid().is_root();
-    if !ok {
-        eprintln!("skipped: needs root");
-    }
-    ok
 }
 
 /// A tempdir whose pinned namespaces are removed even when a test fails.
@@ -90,9 +84,7 @@ fn sysctl_path(name: &str) -> String {
 
 #[tokio::test]
 async fn pins_configured_namespaces_and_removes_them() {
-    if !root() {
-        return;
-    }
+    common::require_root("pins namespaces");
     let g = Guard::new();
     let dir = g.dir();
     let pod = PodNamespaces::create(shim(), &dir, &all_opts())
@@ -145,9 +137,7 @@ async fn pins_configured_namespaces_and_removes_them() {
 
 #[tokio::test]
 async fn non_namespaced_sysctl_is_refused_and_leaves_nothing() {
-    if !root() {
-        return;
-    }
+    common::require_root("pins namespaces");
     let g = Guard::new();
     let dir = g.dir();
     let mut opts = all_opts();
@@ -183,9 +173,7 @@ async fn non_namespaced_sysctl_is_refused_and_leaves_nothing() {
 
 #[tokio::test]
 async fn a_kernel_refusal_mid_way_is_undone() {
-    if !root() {
-        return;
-    }
+    common::require_root("pins namespaces");
     let g = Guard::new();
     let dir = g.dir();
     let opts = PinOptions {
@@ -203,9 +191,7 @@ async fn a_kernel_refusal_mid_way_is_undone() {
 
 #[tokio::test]
 async fn pinning_twice_in_one_dir_is_refused() {
-    if !root() {
-        return;
-    }
+    common::require_root("pins namespaces");
     let g = Guard::new();
     let dir = g.dir();
     let opts = PinOptions {
@@ -225,9 +211,7 @@ async fn pinning_twice_in_one_dir_is_refused() {
 
 #[tokio::test]
 async fn fifty_cycles_leak_no_mounts() {
-    if !root() {
-        return;
-    }
+    common::require_root("pins namespaces");
     let g = Guard::new();
     let before = nsfs_count();
     for i in 0..50 {
@@ -257,9 +241,7 @@ impl Drop for Kill {
 
 #[test]
 fn pod_init_is_pid_one_and_reaps_orphans() {
-    if !root() {
-        return;
-    }
+    common::require_root("pins namespaces");
     let pid: i32 = run(&[shim().to_str().expect("utf-8"), "pod-init"])
         .parse()
         .expect("pid");
@@ -274,13 +256,14 @@ fn pod_init_is_pid_one_and_reaps_orphans() {
     let ns = format!("--pid=/proc/{pid}/ns/pid");
     run(&["nsenter", &ns, "sh", "-c", "sleep 0.2 & exit 0"]);
     let children = format!("/proc/{pid}/task/{pid}/children");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !std::fs::read_to_string(&children)
-        .expect("children")
-        .trim()
-        .is_empty()
-    {
-        assert!(std::time::Instant::now() < deadline, "orphan not reaped");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::wait::until(
+        "the orphan to be reaped",
+        std::time::Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&children)
+                .expect("children")
+                .trim()
+                .is_empty()
+        },
+    );
 }

@@ -4,6 +4,8 @@
 //! no restart (redb alone refuses every later transaction with "Previous
 //! I/O error" until the database is reopened).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use corten_runtime::store::{Change, MetaStore, Table};
@@ -17,10 +19,7 @@ struct SmallDisk {
 
 impl SmallDisk {
     fn new(size: &str) -> SmallDisk {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "needs root (mounts a tmpfs)"
-        );
+        common::require_root("mounts a tmpfs");
         let dir = tempfile::Builder::new()
             .prefix("corten-full-")
             .tempdir()

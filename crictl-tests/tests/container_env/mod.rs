@@ -5,8 +5,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crictl_tests::wait;
 use crictl_tests::{
     Compression, Daemon, DaemonBuilder, ImageBuilder, Registry, RegistryOptions, TestNetwork,
 };
@@ -135,15 +136,13 @@ impl Env {
 
     /// Waits until the container is in `state`; panics after `limit`.
     pub fn wait_state(&self, id: &str, state: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let v = self.inspect(id);
-            if v["status"]["state"] == state {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "{id} never got {state}: {v}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut v = Value::Null;
+        let got = wait::within(limit, || {
+            v = self.inspect(id);
+            v["status"]["state"] == state
+        });
+        assert!(got, "{id} never got {state}: {v}");
+        v
     }
 
     /// `crictl logs` of a container with extra flags.
@@ -154,6 +153,17 @@ impl Env {
         let out = self.d.crictl(&args);
         out.ok();
         (out.stdout(), out.stderr())
+    }
+
+    /// Waits until the container has logged the line `line` (a script's
+    /// "ready" once its traps are set, say).
+    pub fn wait_logged(&self, id: &str, line: &str) {
+        let mut seen = String::new();
+        let got = wait::within(Duration::from_secs(30), || {
+            seen = self.logs(id, &[]).0;
+            seen.lines().any(|l| l == line)
+        });
+        assert!(got, "{id} never logged {line:?}: {seen:?}");
     }
 }
 
@@ -181,12 +191,8 @@ fn kill_leftover_shims(bundles: &Path) {
             let mut line = String::new();
             let _ = std::io::BufReader::new(&s).read_line(&mut line);
         }
-        for _ in 0..100 {
-            if !socket.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // In a drop: no panic when it does not go.
+        wait::within(Duration::from_secs(5), || !socket.exists());
     }
 }
 

@@ -1,7 +1,10 @@
-//! Shared helpers of the root integration tests: a busybox root filesystem
-//! built from Debian's busybox-static, and a container runtime on tempdirs.
+//! Shared helpers of the root integration tests: what they require of the
+//! host, waiting for a condition, a busybox root filesystem built from
+//! Debian's busybox-static, and a container runtime on tempdirs.
 
 #![allow(dead_code)]
+
+pub mod wait;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -10,9 +13,29 @@ use std::process::Command;
 use corten_runtime::container::{ContainerRuntime, CreateRequest};
 use corten_runtime::spec::{self, ContainerConfig, ImageConfig, LayeredRootfs};
 
+/// Panics unless running as root. These tests make namespaces, mounts and
+/// cgroups; CI runs them as root, and one that returned early instead would
+/// pass without testing anything.
+pub fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root ({why}): run the tests as root, as CI does"
+    );
+}
+
+/// Panics unless `path` exists: a test dependency, Debian's `package`, that
+/// crictl-tests/run.sh installs (missing, it is an install bug).
+pub fn require_installed(path: &str, package: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: apt-get install {package} (crictl-tests/run.sh does)"
+    );
+}
+
 /// A busybox layer: /bin/busybox with every applet as a hard link, and
 /// /etc/passwd + /etc/group with root, nobody and `tester` (1000:1000).
 pub fn busybox_layer(dir: &Path) {
+    require_installed("/bin/busybox", "busybox-static");
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).expect("mkdir bin");
     let busybox = bin.join("busybox");
@@ -70,6 +93,7 @@ impl Env {
 
     /// An env whose containers are created by `oci_runtime` (e.g. runc).
     pub fn with_oci_runtime(oci_runtime: Option<PathBuf>) -> Env {
+        require_root("containers");
         let tmp = tempfile::Builder::new()
             .prefix("corten-ct-")
             .tempdir()
@@ -154,13 +178,9 @@ impl Env {
                 let mut line = String::new();
                 let _ = std::io::BufReader::new(&s).read_line(&mut line);
             }
-            // Wait for the shim to finish (it removes its socket).
-            for _ in 0..100 {
-                if !socket.exists() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
+            // Wait for the shim to finish (it removes its socket); in a
+            // drop, so no panic when it does not.
+            wait::within(std::time::Duration::from_secs(5), || !socket.exists());
         }
     }
 

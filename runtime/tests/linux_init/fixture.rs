@@ -1,11 +1,13 @@
 //! The busybox fixture and the probe runner of `linux_init.rs`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oci_spec::runtime::{ProcessBuilder, RootBuilder, Spec};
+
+use crate::common::wait;
 
 pub const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
@@ -13,21 +15,16 @@ const APPLETS: &[&str] = &[
     "test", "mkdir",
 ];
 
-pub fn skip() -> bool {
-    if !nix::unistd::geteuid().is_root() || !Path::new(BUSYBOX).exists() {
-        eprintln!("skipped: needs root and {BUSYBOX} (busybox-static)");
-        return true;
-    }
-    false
-}
-
 /// A busybox image layer, an upper/work pair and a mount point.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
 }
 
 impl Fixture {
+    /// Panics unless root with busybox-static installed.
     pub fn new() -> Fixture {
+        crate::common::require_root("makes containers");
+        crate::common::require_installed(BUSYBOX, "busybox-static");
         let dir = tempfile::tempdir().unwrap();
         let lower = dir.path().join("lower");
         fs::create_dir_all(lower.join("bin")).unwrap();
@@ -72,17 +69,12 @@ impl Fixture {
             .stderr(fs::File::create(&err).unwrap())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("probe hung; stderr: {}", fs::read_to_string(&err).unwrap());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !wait::within(Duration::from_secs(30), || {
+            child.try_wait().unwrap().is_some()
+        }) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("probe hung; stderr: {}", fs::read_to_string(&err).unwrap());
         }
         let stdout = fs::read_to_string(&out).unwrap();
         let stderr = fs::read_to_string(&err).unwrap();

@@ -143,11 +143,10 @@ async fn releasing_the_last_hold_collects_the_layers() {
     assert!(index.remove("a:1").await.expect("remove"));
     assert!(index.snapshots().exists(&a.layers[0].chain_id));
     index.holds().release("ctr");
-    for _ in 0..200 {
-        if !index.snapshots().exists(&a.layers[0].chain_id) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the released layer was not collected");
+    crate::testing::wait_until(
+        "the released layer to be collected",
+        Duration::from_secs(30),
+        || !index.snapshots().exists(&a.layers[0].chain_id),
+    )
+    .await;
 }

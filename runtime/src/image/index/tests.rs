@@ -162,11 +162,12 @@ async fn a_tag_moves_to_the_newer_image() {
 
     // The background collection runs as soon as no pull holds the guard.
     let old_top = old.layers[1].chain_id.clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while index.snapshots().exists(&old_top) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(!index.snapshots().exists(&old_top));
+    crate::testing::wait_until(
+        "the old layer to be collected",
+        Duration::from_secs(30),
+        || !index.snapshots().exists(&old_top),
+    )
+    .await;
     assert!(!index.content().exists(&old.id));
     assert!(
         index.snapshots().exists(&old.layers[0].chain_id),
