@@ -37,14 +37,14 @@ impl Pods {
         };
         let torn = self.teardown(&mut pod, false).await;
         crate::crash::point("pod.remove.after_teardown");
-        if torn.is_err() {
-            // Keep what is left findable for a retry.
+        if let Err(e) = torn.and_then(|()| self.remove_rest(&pod)) {
+            // Keep what is left findable for a retry, recorded as it now
+            // is (torn down, or partly).
             pod.state = PodState::NotReady;
             self.save(&pod)?;
             self.map().insert(pod.id.clone(), pod.clone());
-            return torn;
+            return Err(e);
         }
-        self.remove_rest(&pod)?;
         self.map().remove(&pod.id);
         tracing::info!(pod = %pod.id, "pod removed");
         Ok(())
