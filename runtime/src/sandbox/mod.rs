@@ -23,6 +23,8 @@ pub use pods::Pods;
 pub use record::{PidMode, Pod, PodConfig, PodInit, PodState};
 
 mod context;
+#[cfg(test)]
+mod fake_plumbing;
 mod files;
 mod plumbing;
 mod pods;

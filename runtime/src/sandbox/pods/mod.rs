@@ -17,6 +17,8 @@
 
 mod run;
 mod teardown;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
