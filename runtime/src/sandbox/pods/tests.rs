@@ -208,6 +208,20 @@ async fn host_pods_make_no_namespaces_and_no_network() {
 }
 
 #[tokio::test]
+async fn a_sysctl_without_a_pod_namespace_is_refused_after_undoing_the_cgroup_and_shm() {
+    let env = Env::new().await;
+    let config = PodConfig {
+        host_network: true,
+        host_ipc: true,
+        sysctls: [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+        ..full()
+    };
+    let e = env.pods.run(config).await.expect_err("refused");
+    assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+    env.assert_nothing_left();
+}
+
+#[tokio::test]
 async fn stop_undoes_the_network_first_and_keeps_the_cgroup() {
     let env = Env::new().await;
     let pod = env.pods.run(full()).await.expect("run");
