@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use corten_runtime::container::{ContainerRuntime, Containers};
 use corten_runtime::image::{Images, RegistryConfig};
 use corten_runtime::network::Cni;
-use corten_runtime::sandbox::Pods;
+use corten_runtime::sandbox::{HostPlumbing, Pods};
 use corten_runtime::store::MetaStore;
 use corten_runtime::Runtime;
 use tonic::Status;
@@ -59,9 +59,13 @@ impl Cri {
             config.root_dir.join(CNI_CACHE),
         );
         let pods = Arc::new(
-            Pods::open(store.clone(), &config.state_dir, &shim, cni)
-                .await
-                .context("cannot open the pod store")?,
+            Pods::open(
+                store.clone(),
+                &config.state_dir,
+                Arc::new(HostPlumbing::new(&shim, cni)),
+            )
+            .await
+            .context("cannot open the pod store")?,
         );
         let runtime = ContainerRuntime::new(&config.state_dir, &config.root_dir, &shim);
         let containers = Containers::open(store, runtime.clone(), images.holds())

@@ -18,11 +18,15 @@ use crate::ErrorKind;
 pub use crate::linux::Namespace;
 pub use context::PodContext;
 pub use files::{write_pod_files, DnsConfig, FilesError, PodFiles};
+pub use plumbing::{BoxFuture, HostPlumbing, PodPlumbing};
 pub use pods::Pods;
 pub use record::{PidMode, Pod, PodConfig, PodInit, PodState};
 
 mod context;
+#[cfg(test)]
+mod fake_plumbing;
 mod files;
+mod plumbing;
 mod pods;
 mod record;
 
