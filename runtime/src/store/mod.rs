@@ -5,6 +5,10 @@
 //! change is one redb transaction, so a crash leaves either the old or the
 //! new state, never a mix.
 
+mod records;
+
+pub use records::{Lookup, Record, Records};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};

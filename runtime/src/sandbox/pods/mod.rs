@@ -20,23 +20,30 @@ mod teardown;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use super::record::{Pod, PodConfig, PodState};
 use super::{Error, PodPlumbing};
 use crate::locks::KeyedLocks;
 use crate::network::NetworkConfig;
-use crate::store::{MetaStore, Table};
+use crate::store::{Lookup, MetaStore, Record, Records, Table};
+
+impl Record for Pod {
+    const TABLE: Table = Table::Pods;
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
 
 /// The pod sandboxes.
 #[derive(Debug)]
 pub struct Pods {
-    store: Arc<MetaStore>,
     dir: PathBuf,
     plumbing: Arc<dyn PodPlumbing>,
-    pods: Mutex<BTreeMap<String, Pod>>,
+    /// The pods that were made (a pod being made is only on disk).
+    records: Records<Pod>,
     /// Names of pods being made, not yet in `pods`.
     reserved: Mutex<HashSet<String>>,
     locks: KeyedLocks,
@@ -53,16 +60,14 @@ impl Pods {
         state_dir: &Path,
         plumbing: Arc<dyn PodPlumbing>,
     ) -> Result<Pods, crate::Error> {
-        let records: Vec<(String, Pod)> = store.load_all(Table::Pods)?;
         let pods = Pods {
-            store,
             dir: state_dir.join("pods"),
             plumbing,
-            pods: Mutex::new(BTreeMap::new()),
+            records: Records::load(store)?,
             reserved: Mutex::new(HashSet::new()),
             locks: KeyedLocks::default(),
         };
-        for (_, mut pod) in records {
+        for mut pod in pods.records.filtered(|_| true) {
             if pod.creating {
                 // RunPodSandbox was cut short (a crash): nobody was given
                 // this pod. Undo whatever of it was made, record included.
@@ -76,9 +81,8 @@ impl Pods {
                     tracing::warn!(pod = %pod.id, error = %e, "cleaning up the lost pod");
                 }
                 pod.state = PodState::NotReady;
-                pods.save(&pod)?;
+                pods.records.put(pod)?;
             }
-            pods.map().insert(pod.id.clone(), pod);
         }
         Ok(pods)
     }
@@ -89,16 +93,6 @@ impl Pods {
             && pod.init.is_none_or(|init| self.plumbing.init_alive(init))
     }
 
-    fn map(&self) -> MutexGuard<'_, BTreeMap<String, Pod>> {
-        self.pods.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn save(&self, pod: &Pod) -> Result<(), crate::Error> {
-        let change = self.store.encode(&pod.id, pod)?;
-        self.store.apply(Table::Pods, vec![change])?;
-        Ok(())
-    }
-
     /// The network configuration pods would be attached with now.
     pub fn network(&self) -> Result<NetworkConfig, crate::network::Error> {
         self.plumbing.network()
@@ -106,24 +100,17 @@ impl Pods {
 
     /// Every pod.
     pub fn list(&self) -> Vec<Pod> {
-        self.map().values().cloned().collect()
+        self.records.filtered(|_| true)
     }
 
     /// The pod `id`, or the only one whose id starts with it.
     pub fn get(&self, id: &str) -> Result<Pod, Error> {
-        let map = self.map();
-        if let Some(pod) = map.get(id) {
-            return Ok(pod.clone());
-        }
-        let mut found = map
-            .range(id.to_string()..)
-            .take_while(|(k, _)| k.starts_with(id))
-            .map(|(_, p)| p);
-        match (id.is_empty(), found.next(), found.next()) {
-            (false, Some(pod), None) => Ok(pod.clone()),
-            (false, Some(_), Some(_)) => Err(Error::Ambiguous { id: id.to_string() }),
-            _ => Err(Error::NotFound { id: id.to_string() }),
-        }
+        let found = match self.records.resolve(id) {
+            Lookup::Found(full) => self.records.get(&full),
+            Lookup::Ambiguous => return Err(Error::Ambiguous { id: id.to_string() }),
+            Lookup::NotFound | Lookup::Empty => None,
+        };
+        found.ok_or_else(|| Error::NotFound { id: id.to_string() })
     }
 }
 

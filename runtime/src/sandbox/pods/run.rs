@@ -32,18 +32,17 @@ impl Pods {
             ..Pod::default()
         };
         self.plan(&mut pod);
-        self.save(&pod)?;
+        self.records.persist(&pod)?;
         crate::crash::point("pod.run.after_record");
         match self.make(&mut pod).await {
             Ok(()) => {
                 pod.state = PodState::Ready;
                 pod.creating = false;
                 crate::crash::point("pod.run.before_ready");
-                if let Err(e) = self.save(&pod) {
+                if let Err(e) = self.records.put(pod.clone()) {
                     self.discard(&mut pod).await;
-                    return Err(e);
+                    return Err(e.into());
                 }
-                self.map().insert(pod.id.clone(), pod.clone());
                 tracing::info!(pod = %pod.id, name = %pod.config.name, ips = ?pod.ips, "pod ready");
                 Ok(pod)
             }
@@ -68,9 +67,9 @@ impl Pods {
 
     pub(super) fn reserve(&self, key: &str, config: &PodConfig) -> Result<Reservation<'_>, Error> {
         let taken = self
-            .map()
-            .values()
-            .find(|p| name_key(&p.config) == key)
+            .records
+            .filtered(|p| name_key(&p.config) == key)
+            .first()
             .map(|p| p.id.clone());
         let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
         if taken.is_some() || !reserved.insert(key.to_string()) {

@@ -4,7 +4,6 @@
 use super::Pods;
 use crate::sandbox::record::{Pod, PodState};
 use crate::sandbox::{Error, Namespace};
-use crate::store::{Change, Table};
 
 impl Pods {
     /// Stops a pod: detaches its network, ends its init, unpins its
@@ -18,8 +17,7 @@ impl Pods {
         let result = self.teardown(&mut pod, false).await;
         pod.state = PodState::NotReady;
         crate::crash::point("pod.stop.before_record");
-        self.save(&pod)?;
-        self.map().insert(pod.id.clone(), pod.clone());
+        self.records.put(pod.clone())?;
         result?;
         tracing::info!(pod = %pod.id, "pod stopped");
         Ok(pod)
@@ -32,7 +30,7 @@ impl Pods {
             return Ok(());
         };
         let _lock = self.locks.lock(&pod.id).await;
-        let Some(mut pod) = self.map().get(&pod.id).cloned() else {
+        let Some(mut pod) = self.records.get(&pod.id) else {
             return Ok(());
         };
         let torn = self.teardown(&mut pod, false).await;
@@ -41,11 +39,9 @@ impl Pods {
             // Keep what is left findable for a retry, recorded as it now
             // is (torn down, or partly).
             pod.state = PodState::NotReady;
-            self.save(&pod)?;
-            self.map().insert(pod.id.clone(), pod.clone());
+            self.records.put(pod.clone())?;
             return Err(e);
         }
-        self.map().remove(&pod.id);
         tracing::info!(pod = %pod.id, "pod removed");
         Ok(())
     }
@@ -66,8 +62,7 @@ impl Pods {
             _ => {}
         }
         crate::crash::point("pod.remove.after_files");
-        self.store
-            .apply(Table::Pods, vec![Change::Delete(pod.id.clone())])?;
+        self.records.delete(&pod.id)?;
         Ok(())
     }
 

@@ -340,7 +340,7 @@ fn crashed_pod(env: &Env, id: &str) -> Pod {
         creating: true,
         ..Pod::default()
     };
-    env.pods.save(&pod).expect("save");
+    env.pods.records.persist(&pod).expect("save");
     env.fake.alter(|e| {
         e.cgroups.insert(cgroup.clone());
         e.shm.insert(dir.join("shm"));
