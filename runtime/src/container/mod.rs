@@ -5,6 +5,7 @@
 //! layers, shim socket, state and exit files); `<root_dir>/containers/<id>/`
 //! holds the writable layer (`upper/`, `work/`), which survives reboots.
 
+mod backend;
 mod exec;
 mod lifecycle;
 mod manager;
@@ -14,6 +15,7 @@ mod record;
 mod runtime;
 mod stats;
 
+pub use backend::ShimBackend;
 pub use exec::{stop_exec, ExecOutput, ExecRequest};
 pub use manager::{ContainerEvent, Containers, EventKind, NewContainer};
 pub use record::{
