@@ -7,6 +7,8 @@
 
 mod backend;
 mod exec;
+#[cfg(test)]
+mod fake;
 mod lifecycle;
 mod manager;
 mod ops;
@@ -14,6 +16,8 @@ mod pod;
 mod record;
 mod runtime;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use backend::ShimBackend;
 pub use exec::{stop_exec, ExecOutput, ExecRequest};
