@@ -4,6 +4,7 @@
 
 mod create;
 mod lifecycle;
+mod ops;
 mod recover;
 
 use std::sync::Arc;
