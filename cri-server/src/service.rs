@@ -68,7 +68,7 @@ impl Cri {
             .context("cannot open the pod store")?,
         );
         let runtime = ContainerRuntime::new(&config.state_dir, &config.root_dir, &shim);
-        let containers = Containers::open(store, runtime.clone(), images.holds())
+        let containers = Containers::open(store, Arc::new(runtime.clone()), images.holds())
             .context("cannot open the container records")?;
         let s = &config.streaming;
         let streaming = Streaming::start(

@@ -47,10 +47,6 @@ pub async fn running_container(cri: &Cri, id: &str) -> Result<String, Status> {
         return Err(Status::invalid_argument("container_id is required"));
     }
     let id = cri.containers.resolve(id).map_err(CriError)?;
-    cri.containers
-        .runtime()
-        .ensure_running(&id)
-        .await
-        .map_err(|e| CriError(e.into()))?;
+    cri.containers.ensure_running(&id).await.map_err(CriError)?;
     Ok(id)
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use super::runtime::check_id;
 use super::{ContainerRuntime, Error};
-use crate::shim::Status;
+use crate::shim::{State, Status};
 
 /// How long the output pipes may stay open after the helper has exited
 /// (a background process of the command may hold them).
@@ -65,18 +65,7 @@ impl ExecOutput {
 impl ContainerRuntime {
     /// Refuses (FailedPrecondition) unless container `id` is running.
     pub async fn ensure_running(&self, id: &str) -> Result<(), Error> {
-        let state = self.state(id).await?;
-        if state.status == Status::Running && state.exit.is_none() {
-            return Ok(());
-        }
-        let what = match state.status {
-            Status::Created => "has not been started",
-            Status::Running | Status::Exited => "has exited",
-        };
-        Err(Error::Refused {
-            id: id.to_string(),
-            message: format!("{what}: cannot exec in a container that is not running"),
-        })
+        running_or_refused(id, &self.state(id).await?)
     }
 
     /// The `corten-shim exec` command for `req` in container `id`, stdio
@@ -191,6 +180,21 @@ impl ContainerRuntime {
         tracing::debug!(container = id, code = out.exit_code, timed_out, "exec done");
         Ok(out)
     }
+}
+
+/// Refuses (FailedPrecondition) unless `state`, container `id`'s, is running.
+pub(super) fn running_or_refused(id: &str, state: &State) -> Result<(), Error> {
+    if state.status == Status::Running && state.exit.is_none() {
+        return Ok(());
+    }
+    let what = match state.status {
+        Status::Created => "has not been started",
+        Status::Running | Status::Exited => "has exited",
+    };
+    Err(Error::Refused {
+        id: id.to_string(),
+        message: format!("{what}: cannot exec in a container that is not running"),
+    })
 }
 
 /// Ends an exec helper and its command: SIGKILL to the command's process

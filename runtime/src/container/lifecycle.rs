@@ -32,11 +32,11 @@ impl Containers {
             }
             .into());
         }
-        let started = self.inner.runtime.start(&id).await;
+        let started = self.inner.backend.start(&id).await;
         if let Err(e) = started {
             // Its process died before it could run (a command that cannot
             // be executed): keep its end, which follows at once.
-            let end = tokio::time::timeout(START_FAILURE_WAIT, self.inner.runtime.wait(&id)).await;
+            let end = tokio::time::timeout(START_FAILURE_WAIT, self.inner.backend.wait(&id)).await;
             if let Ok(Ok(State {
                 exit: Some(exit), ..
             })) = &end
@@ -53,7 +53,7 @@ impl Containers {
             return Err(e.into());
         }
         crate::crash::point("container.start.after_shim_start");
-        let state = self.inner.runtime.state(&id).await?;
+        let state = self.inner.backend.state(&id).await?;
         let saved = self.inner.update(&id, |r| {
             r.state = ContainerState::Running;
             r.started_at_ns = if state.started_at_ns > 0 {
@@ -104,7 +104,7 @@ impl Containers {
         };
         stop_locked(&self.inner, &id, Duration::ZERO).await?;
         crate::crash::point("container.remove.after_stop");
-        self.inner.runtime.delete(&id).await?;
+        self.inner.backend.delete(&id).await?;
         crate::crash::point("container.remove.after_delete");
         self.inner.forget(&id)?;
         self.inner.holds.release(&id);
@@ -156,7 +156,7 @@ impl Containers {
             if matches!(r.state, ContainerState::Exited) {
                 continue;
             }
-            match inner.runtime.state(&r.id).await {
+            match inner.backend.state(&r.id).await {
                 Ok(State {
                     exit: Some(exit), ..
                 }) => record_exit(inner, &r.id, &exit),
@@ -184,10 +184,10 @@ impl Containers {
             }
         }
         let known: std::collections::HashSet<&String> = records.iter().map(|r| &r.id).collect();
-        for id in inner.runtime.ids_on_disk() {
+        for id in inner.backend.ids_on_disk() {
             if !known.contains(&id) {
                 tracing::info!(container = %id, "removing a half-made container");
-                if let Err(e) = inner.runtime.delete(&id).await {
+                if let Err(e) = inner.backend.delete(&id).await {
                     tracing::warn!(container = %id, error = %e, "cannot remove a half-made container");
                 }
             }
@@ -207,14 +207,14 @@ async fn stop_locked(inner: &Inner, id: &str, timeout: Duration) -> Result<(), c
     ) {
         return Ok(());
     }
-    let runtime = &inner.runtime;
+    let backend = &*inner.backend;
     if !timeout.is_zero() {
         let signal = stop_signal(record.stop_signal.as_deref())?;
         tracing::info!(container = %id, signal, timeout_s = timeout.as_secs_f64(), "stopping container");
-        if let Err(e) = runtime.kill(id, signal, false).await {
+        if let Err(e) = backend.kill(id, signal, false).await {
             tracing::debug!(container = %id, error = %e, "stop signal not delivered");
         }
-        if let Ok(Ok(state)) = tokio::time::timeout(timeout, runtime.wait(id)).await {
+        if let Ok(Ok(state)) = tokio::time::timeout(timeout, backend.wait(id)).await {
             if let Some(exit) = &state.exit {
                 record_exit(inner, id, exit);
                 return Ok(());
@@ -222,11 +222,11 @@ async fn stop_locked(inner: &Inner, id: &str, timeout: Duration) -> Result<(), c
         }
     }
     tracing::info!(container = %id, "killing container");
-    if let Err(e) = runtime.kill(id, Signal::SIGKILL as i32, true).await {
+    if let Err(e) = backend.kill(id, Signal::SIGKILL as i32, true).await {
         tracing::debug!(container = %id, error = %e, "SIGKILL not delivered");
     }
     crate::crash::point("container.stop.after_kill");
-    match tokio::time::timeout(KILL_WAIT, runtime.wait(id)).await {
+    match tokio::time::timeout(KILL_WAIT, backend.wait(id)).await {
         Ok(Ok(State {
             exit: Some(exit), ..
         })) => {
@@ -255,7 +255,7 @@ async fn stop_locked(inner: &Inner, id: &str, timeout: Duration) -> Result<(), c
 /// Waits (in the background) for container `id` to exit and records it.
 fn watch(inner: std::sync::Arc<Inner>, id: String) {
     tokio::spawn(async move {
-        match inner.runtime.wait(&id).await {
+        match inner.backend.wait(&id).await {
             Ok(State {
                 exit: Some(exit), ..
             }) => record_exit(&inner, &id, &exit),
@@ -264,7 +264,7 @@ fn watch(inner: std::sync::Arc<Inner>, id: String) {
             Err(e) => {
                 tracing::warn!(container = %id, error = %e, "waiting for the container failed");
                 // The shim may have left its exit file all the same.
-                match inner.runtime.state(&id).await {
+                match inner.backend.state(&id).await {
                     Ok(State {
                         exit: Some(exit), ..
                     }) => record_exit(&inner, &id, &exit),

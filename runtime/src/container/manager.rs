@@ -13,7 +13,7 @@ use super::pod::{apply_pod, create_missing_sources, own_oom_score_adj};
 use super::record::{
     resolve_prefix, ContainerFilter, ContainerRecord, ContainerState, ProcessUser,
 };
-use super::{ContainerRuntime, CreateRequest, Error};
+use super::{CreateRequest, Error, ShimBackend};
 use crate::image::{Images, LayerHolds};
 use crate::locks::KeyedLocks;
 use crate::sandbox::PodContext;
@@ -80,7 +80,7 @@ pub struct Containers {
 #[derive(Debug)]
 pub(super) struct Inner {
     pub(super) store: Arc<MetaStore>,
-    pub(super) runtime: ContainerRuntime,
+    pub(super) backend: Arc<dyn ShimBackend>,
     pub(super) holds: Arc<LayerHolds>,
     records: Mutex<BTreeMap<String, ContainerRecord>>,
     /// Serialises record writes. A write commits (fsync) holding only this,
@@ -198,10 +198,11 @@ impl Drop for Reservation<'_> {
 impl Containers {
     /// Loads the records from `store` and holds their layers (so a garbage
     /// collection before [`Self::recover`] keeps them). `holds` are the
-    /// image index's ([`Images::holds`]).
+    /// image index's ([`Images::holds`]); `backend` runs the shims (a
+    /// [`super::ContainerRuntime`]).
     pub fn open(
         store: Arc<MetaStore>,
-        runtime: ContainerRuntime,
+        backend: Arc<dyn ShimBackend>,
         holds: Arc<LayerHolds>,
     ) -> Result<Containers, crate::Error> {
         let records: BTreeMap<String, ContainerRecord> = store
@@ -216,7 +217,7 @@ impl Containers {
         Ok(Containers {
             inner: Arc::new(Inner {
                 store,
-                runtime,
+                backend,
                 holds,
                 records: Mutex::new(records),
                 writer: Mutex::new(()),
@@ -228,9 +229,11 @@ impl Containers {
         })
     }
 
-    /// The runtime the containers run under.
-    pub fn runtime(&self) -> &ContainerRuntime {
-        &self.inner.runtime
+    /// Refuses (FailedPrecondition) unless container `id` is running, as
+    /// its shim says (for a streaming exec or attach).
+    pub async fn ensure_running(&self, id: &str) -> Result<(), crate::Error> {
+        let state = self.inner.backend.state(id).await?;
+        Ok(super::exec::running_or_refused(id, &state)?)
     }
 
     /// Lifecycle events from now on.
@@ -379,7 +382,7 @@ impl Containers {
             stdin: config.stdin,
             stdin_once: config.stdin_once,
         };
-        inner.runtime.create(create).await?;
+        inner.backend.create(create).await?;
         crate::crash::point("container.create.after_shim");
         let image_ref = image
             .repo_digests
@@ -414,7 +417,7 @@ impl Containers {
             config,
         };
         if let Err(e) = inner.save(record.clone()) {
-            if let Err(d) = inner.runtime.delete(&id).await {
+            if let Err(d) = inner.backend.delete(&id).await {
                 tracing::warn!(container = %id, error = %d, "cannot undo a container creation");
             }
             return Err(e);

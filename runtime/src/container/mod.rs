@@ -5,7 +5,10 @@
 //! layers, shim socket, state and exit files); `<root_dir>/containers/<id>/`
 //! holds the writable layer (`upper/`, `work/`), which survives reboots.
 
+mod backend;
 mod exec;
+#[cfg(test)]
+mod fake;
 mod lifecycle;
 mod manager;
 mod ops;
@@ -13,7 +16,10 @@ mod pod;
 mod record;
 mod runtime;
 mod stats;
+#[cfg(test)]
+mod tests;
 
+pub use backend::ShimBackend;
 pub use exec::{stop_exec, ExecOutput, ExecRequest};
 pub use manager::{ContainerEvent, Containers, EventKind, NewContainer};
 pub use record::{

@@ -33,7 +33,7 @@ impl Containers {
         req: ExecRequest,
     ) -> Result<ExecOutput, crate::Error> {
         let record = self.running(id_or_prefix, "exec")?;
-        Ok(self.inner.runtime.exec_sync(&record.id, req).await?)
+        Ok(self.inner.backend.exec_sync(&record.id, req).await?)
     }
 
     /// Checks that `id_or_prefix` runs and gives its full id, for a
@@ -45,7 +45,7 @@ impl Containers {
     /// Has the shim reopen the log file (kubelet rotated it).
     pub async fn reopen_log(&self, id_or_prefix: &str) -> Result<(), crate::Error> {
         let record = self.running(id_or_prefix, "reopen the log")?;
-        Ok(self.inner.runtime.reopen_log(&record.id).await?)
+        Ok(self.inner.backend.reopen_log(&record.id).await?)
     }
 
     /// Changes the container's cgroup limits; live when it runs, and kept
@@ -90,14 +90,7 @@ impl Containers {
         id_or_prefix: &str,
     ) -> Result<(ContainerRecord, ContainerStats, Option<u64>), crate::Error> {
         let record = self.status(id_or_prefix)?;
-        let runtime = self.inner.runtime.clone();
-        let id = record.id.clone();
-        let stats = tokio::task::spawn_blocking(move || runtime.stats(&id))
-            .await
-            .map_err(|e| Error::Shim {
-                id: record.id.clone(),
-                reason: format!("stats task: {e}"),
-            })??;
+        let stats = self.inner.backend.stats(&record.id).await?;
         let rate = stats.cgroup.as_ref().and_then(|c| {
             self.inner
                 .cpu_rate(&record.id, c.timestamp_ns, c.cpu_usage_ns)
@@ -107,6 +100,6 @@ impl Containers {
 
     /// The OCI spec the container was created with, as JSON.
     pub fn spec_json(&self, id: &str) -> Option<serde_json::Value> {
-        self.inner.runtime.spec_json(id)
+        self.inner.backend.spec_json(id)
     }
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the container manager's records.
 
 use super::*;
+use crate::container::ContainerRuntime;
 use std::path::Path;
 
 use crate::container::record::sample;
@@ -25,7 +26,7 @@ fn open_loads_records_holds_their_layers_and_resolves_prefixes() {
 
     let holds = Arc::new(LayerHolds::default());
     let runtime = ContainerRuntime::new(tmp.path(), tmp.path(), Path::new("/bin/false"));
-    let c = Containers::open(store.clone(), runtime, holds.clone()).expect("open");
+    let c = Containers::open(store.clone(), Arc::new(runtime), holds.clone()).expect("open");
     assert_eq!(
         holds.held(),
         HashSet::from([layer]),
@@ -70,7 +71,7 @@ fn cpu_rate_needs_two_samples() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(MetaStore::open(&tmp.path().join("m.redb")).expect("store"));
     let runtime = ContainerRuntime::new(tmp.path(), tmp.path(), Path::new("/bin/false"));
-    let c = Containers::open(store, runtime, Arc::default()).expect("open");
+    let c = Containers::open(store, Arc::new(runtime), Arc::default()).expect("open");
     assert_eq!(c.inner.cpu_rate("x", 1_000_000_000, 0), None);
     // Half a core over one second.
     assert_eq!(
@@ -97,7 +98,8 @@ fn readers_are_not_held_up_by_a_commit_in_progress() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(MetaStore::open(&tmp.path().join("m.redb")).expect("store"));
     let runtime = ContainerRuntime::new(tmp.path(), tmp.path(), Path::new("/bin/false"));
-    let c = Containers::open(store, runtime, Arc::new(LayerHolds::default())).expect("open");
+    let c =
+        Containers::open(store, Arc::new(runtime), Arc::new(LayerHolds::default())).expect("open");
     c.inner.save(sample("abc", "pod")).expect("save");
     // A writer mid-commit holds the write lock (here: for as long as the
     // readers below take). Readers must not need it.

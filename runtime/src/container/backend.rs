@@ -1,0 +1,93 @@
+//! [`ShimBackend`]: the seam between the container manager and the shims.
+//! Everything [`super::Containers`] asks of a container's shim, its bundle
+//! or its cgroup goes through it; [`ContainerRuntime`] is the real one, and
+//! unit tests inject a fake by constructor.
+
+use async_trait::async_trait;
+
+use super::{ContainerRuntime, ContainerStats, CreateRequest, Error, ExecOutput, ExecRequest};
+use crate::shim::State;
+
+/// What the container manager needs from the shims of its containers.
+#[async_trait]
+pub trait ShimBackend: Send + Sync + std::fmt::Debug {
+    /// Writes the bundle and has a shim create the container, waiting for
+    /// [`Self::start`]; returns the init's pid. Leaves nothing behind on
+    /// failure (except when the container exists already).
+    async fn create(&self, req: CreateRequest) -> Result<i32, Error>;
+    /// Lets the container's process run.
+    async fn start(&self, id: &str) -> Result<(), Error>;
+    /// Sends `signal` to the container's init (with `all`, to all of it).
+    async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error>;
+    /// The container's state, from its shim or the files it left.
+    async fn state(&self, id: &str) -> Result<State, Error>;
+    /// Waits until the container has exited; its final state.
+    async fn wait(&self, id: &str) -> Result<State, Error>;
+    /// Kills what still runs and removes the container's files; an unknown
+    /// container is deleted already.
+    async fn delete(&self, id: &str) -> Result<(), Error>;
+    /// Runs a command in the running container and collects its output.
+    async fn exec_sync(&self, id: &str, req: ExecRequest) -> Result<ExecOutput, Error>;
+    /// Has the shim reopen the log file.
+    async fn reopen_log(&self, id: &str) -> Result<(), Error>;
+    /// The container's resource usage (cgroup counters, writable layer).
+    async fn stats(&self, id: &str) -> Result<ContainerStats, crate::Error>;
+    /// The ids of the containers with files on disk, recorded or not.
+    fn ids_on_disk(&self) -> Vec<String>;
+    /// The OCI spec the container was created with, as JSON.
+    fn spec_json(&self, id: &str) -> Option<serde_json::Value>;
+}
+
+#[async_trait]
+impl ShimBackend for ContainerRuntime {
+    async fn create(&self, req: CreateRequest) -> Result<i32, Error> {
+        ContainerRuntime::create(self, req).await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), Error> {
+        ContainerRuntime::start(self, id).await
+    }
+
+    async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
+        ContainerRuntime::kill(self, id, signal, all).await
+    }
+
+    async fn state(&self, id: &str) -> Result<State, Error> {
+        ContainerRuntime::state(self, id).await
+    }
+
+    async fn wait(&self, id: &str) -> Result<State, Error> {
+        ContainerRuntime::wait(self, id).await
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), Error> {
+        ContainerRuntime::delete(self, id).await
+    }
+
+    async fn exec_sync(&self, id: &str, req: ExecRequest) -> Result<ExecOutput, Error> {
+        ContainerRuntime::exec_sync(self, id, req).await
+    }
+
+    async fn reopen_log(&self, id: &str) -> Result<(), Error> {
+        ContainerRuntime::reopen_log(self, id).await
+    }
+
+    async fn stats(&self, id: &str) -> Result<ContainerStats, crate::Error> {
+        // Cgroup reads and a walk of the writable layer: blocking work.
+        let (runtime, owned) = (self.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || ContainerRuntime::stats(&runtime, &owned))
+            .await
+            .map_err(|e| Error::Shim {
+                id: id.to_string(),
+                reason: format!("stats task: {e}"),
+            })?
+    }
+
+    fn ids_on_disk(&self) -> Vec<String> {
+        ContainerRuntime::ids_on_disk(self)
+    }
+
+    fn spec_json(&self, id: &str) -> Option<serde_json::Value> {
+        ContainerRuntime::spec_json(self, id)
+    }
+}

@@ -1,0 +1,91 @@
+//! CreateContainer through the fake backend.
+
+use super::*;
+use crate::container::fake::{Call, CallKind, When};
+use crate::container::NewContainer;
+use crate::sandbox::PodContext;
+use crate::ErrorKind;
+
+fn request(name: &str) -> NewContainer {
+    NewContainer {
+        name: name.into(),
+        image: IMAGE.into(),
+        ..NewContainer::default()
+    }
+}
+
+async fn create(h: &Harness, name: &str) -> Result<String, crate::Error> {
+    h.containers
+        .create(&h.images, &PodContext::default(), request(name))
+        .await
+}
+
+#[tokio::test]
+async fn create_records_the_container_and_reserves_its_name() {
+    let mut h = harness();
+    let id = create(&h, "web").await.expect("create");
+    let record = h.record(&id).expect("recorded");
+    assert_eq!(record.state, ContainerState::Created);
+    assert_eq!(record.stop_signal.as_deref(), Some("SIGTERM"));
+    assert_eq!(record.chain_ids.len(), 1);
+    assert_eq!(
+        h.fake.calls(),
+        [Call::Create {
+            id: id.clone(),
+            log_path: "/dev/null".into(),
+            layers: 1,
+            stdin: false,
+        }]
+    );
+    assert_eq!(h.events(), [(EventKind::Created, id.clone())]);
+    assert!(h.images.holds().held().len() == 1, "the layer is held");
+
+    let again = create(&h, "web").await.expect_err("same name and attempt");
+    assert_eq!(again.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(h.fake.calls_of(CallKind::Create).len(), 1, "refused first");
+}
+
+#[tokio::test]
+async fn create_failing_in_the_backend_leaves_no_record_and_frees_the_name() {
+    for kind in [
+        ErrorKind::Internal,
+        ErrorKind::AlreadyExists,
+        ErrorKind::InvalidArgument,
+    ] {
+        let mut h = harness();
+        h.fake.fail(CallKind::Create, When::Nth(1), kind);
+        let e = create(&h, "web").await.expect_err("create fails");
+        assert_eq!(e.kind(), kind, "the backend's kind is propagated: {e}");
+        assert!(h.containers.list(&Default::default()).is_empty());
+        assert!(
+            h.images.holds().held().is_empty(),
+            "the layer hold is released"
+        );
+        assert!(h.events().is_empty(), "no Created event");
+        assert!(h.fake.calls_of(CallKind::Delete).is_empty());
+
+        // The name is free again: the retry succeeds.
+        let id = create(&h, "web").await.expect("retry");
+        assert_eq!(
+            h.record(&id).expect("record").state,
+            ContainerState::Created
+        );
+        assert_eq!(h.events(), [(EventKind::Created, id)]);
+    }
+}
+
+#[tokio::test]
+async fn create_of_a_missing_image_asks_no_shim() {
+    let h = harness();
+    let mut req = request("web");
+    req.image = "not-pulled".into();
+    let e = h
+        .containers
+        .create(&h.images, &PodContext::default(), req)
+        .await
+        .expect_err("no image");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(h.fake.calls().is_empty());
+    assert!(h.images.holds().held().is_empty());
+    create(&h, "web").await.expect("the name is free");
+}
