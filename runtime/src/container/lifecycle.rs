@@ -53,22 +53,30 @@ impl Containers {
             return Err(e.into());
         }
         crate::crash::point("container.start.after_shim_start");
-        let state = self.inner.backend.state(&id).await?;
+        // It runs now, whatever the state call below says: recorded
+        // Running and watched either way, so its end is never missed.
+        let (pid, started_at_ns) = match self.inner.backend.state(&id).await {
+            Ok(state) => (state.pid, state.started_at_ns),
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "started, but its state cannot be read");
+                (0, 0)
+            }
+        };
         let saved = self.inner.update(&id, |r| {
             r.state = ContainerState::Running;
-            r.started_at_ns = if state.started_at_ns > 0 {
-                state.started_at_ns
+            r.started_at_ns = if started_at_ns > 0 {
+                started_at_ns
             } else {
                 now_ns()
             };
-            r.pid = state.pid;
+            r.pid = pid;
             true
-        })?;
-        if let Some(r) = &saved {
-            tracing::info!(container = %id, pid = state.pid, "container started");
-            self.inner.emit(EventKind::Started, r);
+        });
+        watch(self.inner.clone(), id.clone());
+        if let Some(r) = saved? {
+            tracing::info!(container = %id, pid, "container started");
+            self.inner.emit(EventKind::Started, &r);
         }
-        watch(self.inner.clone(), id);
         Ok(())
     }
 

@@ -89,18 +89,23 @@ async fn start_failing_with_no_exit_to_find_keeps_the_record_removable() {
 }
 
 #[tokio::test]
-async fn start_whose_state_query_fails_reports_it_and_remove_works() {
+async fn start_whose_state_query_fails_still_records_it_running_and_watched() {
     let mut h = harness();
     h.given(ID, ContainerState::Created, Some(FakeContainer::created(5)));
     h.fake
         .fail(CallKind::State, When::Nth(1), ErrorKind::Internal);
-    let e = h.containers.start(ID).await.expect_err("state fails");
-    assert_eq!(e.kind(), ErrorKind::Internal);
-    // The shim did start it, but the record was not told: it stays
-    // Created (and unwatched) until a remove, which deletes what runs.
-    assert_eq!(h.record(ID).expect("record").state, ContainerState::Created);
+    // The shim did start it: the start succeeded, only its pid is unknown.
+    h.containers.start(ID).await.expect("started");
+    let record = h.record(ID).expect("record");
+    assert_eq!(record.state, ContainerState::Running);
+    assert!(record.started_at_ns > 0);
     assert_eq!(h.fake.container(ID).expect("fake").status, Status::Running);
-    assert!(h.events().is_empty());
+    assert_eq!(h.events(), [(EventKind::Started, ID.to_string())]);
+    // It is watched: its end is recorded when it comes.
+    h.fake.exit(ID, 4);
+    h.until(ID, |r| r.is_some_and(|r| r.state == ContainerState::Exited))
+        .await;
+    assert_eq!(h.record(ID).expect("record").exit_code, 4);
     h.containers.remove(ID).await.expect("remove");
     assert!(h.record(ID).is_none());
     assert!(h.fake.container(ID).is_none());
