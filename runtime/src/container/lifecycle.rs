@@ -145,10 +145,10 @@ impl Containers {
 
     fn ids_of_pod(&self, pod_id: &str) -> Vec<String> {
         self.inner
-            .records()
-            .values()
-            .filter(|r| r.pod_id == pod_id)
-            .map(|r| r.id.clone())
+            .records
+            .filtered(|r| r.pod_id == pod_id)
+            .into_iter()
+            .map(|r| r.id)
             .collect()
     }
 
@@ -206,7 +206,7 @@ impl Containers {
 
 /// Stops container `id`, whose lock the caller holds.
 async fn stop_locked(inner: &Inner, id: &str, timeout: Duration) -> Result<(), crate::Error> {
-    let Some(record) = inner.records().get(id).cloned() else {
+    let Some(record) = inner.records.get(id) else {
         return Ok(());
     };
     if !matches!(

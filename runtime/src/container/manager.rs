@@ -5,20 +5,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::broadcast;
 
 use super::pod::{apply_pod, create_missing_sources, own_oom_score_adj};
-use super::record::{
-    resolve_prefix, ContainerFilter, ContainerRecord, ContainerState, ProcessUser,
-};
+use super::record::{ContainerFilter, ContainerRecord, ContainerState, ProcessUser};
 use super::{CreateRequest, Error, ShimBackend};
 use crate::image::{Images, LayerHolds};
 use crate::locks::KeyedLocks;
 use crate::sandbox::PodContext;
 use crate::spec::{self, ContainerConfig, ImageConfig, LayeredRootfs, NsMode};
-use crate::store::{Change, MetaStore, Table};
+use crate::store::{Lookup, MetaStore, Record, Records, Table};
 
 /// How many events a slow subscriber may fall behind before it loses some.
 const EVENT_BACKLOG: usize = 1024;
@@ -79,14 +77,10 @@ pub struct Containers {
 
 #[derive(Debug)]
 pub(super) struct Inner {
-    pub(super) store: Arc<MetaStore>,
     pub(super) backend: Arc<dyn ShimBackend>,
     pub(super) holds: Arc<LayerHolds>,
-    records: Mutex<BTreeMap<String, ContainerRecord>>,
-    /// Serialises record writes. A write commits (fsync) holding only this,
-    /// never `records`, so readers (ContainerStatus, ListContainers) are
-    /// not delayed by another container's commit.
-    writer: Mutex<()>,
+    /// The records: readers never wait for another container's commit.
+    pub(super) records: Records<ContainerRecord>,
     /// Names being created (`pod/name/attempt`), not yet recorded.
     reserved: Mutex<HashSet<String>>,
     pub(super) locks: KeyedLocks,
@@ -96,23 +90,9 @@ pub(super) struct Inner {
 }
 
 impl Inner {
-    pub(super) fn records(&self) -> MutexGuard<'_, BTreeMap<String, ContainerRecord>> {
-        // A record changes only after its transaction commits: a poisoned
-        // map is still consistent.
-        self.records.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn writer(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Writes `record` through and keeps it.
     pub(super) fn save(&self, record: ContainerRecord) -> Result<(), crate::Error> {
-        let _writer = self.writer();
-        let change = self.store.encode(&record.id, &record)?;
-        self.store.apply(Table::Containers, vec![change])?;
-        self.records().insert(record.id.clone(), record);
-        Ok(())
+        Ok(self.records.put(record)?)
     }
 
     /// Changes the record of `id` with `edit` and writes it through; the
@@ -122,19 +102,7 @@ impl Inner {
         id: &str,
         edit: impl FnOnce(&mut ContainerRecord) -> bool,
     ) -> Result<Option<ContainerRecord>, crate::Error> {
-        let _writer = self.writer();
-        // Only writers change records, and they hold `writer`: the copy
-        // stays current until it is put back.
-        let Some(mut record) = self.records().get(id).cloned() else {
-            return Ok(None);
-        };
-        if !edit(&mut record) {
-            return Ok(None);
-        }
-        let change = self.store.encode(id, &record)?;
-        self.store.apply(Table::Containers, vec![change])?;
-        self.records().insert(id.to_string(), record.clone());
-        Ok(Some(record))
+        Ok(self.records.update(id, edit)?)
     }
 
     /// The CPU rate (nano cores) between the previous sample of `id` and
@@ -152,10 +120,7 @@ impl Inner {
     }
 
     pub(super) fn forget(&self, id: &str) -> Result<(), crate::Error> {
-        let _writer = self.writer();
-        self.store
-            .apply(Table::Containers, vec![Change::Delete(id.to_string())])?;
-        self.records().remove(id);
+        self.records.delete(id)?;
         self.cpu_samples
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -205,22 +170,16 @@ impl Containers {
         backend: Arc<dyn ShimBackend>,
         holds: Arc<LayerHolds>,
     ) -> Result<Containers, crate::Error> {
-        let records: BTreeMap<String, ContainerRecord> = store
-            .load_all::<ContainerRecord>(Table::Containers)?
-            .into_iter()
-            .map(|(_, r)| (r.id.clone(), r))
-            .collect();
-        for r in records.values() {
+        let records = Records::<ContainerRecord>::load(store.clone())?;
+        for r in records.filtered(|_| true) {
             holds.hold(&r.id, r.chain_ids.clone());
         }
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         Ok(Containers {
             inner: Arc::new(Inner {
-                store,
                 backend,
                 holds,
-                records: Mutex::new(records),
-                writer: Mutex::new(()),
+                records,
                 reserved: Mutex::new(HashSet::new()),
                 locks: KeyedLocks::default(),
                 events,
@@ -243,34 +202,33 @@ impl Containers {
 
     /// The full id of the container `id_or_prefix` names.
     pub fn resolve(&self, id_or_prefix: &str) -> Result<String, crate::Error> {
-        let records = self.inner.records();
-        resolve_prefix(records.keys(), id_or_prefix)?.ok_or_else(|| {
-            Error::NotFound {
+        let invalid = |reason: &str| Error::InvalidId {
+            id: id_or_prefix.to_string(),
+            reason: reason.to_string(),
+        };
+        match self.inner.records.resolve(id_or_prefix) {
+            Lookup::Found(id) => Ok(id),
+            Lookup::NotFound => Err(Error::NotFound {
                 id: id_or_prefix.to_string(),
             }
-            .into()
-        })
+            .into()),
+            Lookup::Ambiguous => Err(invalid("the prefix matches more than one container").into()),
+            Lookup::Empty => Err(invalid("the container id is empty").into()),
+        }
     }
 
     /// The record of container `id_or_prefix`.
     pub fn status(&self, id_or_prefix: &str) -> Result<ContainerRecord, crate::Error> {
         let id = self.resolve(id_or_prefix)?;
         self.inner
-            .records()
+            .records
             .get(&id)
-            .cloned()
             .ok_or_else(|| Error::NotFound { id }.into())
     }
 
     /// The containers `filter` lets through, oldest first.
     pub fn list(&self, filter: &ContainerFilter) -> Vec<ContainerRecord> {
-        let mut out: Vec<ContainerRecord> = self
-            .inner
-            .records()
-            .values()
-            .filter(|r| filter.matches(r))
-            .cloned()
-            .collect();
+        let mut out = self.inner.records.filtered(|r| filter.matches(r));
         out.sort_by(|a, b| (a.created_at_ns, &a.id).cmp(&(b.created_at_ns, &b.id)));
         out
     }
@@ -286,15 +244,16 @@ impl Containers {
         let inner = &*self.inner;
         let name_key = format!("{}/{}/{}", pod.pod_id, req.name, req.attempt);
         {
-            let records = inner.records();
+            // Reservations first: a creation holds its name until its
+            // record is in, so no name can slip between the two looks.
             let mut reserved = inner
                 .reserved
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let taken = records
-                .values()
-                .find(|r| r.pod_id == pod.pod_id && r.name == req.name && r.attempt == req.attempt);
-            if let Some(other) = taken {
+            let taken = inner.records.filtered(|r| {
+                r.pod_id == pod.pod_id && r.name == req.name && r.attempt == req.attempt
+            });
+            if let Some(other) = taken.first() {
                 return Err(Error::NameInUse {
                     name: name_key,
                     by: other.id.clone(),
@@ -452,3 +411,10 @@ pub(super) fn now_ns() -> i64 {
 }
 #[cfg(test)]
 mod tests;
+
+impl Record for ContainerRecord {
+    const TABLE: Table = Table::Containers;
+    fn id(&self) -> &str {
+        &self.id
+    }
+}

@@ -156,36 +156,6 @@ impl ContainerFilter {
     }
 }
 
-/// The one id among `ids` that `prefix` names: an exact match, or the only
-/// id starting with it. An ambiguous prefix is an error, none is `None`.
-pub fn resolve_prefix<'a>(
-    ids: impl Iterator<Item = &'a String>,
-    prefix: &str,
-) -> Result<Option<String>, Error> {
-    if prefix.is_empty() {
-        return Err(Error::InvalidId {
-            id: String::new(),
-            reason: "the container id is empty".into(),
-        });
-    }
-    let mut found: Option<&String> = None;
-    for id in ids {
-        if id == prefix {
-            return Ok(Some(id.clone()));
-        }
-        if id.starts_with(prefix) {
-            if found.is_some() {
-                return Err(Error::InvalidId {
-                    id: prefix.to_string(),
-                    reason: "the prefix matches more than one container".into(),
-                });
-            }
-            found = Some(id);
-        }
-    }
-    Ok(found.cloned())
-}
-
 /// The signal number of an image's `StopSignal` (`SIGQUIT`, `QUIT`, `3`);
 /// SIGTERM when there is none.
 pub fn stop_signal(name: Option<&str>) -> Result<i32, Error> {
@@ -292,22 +262,6 @@ mod tests {
             (r.reason.as_str(), r.message.as_str()),
             ("ShimDied", "gone")
         );
-    }
-
-    #[test]
-    fn prefixes_resolve_uniquely() {
-        let ids = ["abc1".to_string(), "abc2".to_string(), "def".to_string()];
-        assert_eq!(
-            resolve_prefix(ids.iter(), "d").expect("ok"),
-            Some("def".into())
-        );
-        assert_eq!(
-            resolve_prefix(ids.iter(), "abc1").expect("ok"),
-            Some("abc1".into())
-        );
-        assert_eq!(resolve_prefix(ids.iter(), "x").expect("ok"), None);
-        assert!(resolve_prefix(ids.iter(), "abc").is_err());
-        assert!(resolve_prefix(ids.iter(), "").is_err());
     }
 
     #[test]

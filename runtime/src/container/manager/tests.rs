@@ -103,7 +103,7 @@ fn readers_are_not_held_up_by_a_commit_in_progress() {
     c.inner.save(sample("abc", "pod")).expect("save");
     // A writer mid-commit holds the write lock (here: for as long as the
     // readers below take). Readers must not need it.
-    let writing = c.inner.writer();
+    let writing = c.inner.records.writer();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| {
