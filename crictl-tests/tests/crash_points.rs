@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use container_env::{path, Env};
 use corten_runtime::crash;
@@ -23,15 +23,8 @@ use serde_json::json;
 /// The image the pull points cut: a layer busybox does not have.
 const CRASHY: &str = "crashy";
 
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_until(what: &str, ok: impl FnMut() -> bool) {
+    crictl_tests::wait::until(what, Duration::from_secs(60), ok);
 }
 
 /// The test's own cgroup parent: every pod cgroup of a [`World`] goes

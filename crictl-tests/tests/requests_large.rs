@@ -196,10 +196,11 @@ fn a_creation_abandoned_by_its_client_is_recorded_and_removable() {
             sandbox_config: None,
         });
         tokio::pin!(call);
+        let mut poll = tokio::time::interval(Duration::from_millis(1));
         loop {
             tokio::select! {
                 answer = &mut call => return Err(answer),
-                () = tokio::time::sleep(Duration::from_millis(1)) => {
+                _ = poll.tick() => {
                     if bundle_made() {
                         return Ok(());
                     }
@@ -213,22 +214,19 @@ fn a_creation_abandoned_by_its_client_is_recorded_and_removable() {
     );
 
     // The daemon finishes the creation all the same, and records it.
-    let started = Instant::now();
-    let id = loop {
-        let listed = env
-            .d
-            .crictl(&["ps", "-a", "--name", "abandoned", "-q"])
-            .ok();
-        if let Some(id) = listed.lines().next().filter(|l| !l.is_empty()) {
-            break id.to_string();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the abandoned creation was never recorded:\n{}",
-            env.d.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut id = String::new();
+    crictl_tests::wait::until(
+        "the abandoned creation to be recorded",
+        Duration::from_secs(60),
+        || {
+            let listed = env
+                .d
+                .crictl(&["ps", "-a", "--name", "abandoned", "-q"])
+                .ok();
+            id = listed.lines().next().unwrap_or("").to_string();
+            !id.is_empty()
+        },
+    );
     assert_eq!(env.state(&id), "CONTAINER_CREATED");
     // Nothing on disk that has no record.
     let bundles: Vec<String> = std::fs::read_dir(env.d.dir().join("state/containers"))

@@ -6,7 +6,7 @@
 mod container_env;
 
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use container_env::Env;
 use nix::sys::signal::{kill, Signal};
@@ -39,15 +39,8 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    crictl_tests::wait::until(what, Duration::from_secs(30), ok);
 }
 
 fn cgroup_exists(path: &str) -> bool {
