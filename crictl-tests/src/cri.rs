@@ -48,3 +48,70 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// A `RuntimeService` client, as [`runtime`] makes it.
 pub type RuntimeClient = RuntimeServiceClient<Channel>;
+
+/// The CRI config of pod `name` in `namespace` (uid `uid-<name>`, the
+/// name as hostname), as the tests' own gRPC clients send it.
+pub fn pod_config(name: &str, namespace: &str) -> k8s_cri::v1::PodSandboxConfig {
+    k8s_cri::v1::PodSandboxConfig {
+        metadata: Some(k8s_cri::v1::PodSandboxMetadata {
+            name: name.into(),
+            namespace: namespace.into(),
+            uid: format!("uid-{name}"),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        ..Default::default()
+    }
+}
+
+/// A busybox container named `name` that sleeps for an hour.
+pub fn sleeper(name: &str) -> k8s_cri::v1::ContainerConfig {
+    k8s_cri::v1::ContainerConfig {
+        metadata: Some(k8s_cri::v1::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(k8s_cri::v1::ImageSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        }),
+        command: vec!["sleep".into(), "3600".into()],
+        ..Default::default()
+    }
+}
+
+/// RunPodSandbox of `config`; the pod's id.
+pub async fn run_pod(
+    c: &mut RuntimeClient,
+    config: k8s_cri::v1::PodSandboxConfig,
+) -> Result<String, tonic::Status> {
+    Ok(c.run_pod_sandbox(k8s_cri::v1::RunPodSandboxRequest {
+        config: Some(config),
+        runtime_handler: String::new(),
+    })
+    .await?
+    .into_inner()
+    .pod_sandbox_id)
+}
+
+/// CreateContainer of `config` in `pod`, then StartContainer; its id.
+pub async fn run_container(
+    c: &mut RuntimeClient,
+    pod: &str,
+    config: k8s_cri::v1::ContainerConfig,
+) -> Result<String, tonic::Status> {
+    let id = c
+        .create_container(k8s_cri::v1::CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: None,
+        })
+        .await?
+        .into_inner()
+        .container_id;
+    c.start_container(k8s_cri::v1::StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await?;
+    Ok(id)
+}

@@ -11,21 +11,6 @@ use k8s_cri::v1 as k8s;
 
 const ROUNDS: usize = 8;
 
-fn config(name: &str) -> k8s::ContainerConfig {
-    k8s::ContainerConfig {
-        metadata: Some(k8s::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(k8s::ImageSpec {
-            image: "busybox".into(),
-            ..Default::default()
-        }),
-        command: vec!["sleep".into(), "3600".into()],
-        ..Default::default()
-    }
-}
-
 #[test]
 fn a_creation_racing_a_pod_stop_is_stopped_with_it_or_refused() {
     let env = Env::new();
@@ -39,7 +24,7 @@ fn a_creation_racing_a_pod_stop_is_stopped_with_it_or_refused() {
             let mut b = cri::runtime(&socket).await.expect("connect");
             let create = a.create_container(k8s::CreateContainerRequest {
                 pod_sandbox_id: pod.clone(),
-                config: Some(config("c")),
+                config: Some(cri::sleeper("c")),
                 sandbox_config: None,
             });
             let stop = b.stop_pod_sandbox(k8s::StopPodSandboxRequest {

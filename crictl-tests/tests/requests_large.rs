@@ -155,22 +155,13 @@ fn ten_thousand_mounts_are_all_made() {
 /// The CRI config of a container named `name` with `vars` variables.
 fn grpc_config(name: &str, vars: usize) -> k8s::ContainerConfig {
     k8s::ContainerConfig {
-        metadata: Some(k8s::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(k8s::ImageSpec {
-            image: "busybox".into(),
-            ..Default::default()
-        }),
-        command: vec!["sleep".into(), "3600".into()],
         envs: (0..vars)
             .map(|i| k8s::KeyValue {
                 key: format!("V_{i}"),
                 value: "x".into(),
             })
             .collect(),
-        ..Default::default()
+        ..cri::sleeper(name)
     }
 }
 

@@ -42,65 +42,6 @@ fn usage(pid: u32) -> (u64, usize) {
     (rss, fds)
 }
 
-fn pod_config(name: &str) -> k8s::PodSandboxConfig {
-    k8s::PodSandboxConfig {
-        metadata: Some(k8s::PodSandboxMetadata {
-            name: name.into(),
-            namespace: "soak".into(),
-            uid: format!("uid-{name}"),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        ..Default::default()
-    }
-}
-
-fn container_config(name: &str) -> k8s::ContainerConfig {
-    k8s::ContainerConfig {
-        metadata: Some(k8s::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(k8s::ImageSpec {
-            image: "busybox".into(),
-            ..Default::default()
-        }),
-        command: vec!["sleep".into(), "3600".into()],
-        ..Default::default()
-    }
-}
-
-async fn run_pod(c: &mut cri::RuntimeClient, name: &str) -> Result<String, tonic::Status> {
-    Ok(c.run_pod_sandbox(k8s::RunPodSandboxRequest {
-        config: Some(pod_config(name)),
-        runtime_handler: String::new(),
-    })
-    .await?
-    .into_inner()
-    .pod_sandbox_id)
-}
-
-async fn run_container(
-    c: &mut cri::RuntimeClient,
-    pod: &str,
-    name: &str,
-) -> Result<String, tonic::Status> {
-    let id = c
-        .create_container(k8s::CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(container_config(name)),
-            sandbox_config: Some(pod_config(name)),
-        })
-        .await?
-        .into_inner()
-        .container_id;
-    c.start_container(k8s::StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await?;
-    Ok(id)
-}
-
 #[derive(Default)]
 struct Tally {
     calls: AtomicU64,
@@ -138,8 +79,10 @@ fn fifty_clients_for_ten_minutes_no_errors_flat_memory_and_descriptors() {
         .expect("a runtime for the clients");
     let (before, warm, last, after) = rt.block_on(async {
         let mut c = cri::runtime(&socket).await.expect("connect");
-        let pod = run_pod(&mut c, "soak-target").await.expect("pod");
-        let target = run_container(&mut c, &pod, "soak-target")
+        let pod = cri::run_pod(&mut c, cri::pod_config("soak-target", "soak"))
+            .await
+            .expect("pod");
+        let target = cri::run_container(&mut c, &pod, cri::sleeper("soak-target"))
             .await
             .expect("target container");
         let before = usage(pid);
@@ -222,7 +165,10 @@ fn fifty_clients_for_ten_minutes_no_errors_flat_memory_and_descriptors() {
             tasks.push(tokio::spawn(async move {
                 let mut c = cri::runtime(&socket).await.expect("connect");
                 let name = format!("soak-churn{i}");
-                let Some(pod) = tally.note("RunPodSandbox", run_pod(&mut c, &name).await) else {
+                let Some(pod) = tally.note(
+                    "RunPodSandbox",
+                    cri::run_pod(&mut c, cri::pod_config(&name, "soak")).await,
+                ) else {
                     return;
                 };
                 let mut n = 0;
@@ -230,7 +176,7 @@ fn fifty_clients_for_ten_minutes_no_errors_flat_memory_and_descriptors() {
                     n += 1;
                     let Some(id) = tally.note(
                         "Create+Start",
-                        run_container(&mut c, &pod, &format!("c{n}")).await,
+                        cri::run_container(&mut c, &pod, cri::sleeper(&format!("c{n}"))).await,
                     ) else {
                         continue;
                     };

@@ -57,8 +57,8 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let mut client = cri::runtime(&socket).await?;
-        let pod = run_pod(&mut client, "target").await?;
-        let target = run_container(&mut client, &pod, "target").await?;
+        let pod = cri::run_pod(&mut client, cri::pod_config("target", "bench")).await?;
+        let target = cri::run_container(&mut client, &pod, cri::sleeper("target")).await?;
         let idle = measure(&mut client, &target, samples).await?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -68,11 +68,13 @@ fn main() -> anyhow::Result<()> {
             let (socket, stop, writes) = (socket.clone(), stop.clone(), writes.clone());
             writers.push(tokio::spawn(async move {
                 let mut c = cri::runtime(&socket).await?;
-                let pod = run_pod(&mut c, &format!("writer{w}")).await?;
+                let pod =
+                    cri::run_pod(&mut c, cri::pod_config(&format!("writer{w}"), "bench")).await?;
                 let mut n = 0;
                 while !stop.load(Ordering::SeqCst) {
                     n += 1;
-                    let id = run_container(&mut c, &pod, &format!("w{n}")).await?;
+                    let id =
+                        cri::run_container(&mut c, &pod, cri::sleeper(&format!("w{n}"))).await?;
                     c.stop_container(k8s::StopContainerRequest {
                         container_id: id.clone(),
                         timeout: 0,
@@ -113,61 +115,6 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     Ok(())
-}
-
-async fn run_pod(c: &mut cri::RuntimeClient, name: &str) -> anyhow::Result<String> {
-    let config = k8s::PodSandboxConfig {
-        metadata: Some(k8s::PodSandboxMetadata {
-            name: name.into(),
-            namespace: "bench".into(),
-            uid: format!("uid-{name}"),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        ..Default::default()
-    };
-    let pod = c
-        .run_pod_sandbox(k8s::RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: String::new(),
-        })
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
-    Ok(pod)
-}
-
-async fn run_container(
-    c: &mut cri::RuntimeClient,
-    pod: &str,
-    name: &str,
-) -> anyhow::Result<String> {
-    let config = k8s::ContainerConfig {
-        metadata: Some(k8s::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(k8s::ImageSpec {
-            image: "busybox".into(),
-            ..Default::default()
-        }),
-        command: vec!["sleep".into(), "3600".into()],
-        ..Default::default()
-    };
-    let id = c
-        .create_container(k8s::CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config),
-            sandbox_config: None,
-        })
-        .await?
-        .into_inner()
-        .container_id;
-    c.start_container(k8s::StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await?;
-    Ok(id)
 }
 
 async fn measure(
