@@ -87,3 +87,25 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
+
+/// For the benchmarks: unless `CORTEND_BIN` names one already, builds a
+/// release `cortend` with the `corten-shim` beside it and points
+/// `CORTEND_BIN` at it, so [`cortend`] hands it out.
+pub fn use_release_cortend() -> Result<(), String> {
+    if std::env::var_os("CORTEND_BIN").is_some() {
+        return Ok(());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet"])
+        .args(["-p", "corten-cri", "--bin", "cortend"])
+        .args(["-p", "corten-runtime", "--bin", "corten-shim"])
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("cannot build a release cortend: cargo {status}"));
+    }
+    std::env::set_var("CORTEND_BIN", target_dir().join("release/cortend"));
+    Ok(())
+}

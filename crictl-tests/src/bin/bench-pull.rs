@@ -6,7 +6,6 @@
 //! Run: `cargo run --release -p crictl-tests --bin bench-pull [-- RUNS]`
 //! (as root, with crictl-tests/run.sh's dependencies installed).
 
-use std::process::Command;
 use std::time::Instant;
 
 use crictl_tests::{tools, Compression, DaemonBuilder, ImageBuilder, Registry, RegistryOptions};
@@ -16,23 +15,7 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(5);
-    if std::env::var_os("CORTEND_BIN").is_none() {
-        let status = Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "-p",
-                "corten-cri",
-                "--bin",
-                "cortend",
-            ])
-            .current_dir(tools::workspace_root())
-            .status()?;
-        anyhow::ensure!(status.success(), "cannot build a release cortend");
-        let bin = tools::workspace_root().join("target/release/cortend");
-        std::env::set_var("CORTEND_BIN", bin);
-    }
+    tools::use_release_cortend().map_err(anyhow::Error::msg)?;
     let reg = Registry::start(RegistryOptions::plain())?;
     let image = ImageBuilder::big(64 << 20, 4)?.build(Compression::Gzip)?;
     image.push(&reg, "bench/big", "v1")?;

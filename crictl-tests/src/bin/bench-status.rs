@@ -9,7 +9,6 @@
 //! as root, with crictl-tests/run.sh's dependencies installed (a release
 //! cortend is built unless `CORTEND_BIN` names one).
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,24 +25,7 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(2000);
-    if std::env::var_os("CORTEND_BIN").is_none() {
-        let status = Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "-p",
-                "corten-cri",
-                "--bin",
-                "cortend",
-            ])
-            .args(["-p", "corten-runtime", "--bin", "corten-shim"])
-            .current_dir(tools::workspace_root())
-            .status()?;
-        anyhow::ensure!(status.success(), "cannot build a release cortend");
-        let bin = tools::workspace_root().join("target/release/cortend");
-        std::env::set_var("CORTEND_BIN", bin);
-    }
+    tools::use_release_cortend().map_err(anyhow::Error::msg)?;
     let reg = Registry::start(RegistryOptions::plain())?;
     let image = ImageBuilder::busybox().build(Compression::Gzip)?;
     image.push(&reg, "library/busybox", "latest")?;
