@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 use super::{Algorithm, ContentStore, Digest, Error, ImageRecord, LayerHolds, Reference};
+use crate::ids::ImageId;
 use crate::snapshot::{self, Snapshotter};
 use crate::store::{Edit, Lookup, MetaStore, Record, Records, Table, View};
 
@@ -60,9 +61,9 @@ enum Matched {
 /// What [`ImageIndex::remove`] took away.
 enum Removed {
     /// One tag of an image that keeps others.
-    Tag(Digest, String),
+    Tag(ImageId, String),
     /// The whole image.
-    Image(Digest),
+    Image(ImageId),
 }
 
 impl ImageIndex {

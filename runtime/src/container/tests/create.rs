@@ -18,6 +18,7 @@ async fn create(h: &Harness, name: &str) -> Result<String, crate::Error> {
     h.containers
         .create(&h.images, &PodContext::default(), request(name))
         .await
+        .map(String::from)
 }
 
 #[tokio::test]

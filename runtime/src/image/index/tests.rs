@@ -67,7 +67,7 @@ pub(in crate::image) fn image(
         });
     }
     ImageRecord {
-        id,
+        id: id.into(),
         repo_tags: tags.iter().map(|t| full(t)).collect(),
         repo_digests: Vec::new(),
         size: config_bytes.len() as u64 + 100 * layers.len() as u64,
@@ -254,7 +254,7 @@ fn resolve_by_every_form() {
 /// A record with id `sha256(seed)`, no content: enough for resolving.
 fn bare(seed: &str) -> ImageRecord {
     ImageRecord {
-        id: Digest::sha256_of(seed.as_bytes()),
+        id: Digest::sha256_of(seed.as_bytes()).into(),
         repo_tags: Vec::new(),
         repo_digests: Vec::new(),
         size: 0,
