@@ -160,12 +160,13 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML or does not fit the schema.
-    #[error("invalid config file {path}: {message}")]
+    #[error("invalid config file {path}: {}", .source.to_string().trim_end())]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's message, which names the line, the key and what was expected.
-        message: String,
+        /// The parser's error, which names the line, the key and what was expected.
+        #[source]
+        source: toml::de::Error,
     },
     /// A value parses but is not acceptable.
     #[error("invalid config ({origin}): key `{key}`: expected {expected}, got {got}")]
@@ -198,9 +199,9 @@ impl Config {
 
     /// Parses and validates the text of a config file.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            source,
         })?;
         config.validate(&path.display().to_string())?;
         Ok(config)

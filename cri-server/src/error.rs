@@ -34,8 +34,25 @@ pub fn code(kind: ErrorKind) -> Code {
 
 impl From<CriError> for Status {
     fn from(CriError(e): CriError) -> Status {
-        Status::new(code(e.kind()), e.to_string())
+        Status::new(code(e.kind()), message(&e))
     }
+}
+
+/// The message of `e` with its causes: each source the message does not
+/// already spell out is appended, so the client learns why, however a
+/// module words its errors.
+pub fn message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// The answer of an RPC whose issue has not built it yet.
@@ -60,6 +77,28 @@ mod tests {
             "{}",
             status.message()
         );
+    }
+
+    #[test]
+    fn the_message_names_every_cause_once() {
+        // A runtime error whose message spells its cause out: not repeated.
+        let err = corten_runtime::Error::from(corten_runtime::container::Error::Spawn {
+            id: "c1".into(),
+            action: "cannot start /x/corten-shim".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+        let status = Status::from(CriError::from(err));
+        assert_eq!(status.code(), Code::Internal);
+        let m = status.message();
+        assert!(m.contains("c1") && m.contains("/x/corten-shim"), "{m}");
+        assert_eq!(m.matches("entity not found").count(), 1, "{m}");
+
+        // One that does not: its cause is appended.
+        #[derive(Debug, thiserror::Error)]
+        #[error("opening the thing")]
+        struct Terse(#[source] std::io::Error);
+        let terse = Terse(std::io::Error::other("disk on fire"));
+        assert_eq!(message(&terse), "opening the thing: disk on fire");
     }
 
     #[test]

@@ -91,21 +91,7 @@ impl Error {
 
     /// Whether a cause of this error is a full disk (or quota).
     pub fn out_of_space(&self) -> bool {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(e) = cause {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if is_out_of_space(io) {
-                    return true;
-                }
-            }
-            if let Some(redb::Error::Io(io)) = e.downcast_ref::<redb::Error>() {
-                if is_out_of_space(io) {
-                    return true;
-                }
-            }
-            cause = e.source();
-        }
-        false
+        caused_by_full_disk(self)
     }
 
     fn module_kind(&self) -> ErrorKind {
@@ -126,6 +112,30 @@ impl Error {
             Error::Id(e) => e.kind(),
         }
     }
+}
+
+/// Whether `e` or one of its sources is a full disk (or quota).
+pub fn caused_by_full_disk(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if is_out_of_space(io) {
+                return true;
+            }
+        }
+        if let Some(redb::Error::Io(io)) = e.downcast_ref::<redb::Error>() {
+            if is_out_of_space(io) {
+                return true;
+            }
+        }
+        if let Some(errno) = e.downcast_ref::<nix::errno::Errno>() {
+            if matches!(errno, nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT) {
+                return true;
+            }
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Whether `e` says the disk is full (ENOSPC) or a quota is reached (EDQUOT).

@@ -234,9 +234,12 @@ async fn crashes_garbage_and_hangs_are_errors_too() {
     f.conf("net", &[json!({"type": "garbage"})]);
     let err = f.cni.add(&f.pod()).await.expect_err("garbage");
     assert!(
-        matches!(&err, Error::BadResult { plugin, .. } if plugin == "garbage"),
+        matches!(&err, Error::Json { plugin, .. } if plugin == "garbage"),
         "{err}"
     );
+    // The decoder's error is the source, and the message still says it.
+    assert!(std::error::Error::source(&err).is_some());
+    assert!(err.to_string().contains("invalid JSON: "), "{err}");
     assert!(!f.cached());
 
     f.conf("net", &[json!({"type": "slow"})]);

@@ -77,9 +77,10 @@ impl ShimBackend for ContainerRuntime {
         let (runtime, owned) = (self.clone(), id.to_string());
         tokio::task::spawn_blocking(move || ContainerRuntime::stats(&runtime, &owned))
             .await
-            .map_err(|e| Error::Shim {
+            .map_err(|source| Error::Task {
                 id: id.to_string(),
-                reason: format!("stats task: {e}"),
+                what: "reading its stats",
+                source,
             })?
     }
 

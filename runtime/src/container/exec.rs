@@ -134,9 +134,10 @@ impl ContainerRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| Error::Shim {
+        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
             id: id.to_string(),
-            reason: format!("cannot start {} exec: {e}", self.shim_binary().display()),
+            action: format!("cannot start {} exec", self.shim_binary().display()),
+            source,
         })?;
         let cap = req.output_cap;
         let stdout = child.stdout.take().map(|s| tokio::spawn(capture(s, cap)));
@@ -149,9 +150,10 @@ impl ContainerRuntime {
             },
             None => (child.wait().await, false),
         };
-        let status = status.map_err(|e| Error::Shim {
+        let status = status.map_err(|source| Error::Spawn {
             id: id.to_string(),
-            reason: format!("waiting for the exec helper: {e}"),
+            action: "waiting for the exec helper".into(),
+            source,
         })?;
         let mut out = ExecOutput {
             exit_code: exit_code(status),

@@ -309,9 +309,10 @@ impl Containers {
             Ok::<_, crate::Error>((config, image_config, spec))
         })
         .await
-        .map_err(|e| Error::Create {
+        .map_err(|source| Error::Task {
             id: id.to_string(),
-            reason: format!("the task generating the spec failed: {e}"),
+            what: "generating the spec",
+            source,
         })??;
         let user = spec
             .process()

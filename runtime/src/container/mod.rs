@@ -73,13 +73,93 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// The shim failed or refused to create the container.
+    /// The shim did not create the container, and gave no error of its
+    /// own (it said something unexpected, or nothing).
     #[error("creating container {id}: {reason}")]
     Create {
         /// The id.
         id: String,
-        /// What the shim said.
+        /// What went wrong.
         reason: String,
+    },
+    /// A helper process (the shim, the exec helper) cannot be started or
+    /// waited for.
+    #[error("container {id}: {action}: {source}")]
+    Spawn {
+        /// The id.
+        id: String,
+        /// What was tried, naming the binary.
+        action: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Work handed to the blocking thread pool did not finish.
+    #[error("container {id}: {what} did not finish: {source}")]
+    Task {
+        /// The id.
+        id: String,
+        /// The work.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// A JSON file of the container (spec, rootfs, state, exit status)
+    /// cannot be encoded or decoded.
+    #[error("container {id}: {path}: {source}")]
+    Json {
+        /// The id.
+        id: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The codec's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The container's OCI spec cannot be loaded.
+    #[error("container {id}: {path}: {source}")]
+    Spec {
+        /// The id.
+        id: String,
+        /// The spec file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+    /// The control socket of the container's shim failed.
+    #[error("shim of container {id}: {action}: {source}")]
+    Socket {
+        /// The id.
+        id: String,
+        /// What was tried (connect, send, read the answer).
+        action: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A message to or from the container's shim does not encode or decode.
+    #[error("shim of container {id}: {action}: {source}")]
+    Protocol {
+        /// The id.
+        id: String,
+        /// Which message.
+        action: &'static str,
+        /// The codec's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The container's shim is gone and its cgroup cannot end it.
+    #[error("container {id}: {action}: {source}")]
+    Cgroup {
+        /// The id.
+        id: String,
+        /// What was tried.
+        action: String,
+        /// Why.
+        #[source]
+        source: crate::cgroups::Error,
     },
     /// An exec request is malformed.
     #[error("exec in container {id}: {reason}")]
@@ -89,12 +169,12 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// The shim cannot be talked to.
+    /// The shim answered out of turn or not in time.
     #[error("shim of container {id}: {reason}")]
     Shim {
         /// The id.
         id: String,
-        /// Why.
+        /// What it did.
         reason: String,
     },
     /// The shim refused a request.
@@ -148,7 +228,16 @@ impl Error {
             }
             Error::Refused { .. } => ErrorKind::FailedPrecondition,
             Error::ShimSaid { kind, .. } => *kind,
-            Error::Create { .. } | Error::Shim { .. } | Error::Io { .. } => ErrorKind::Internal,
+            Error::Create { .. }
+            | Error::Spawn { .. }
+            | Error::Task { .. }
+            | Error::Json { .. }
+            | Error::Spec { .. }
+            | Error::Socket { .. }
+            | Error::Protocol { .. }
+            | Error::Cgroup { .. }
+            | Error::Shim { .. }
+            | Error::Io { .. } => ErrorKind::Internal,
         }
     }
 }

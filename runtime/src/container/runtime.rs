@@ -111,9 +111,10 @@ impl ContainerRuntime {
             (req, log)
         })
         .await
-        .map_err(|e| Error::Create {
+        .map_err(|source| Error::Task {
             id: id.clone(),
-            reason: format!("the task writing the bundle failed: {e}"),
+            what: "writing the bundle",
+            source,
         })?;
         let created = match shim_log {
             Ok(log) => {
@@ -162,17 +163,15 @@ impl ContainerRuntime {
             work,
             readonly: req.readonly_rootfs,
         };
+        let json = |path: &Path| {
+            let (id, path) = (id.clone(), path.to_path_buf());
+            move |source| Error::Json { id, path, source }
+        };
         let spec_path = bundle.join(files::SPEC);
-        let spec_json = serde_json::to_vec(&req.spec).map_err(|e| Error::Create {
-            id: id.clone(),
-            reason: e.to_string(),
-        })?;
+        let spec_json = serde_json::to_vec(&req.spec).map_err(json(&spec_path))?;
         write_atomic(&spec_path, &spec_json).map_err(io(&spec_path))?;
         let rootfs_path = bundle.join(files::ROOTFS);
-        let rootfs_json = serde_json::to_vec(&rootfs).map_err(|e| Error::Create {
-            id: id.clone(),
-            reason: e.to_string(),
-        })?;
+        let rootfs_json = serde_json::to_vec(&rootfs).map_err(json(&rootfs_path))?;
         write_atomic(&rootfs_path, &rootfs_json).map_err(io(&rootfs_path))?;
         let shim_log = bundle.join(files::SHIM_LOG);
         std::fs::File::create(&shim_log).map_err(io(&shim_log))
@@ -210,9 +209,10 @@ impl ContainerRuntime {
             .stderr(log_file)
             .kill_on_drop(false)
             .spawn()
-            .map_err(|e| Error::Create {
+            .map_err(|source| Error::Spawn {
                 id: id.clone(),
-                reason: format!("cannot start {}: {e}", self.shim.display()),
+                action: format!("creating it: cannot start {}", self.shim.display()),
+                source,
             })?;
         let stdout = child.stdout.take();
         // The shim forks away at once; its first process exits and is reaped here.
@@ -327,15 +327,16 @@ impl ContainerRuntime {
     /// an exit file written that says so, so that every later look agrees.
     async fn state_without_shim(&self, id: &str) -> Result<State, Error> {
         let this = self.clone();
-        let id = id.to_string();
-        tokio::task::spawn_blocking(move || match this.state_from_files(&id)? {
+        let owned = id.to_string();
+        tokio::task::spawn_blocking(move || match this.state_from_files(&owned)? {
             Some(state) => Ok(state),
-            None => this.end_orphan(&id),
+            None => this.end_orphan(&owned),
         })
         .await
-        .map_err(|e| Error::Shim {
-            id: String::new(),
-            reason: format!("the task reading a container's exit failed: {e}"),
+        .map_err(|source| Error::Task {
+            id: id.to_string(),
+            what: "reading its exit",
+            source,
         })?
     }
 
@@ -355,9 +356,10 @@ impl ContainerRuntime {
         };
         serde_json::from_slice(&text)
             .map(Some)
-            .map_err(|e| Error::Shim {
+            .map_err(|source| Error::Json {
                 id: id.to_string(),
-                reason: format!("{}: {e}", exit.display()),
+                path: exit,
+                source,
             })
     }
 
@@ -383,7 +385,16 @@ impl ContainerRuntime {
                     .into(),
             ));
         };
-        let hierarchy = crate::cgroups::detect().map_err(|e| shim_gone(e.to_string()))?;
+        let cgroup_failed = |action: String| {
+            move |source| Error::Cgroup {
+                id: id.to_string(),
+                action,
+                source,
+            }
+        };
+        let hierarchy = crate::cgroups::detect().map_err(cgroup_failed(
+            "the shim is gone; finding the cgroup hierarchy to end its container".into(),
+        ))?;
         let mut oom_killed = false;
         let mut killed = 0;
         match crate::cgroups::Cgroup::open(&hierarchy, &cgroup_path) {
@@ -393,15 +404,17 @@ impl ContainerRuntime {
                 cgroup
                     .kill_all()
                     .and_then(|()| cgroup.destroy())
-                    .map_err(|e| {
-                        shim_gone(format!(
-                            "the shim is gone; ending its container through cgroup {cgroup_path}: {e}"
-                        ))
-                    })?;
+                    .map_err(cgroup_failed(format!(
+                        "the shim is gone; ending its container through cgroup {cgroup_path}"
+                    )))?;
             }
             // Already removed: nothing of the container runs any more.
             Err(e) if e.kind() == crate::ErrorKind::NotFound => {}
-            Err(e) => return Err(shim_gone(e.to_string())),
+            Err(e) => {
+                return Err(cgroup_failed(format!(
+                    "the shim is gone; opening cgroup {cgroup_path} to end its container"
+                ))(e))
+            }
         }
         let how = format!(
             "the shim of container {id} died before the container; the daemon killed its {killed} remaining process(es) through cgroup {cgroup_path}"
@@ -420,7 +433,11 @@ impl ContainerRuntime {
             }),
         };
         let exit = bundle.join(files::EXIT);
-        let bytes = serde_json::to_vec(&state).map_err(|e| shim_gone(e.to_string()))?;
+        let bytes = serde_json::to_vec(&state).map_err(|source| Error::Json {
+            id: id.to_string(),
+            path: exit.clone(),
+            source,
+        })?;
         write_atomic(&exit, &bytes).map_err(|source| Error::Io {
             id: id.to_string(),
             path: exit,

@@ -25,9 +25,10 @@ impl ContainerRuntime {
             return Err(Error::NotFound { id: id.to_string() }.into());
         }
         let spec_path = bundle.join(files::SPEC);
-        let spec = Spec::load(&spec_path).map_err(|e| Error::Shim {
+        let spec = Spec::load(&spec_path).map_err(|source| Error::Spec {
             id: id.to_string(),
-            reason: format!("{}: {e}", spec_path.display()),
+            path: spec_path.clone(),
+            source,
         })?;
         let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
             Some(path) => {

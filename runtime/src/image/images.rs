@@ -69,9 +69,9 @@ impl Images {
         let index = self.index.clone();
         tokio::task::spawn_blocking(move || index.usage())
             .await
-            .map_err(|e| super::pull::Error::Task {
+            .map_err(|source| super::pull::Error::Task {
                 what: "measuring the snapshot store".into(),
-                reason: e.to_string(),
+                source,
             })?
     }
 

@@ -37,6 +37,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// An image reference whose digest does not parse or validate.
+    #[error("invalid image reference {reference:?}: {source}")]
+    ReferenceDigest {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong with its digest.
+        #[source]
+        source: Box<Error>,
+    },
     /// A digest that does not parse or validate.
     #[error("invalid digest {digest:?}: {reason}")]
     InvalidDigest {
@@ -92,6 +101,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidReference { .. }
+            | Error::ReferenceDigest { .. }
             | Error::InvalidDigest { .. }
             | Error::DigestMismatch { .. }
             | Error::AmbiguousId { .. } => ErrorKind::InvalidArgument,

@@ -53,7 +53,10 @@ impl Reference {
 
         let (rest, digest) = match input.split_once('@') {
             Some((rest, digest)) => {
-                let digest = Digest::parse(digest).map_err(|e| invalid(e.to_string()))?;
+                let digest = Digest::parse(digest).map_err(|e| Error::ReferenceDigest {
+                    reference: input.to_string(),
+                    source: Box::new(e),
+                })?;
                 (rest, Some(digest))
             }
             None => (input, None),

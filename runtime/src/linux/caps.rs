@@ -24,7 +24,7 @@ fn convert(set: &Option<Capabilities>) -> Result<CapsHashSet> {
 fn caps_err(what: &str) -> impl FnOnce(caps::errors::CapsError) -> Error + '_ {
     move |e| Error::Io {
         op: what.to_owned(),
-        source: std::io::Error::other(e.to_string()),
+        source: std::io::Error::other(e),
     }
 }
 

@@ -106,14 +106,18 @@ pub enum Error {
         path: PathBuf,
     },
     /// The caller's `before_setup` hook failed; the child was killed.
-    #[error("preparing container init (pid {pid}): {message}")]
+    #[error("preparing container init (pid {pid}): {source}")]
     BeforeSetup {
         /// The init's pid.
         pid: i32,
-        /// The hook's message.
-        message: String,
+        /// The hook's error.
+        #[source]
+        source: HookError,
     },
 }
+
+/// What a caller's hook (see [`super::spawn_init`]) fails with.
+pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl Error {
     /// The kind of this error: a hostile or malformed spec is

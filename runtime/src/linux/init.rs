@@ -12,7 +12,7 @@ use nix::unistd::{fork, pipe2, ForkResult, Pid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::child;
-use super::error::{Context, Error, Result};
+use super::error::{Context, Error, HookError, Result};
 use super::sync::{self, Report};
 
 /// The container's standard streams. For a tty, the pty slave on all three.
@@ -76,7 +76,7 @@ pub fn spawn_init(
     rootfs: &Path,
     stdio: Stdio,
     seccomp: Option<seccompiler::BpfProgram>,
-    before_setup: &mut dyn FnMut(i32) -> std::result::Result<(), String>,
+    before_setup: &mut dyn FnMut(i32) -> std::result::Result<(), HookError>,
 ) -> Result<Init> {
     let plan = child::Plan::new(spec, rootfs)?;
     let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).ctx(|| "create sync pipe")?;
@@ -114,13 +114,13 @@ fn parent(
     pid: Pid,
     to_child: OwnedFd,
     from_child: OwnedFd,
-    before_setup: &mut dyn FnMut(i32) -> std::result::Result<(), String>,
+    before_setup: &mut dyn FnMut(i32) -> std::result::Result<(), HookError>,
 ) -> Result<Init> {
-    if let Err(message) = before_setup(pid.as_raw()) {
+    if let Err(source) = before_setup(pid.as_raw()) {
         reap_killed(pid);
         return Err(Error::BeforeSetup {
             pid: pid.as_raw(),
-            message,
+            source,
         });
     }
     if let Err(source) = sync::write_all(&to_child, &[sync::GO]) {

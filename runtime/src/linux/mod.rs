@@ -46,7 +46,7 @@ mod shm;
 mod sync;
 mod sysctl;
 
-pub use error::{Error, Result};
+pub use error::{Error, HookError, Result};
 pub use exec::{exec_process, ExecOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use init::{spawn_init, Init, Stdio};
 pub use memory::shed_code_pages;

@@ -243,7 +243,7 @@ pub(super) fn apply_seccomp(filter: Option<&seccompiler::BpfProgram>) -> Result<
     match filter {
         Some(f) => seccompiler::apply_filter(f).map_err(|e| Error::Io {
             op: "install seccomp filter".into(),
-            source: std::io::Error::other(e.to_string()),
+            source: std::io::Error::other(e),
         }),
         None => Ok(()),
     }

@@ -60,10 +60,15 @@ impl Cache {
         self.dir.join(format!("{pod_id}.json"))
     }
 
-    fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    fn err(
+        path: &Path,
+        what: &'static str,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
         Error::Cache {
             path: path.to_path_buf(),
-            reason: format!("{what}: {e}"),
+            what,
+            source: e.into(),
         }
     }
 

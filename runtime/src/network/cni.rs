@@ -232,9 +232,8 @@ impl Cni {
     pub async fn check(&self, pod_id: &str) -> Result<(), Error> {
         check_id(pod_id)?;
         let Some(entry) = self.cache.load(pod_id)? else {
-            return Err(Error::Cache {
-                path: PathBuf::from(pod_id),
-                reason: "no cached network for this pod".into(),
+            return Err(Error::NotCached {
+                pod_id: pod_id.to_string(),
             });
         };
         let config = entry.config();
@@ -279,9 +278,10 @@ impl Cni {
         let path = self.plugin_path(config, plugin)?;
         let ty = plugin_type(Some(plugin));
         let stdin = plugin_stdin(config, plugin, prev, call.port_mappings);
-        let stdin = serde_json::to_vec(&stdin).map_err(|e| Error::BadResult {
+        let stdin = serde_json::to_vec(&stdin).map_err(|source| Error::Json {
             plugin: ty.clone(),
-            reason: format!("cannot encode config: {e}"),
+            what: "config cannot be encoded",
+            source,
         })?;
         let cni_path = std::env::join_paths(&self.bin_dirs).map_err(|e| Error::Exec {
             path: path.clone(),
@@ -339,9 +339,10 @@ impl Cni {
         }
         serde_json::from_slice(&output.stdout)
             .map(Some)
-            .map_err(|e| Error::BadResult {
+            .map_err(|source| Error::Json {
                 plugin: ty,
-                reason: format!("invalid JSON: {e}"),
+                what: "returned an invalid result: invalid JSON",
+                source,
             })
     }
 }

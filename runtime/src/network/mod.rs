@@ -93,13 +93,33 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A plugin's config cannot be encoded, or its result decoded.
+    #[error("CNI plugin `{plugin}` {what}: {source}")]
+    Json {
+        /// The plugin type.
+        plugin: String,
+        /// What was being done.
+        what: &'static str,
+        /// The codec's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// CHECK of a pod that ADD never cached.
+    #[error("CNI cache: no cached network for pod {pod_id}")]
+    NotCached {
+        /// The pod.
+        pod_id: String,
+    },
     /// The per-pod cache could not be read or written.
-    #[error("CNI cache {path}: {reason}")]
+    #[error("CNI cache {path}: {what}: {source}")]
     Cache {
         /// The cache file.
         path: PathBuf,
-        /// What went wrong.
-        reason: String,
+        /// What was being done.
+        what: &'static str,
+        /// Why (an I/O or a JSON error).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 }
 
@@ -128,6 +148,8 @@ impl Error {
             Error::ReadDir { .. }
             | Error::Exec { .. }
             | Error::BadResult { .. }
+            | Error::Json { .. }
+            | Error::NotCached { .. }
             | Error::Cache { .. } => ErrorKind::Internal,
         }
     }

@@ -173,6 +173,10 @@ fn rule(syscall: &str, args: &[LinuxSeccompArg]) -> Result<SeccompRule, Error> {
         syscall: syscall.to_string(),
         reason,
     };
+    let backend = |source| Error::Backend {
+        syscall: syscall.to_string(),
+        source,
+    };
     let mut conditions = Vec::with_capacity(args.len());
     for arg in args {
         let index = u8::try_from(arg.index())
@@ -192,11 +196,11 @@ fn rule(syscall: &str, args: &[LinuxSeccompArg]) -> Result<SeccompRule, Error> {
                 arg.value_two().unwrap_or(0),
             ),
         };
-        let c = SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
-            .map_err(|e| bad(e.to_string()))?;
+        let c =
+            SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value).map_err(backend)?;
         conditions.push(c);
     }
-    SeccompRule::new(conditions).map_err(|e| bad(e.to_string()))
+    SeccompRule::new(conditions).map_err(backend)
 }
 
 fn stmt(code: u16, k: u32) -> sock_filter {

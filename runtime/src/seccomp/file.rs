@@ -25,12 +25,16 @@ pub fn from_file(path: &Path) -> Result<LinuxSeccomp, Error> {
         path: path.to_path_buf(),
         reason,
     };
-    let mut value: Value = serde_json::from_slice(&text).map_err(|e| parse(e.to_string()))?;
+    let json = |source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut value: Value = serde_json::from_slice(&text).map_err(json)?;
     let Some(obj) = value.as_object_mut() else {
         return Err(parse("not a JSON object".into()));
     };
     from_docker(obj);
-    serde_json::from_value(value).map_err(|e| parse(e.to_string()))
+    serde_json::from_value(value).map_err(json)
 }
 
 /// Rewrites Docker-only fields into their OCI form, in place.

@@ -50,6 +50,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A profile file does not decode as a seccomp profile.
+    #[error("parse seccomp profile {path}: {source}")]
+    Json {
+        /// The profile file.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The profile asks for something we cannot compile.
     #[error("unsupported seccomp profile: {0}")]
     Unsupported(String),
@@ -60,6 +69,15 @@ pub enum Error {
         syscall: String,
         /// Why.
         reason: String,
+    },
+    /// The filter compiler refused a condition or rule.
+    #[error("invalid seccomp condition on {syscall}: {source}")]
+    Backend {
+        /// The syscall the condition belongs to.
+        syscall: String,
+        /// The compiler's error.
+        #[source]
+        source: seccompiler::BackendError,
     },
     /// The compiled program is longer than the kernel accepts.
     #[error("seccomp program of {0} instructions exceeds the kernel's limit of 4096")]
@@ -76,8 +94,10 @@ impl Error {
             }
             Error::Read { .. } => ErrorKind::Internal,
             Error::Parse { .. }
+            | Error::Json { .. }
             | Error::Unsupported(_)
             | Error::Condition { .. }
+            | Error::Backend { .. }
             | Error::TooLong(_) => ErrorKind::InvalidArgument,
         }
     }

@@ -31,34 +31,40 @@ impl ShimClient {
     /// Sends `Attach` and, once the shim agreed, hands back the connection,
     /// which then carries frames both ways.
     pub async fn attach(&self, stdin: bool) -> Result<UnixStream, Error> {
-        let failed = |reason: String| Error::Shim {
-            id: self.id.clone(),
-            reason,
+        let socket = |action: &str| {
+            let (id, action) = (self.id.clone(), action.to_string());
+            move |source| Error::Socket { id, action, source }
+        };
+        let protocol = |action: &'static str| {
+            let id = self.id.clone();
+            move |source| Error::Protocol { id, action, source }
         };
         let mut stream = connect(&self.socket).await.map_err(|e| Error::Refused {
             id: self.id.clone(),
             message: format!("cannot attach: the container is not running ({e})"),
         })?;
         let mut line =
-            serde_json::to_vec(&Request::Attach { stdin }).map_err(|e| failed(e.to_string()))?;
+            serde_json::to_vec(&Request::Attach { stdin }).map_err(protocol("encoding Attach"))?;
         line.push(b'\n');
         stream
             .write_all(&line)
             .await
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(socket("sending Attach"))?;
         // Read the answer byte by byte: frames may follow it at once.
         let mut answer = Vec::new();
         let mut byte = [0u8; 1];
         loop {
             let n = tokio::io::AsyncReadExt::read(&mut stream, &mut byte)
                 .await
-                .map_err(|e| failed(e.to_string()))?;
+                .map_err(socket("reading the answer to Attach"))?;
             if n == 0 || byte[0] == b'\n' {
                 break;
             }
             answer.push(byte[0]);
         }
-        match serde_json::from_slice::<Response>(&answer).map_err(|e| failed(e.to_string()))? {
+        match serde_json::from_slice::<Response>(&answer)
+            .map_err(protocol("decoding the answer to Attach"))?
+        {
             Response::Ok { .. } => Ok(stream),
             Response::Error { message, kind } => Err(Error::said(&self.id, kind, message)),
         }
@@ -70,6 +76,14 @@ impl ShimClient {
         let failed = |reason: String| Error::Shim {
             id: self.id.clone(),
             reason,
+        };
+        let socket = |action: String| {
+            let id = self.id.clone();
+            move |source| Error::Socket { id, action, source }
+        };
+        let protocol = |action: &'static str| {
+            let id = self.id.clone();
+            move |source| Error::Protocol { id, action, source }
         };
         let mut stream = match connect(&self.socket).await {
             Ok(s) => s,
@@ -85,9 +99,9 @@ impl ShimClient {
             {
                 return Ok(None)
             }
-            Err(e) => return Err(failed(format!("connect {}: {e}", self.socket.display()))),
+            Err(e) => return Err(socket(format!("connect {}", self.socket.display()))(e)),
         };
-        let mut line = serde_json::to_vec(request).map_err(|e| failed(e.to_string()))?;
+        let mut line = serde_json::to_vec(request).map_err(protocol("encoding the request"))?;
         line.push(b'\n');
         let exchange = async {
             stream.write_all(&line).await?;
@@ -116,13 +130,13 @@ impl ShimClient {
             {
                 return Ok(None)
             }
-            Err(e) => return Err(failed(e.to_string())),
+            Err(e) => return Err(socket(format!("{request:?}"))(e)),
         };
         if answer.is_empty() {
             // The shim closed the connection: it exited meanwhile.
             return Ok(None);
         }
-        match serde_json::from_str::<Response>(&answer).map_err(|e| failed(e.to_string()))? {
+        match serde_json::from_str::<Response>(&answer).map_err(protocol("decoding the answer"))? {
             Response::Ok { state } => Ok(Some(state)),
             Response::Error { message, kind } => Err(Error::said(&self.id, kind, message)),
         }

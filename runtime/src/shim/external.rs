@@ -14,6 +14,7 @@ use std::process::{Command, Stdio as ProcStdio};
 
 use oci_spec::runtime::Spec;
 
+use super::Error;
 use crate::linux::{Init, Stdio};
 
 /// The runtime's state directory, inside the bundle (`--root`).
@@ -71,9 +72,9 @@ impl Created {
     }
 
     /// Lets the process exec its command.
-    pub fn start(self) -> Result<(), String> {
+    pub fn start(self) -> Result<(), Error> {
         match self {
-            Created::Builtin(init) => init.start().map_err(|e| e.to_string()),
+            Created::Builtin(init) => Ok(init.start()?),
             Created::External { runtime, .. } => runtime.start(),
         }
     }
@@ -112,22 +113,25 @@ impl OciRuntime {
     /// Rewrites the bundle's spec where the built-in core would clamp a
     /// value this process cannot grant (see [`clamp_to_host`]), so the
     /// runtime, which refuses instead, gets the same container.
-    pub fn prepare(&self, spec: &Spec) -> Result<(), String> {
+    pub fn prepare(&self, spec: &Spec) -> Result<(), Error> {
         let mut spec = spec.clone();
         if !clamp_to_host(&mut spec, &HostLimits::current()) {
             return Ok(());
         }
         let path = self.bundle.join(super::protocol::files::SPEC);
-        let json = serde_json::to_vec(&spec).map_err(|e| format!("{}: {e}", path.display()))?;
+        let json = serde_json::to_vec(&spec).map_err(|source| Error::Json {
+            path: path.clone(),
+            source,
+        })?;
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, json)
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|source| Error::Write { path, source })
     }
 
     /// `create --bundle DIR --pid-file DIR/init.pid ID` with the container's
     /// stdio; returns the init's pid. The init waits for [`Self::start`].
-    pub fn create(&self, stdio: Stdio) -> Result<i32, String> {
+    pub fn create(&self, stdio: Stdio) -> Result<i32, Error> {
         let pid_file = self.bundle.join(PID_FILE);
         let _ = std::fs::remove_file(&pid_file);
         let stdin = match stdio.stdin {
@@ -145,15 +149,18 @@ impl OciRuntime {
             .stderr(ProcStdio::from(stdio.stderr));
         // The write ends go with `cmd`: after this only the init holds them.
         self.run(cmd, "create")?;
-        let text = std::fs::read_to_string(&pid_file)
-            .map_err(|e| format!("{}: {e}", pid_file.display()))?;
-        text.trim()
-            .parse()
-            .map_err(|_| format!("{}: not a pid: {text:?}", pid_file.display()))
+        let text = std::fs::read_to_string(&pid_file).map_err(|source| Error::Read {
+            path: pid_file.clone(),
+            source,
+        })?;
+        text.trim().parse().map_err(|_| Error::NotAPid {
+            path: pid_file,
+            text,
+        })
     }
 
     /// `start ID`: the init execs the command.
-    pub fn start(&self) -> Result<(), String> {
+    pub fn start(&self) -> Result<(), Error> {
         let mut cmd = self.command("start");
         cmd.arg(&self.id);
         self.null_stdio(&mut cmd);
@@ -162,7 +169,7 @@ impl OciRuntime {
 
     /// `delete --force ID`: kills what is left and removes the runtime's
     /// state and cgroup. Already gone is success.
-    pub fn delete(&self) -> Result<(), String> {
+    pub fn delete(&self) -> Result<(), Error> {
         if !self.bundle.join(STATE_DIR).join(&self.id).exists() {
             return Ok(());
         }
@@ -178,16 +185,22 @@ impl OciRuntime {
             .stderr(ProcStdio::null());
     }
 
-    fn run(&self, mut cmd: Command, op: &str) -> Result<(), String> {
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+    fn run(&self, mut cmd: Command, op: &'static str) -> Result<(), Error> {
+        let status = cmd.status().map_err(|source| Error::Run {
+            binary: self.binary.clone(),
+            source,
+        })?;
         if status.success() {
             return Ok(());
         }
         let why = last_error(&self.bundle.join(LOG_FILE))
             .unwrap_or_else(|| format!("exited with {status}"));
-        Err(format!("{} {op} {}: {why}", self.binary.display(), self.id))
+        Err(Error::Runtime {
+            binary: self.binary.clone(),
+            op,
+            id: self.id.clone(),
+            why,
+        })
     }
 }
 
@@ -281,9 +294,9 @@ pub fn clamp_to_host(spec: &mut Spec, host: &HostLimits) -> bool {
 
 /// External runtimes get pipes only, for now: a tty would need
 /// `--console-socket` and receiving the pty master from the runtime.
-pub fn refuse_terminal(terminal: bool) -> Result<(), String> {
+pub fn refuse_terminal(terminal: bool) -> Result<(), Error> {
     if terminal {
-        return Err("a terminal (tty) is not supported yet with an external OCI runtime".into());
+        return Err(Error::TerminalUnsupported);
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod client;
+mod error;
 pub mod exec;
 pub mod external;
 pub mod pin;
@@ -12,4 +13,5 @@ pub mod server;
 pub mod setup;
 
 pub use client::ShimClient;
+pub use error::Error;
 pub use protocol::{ExitStatus, Request, Response, State, Status};

@@ -258,7 +258,7 @@ impl Supervisor {
                         ok(None)
                     }
                     // The process cannot run (its command is missing, say).
-                    Err(message) => Response::refused(message),
+                    Err(e) => Response::refused(e.to_string()),
                 },
                 None => Response::refused("the container was started already"),
             },

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::external::{self, Backend, Created, OciRuntime};
 use super::protocol::{self, files};
 use super::server::{sigchld_fd, Supervisor};
+use super::Error;
 use crate::cgroups::{self, Cgroup};
 use crate::linux::{self, RootfsLayers, Stdio};
 use crate::logs::LogWriter;
@@ -93,11 +94,16 @@ impl Args {
 }
 
 /// Sets the container up and supervises it. The first line on stdout is
-/// `ok <pid>` once the init waits for `Start`, or `error <why>`.
+/// `ok <pid>` once the init waits for `Start`, or `error <kind> <why>`.
 pub fn main(args: Args) -> Result<(), String> {
     let mut stdout = std::io::stdout();
     // Detach: the daemon may die or restart, the container stays.
-    nix::unistd::daemon(true, true).map_err(|e| format!("daemon: {e}"))?;
+    nix::unistd::daemon(true, true)
+        .map_err(|source| Error::Sys {
+            op: "daemon",
+            source,
+        })
+        .map_err(|e| e.to_string())?;
     let _ = nix::sys::prctl::set_child_subreaper(true);
     // SIGCHLD must be blocked before the init exists.
     let sigchld = sigchld_fd()?;
@@ -116,60 +122,23 @@ pub fn main(args: Args) -> Result<(), String> {
             }
             supervisor.run(sigchld)
         }
-        Err(fault) => {
-            let _ = writeln!(stdout, "{}", fault.line());
+        Err(e) => {
+            let _ = writeln!(stdout, "{}", handshake_error(&e));
             let _ = stdout.flush();
-            Err(fault.message)
+            Err(e.to_string())
         }
     }
 }
 
-/// A setup failure with its kind: the handshake line carries both, so a
-/// refusal the kernel or the spec makes (a missing command, a bad mount)
-/// reaches the CRI as such, not as an internal error.
-#[derive(Debug)]
-pub struct Fault {
-    kind: ErrorKind,
-    message: String,
-}
-
-impl From<String> for Fault {
-    fn from(message: String) -> Fault {
-        Fault {
-            kind: ErrorKind::Internal,
-            message,
-        }
-    }
-}
-
-impl From<linux::Error> for Fault {
-    fn from(e: linux::Error) -> Fault {
-        Fault {
-            kind: e.kind(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<cgroups::Error> for Fault {
-    fn from(e: cgroups::Error) -> Fault {
-        let message = e.to_string();
-        Fault {
-            kind: crate::Error::from(e).kind(),
-            message,
-        }
-    }
-}
-
-impl Fault {
-    /// The handshake's error line: `error <kind> <message>`.
-    pub fn line(&self) -> String {
-        format!(
-            "error {} {}",
-            kind_word(self.kind),
-            self.message.replace('\n', " ")
-        )
-    }
+/// The handshake's error line, `error <kind> <message>`: it carries the
+/// kind, so a refusal the kernel or the spec makes (a missing command, a
+/// bad mount) reaches the CRI as such, not as an internal error.
+pub fn handshake_error(e: &Error) -> String {
+    format!(
+        "error {} {}",
+        kind_word(e.kind()),
+        e.to_string().replace('\n', " ")
+    )
 }
 
 /// The handshake word of `kind` (its serde name).
@@ -189,12 +158,15 @@ pub fn parse_error_line(rest: &str) -> (ErrorKind, String) {
     }
 }
 
-fn create(args: &Args) -> Result<Supervisor, Fault> {
+fn create(args: &Args) -> Result<Supervisor, Error> {
     let bundle = &args.bundle;
     let spec = read_spec(bundle)?;
     let rootfs: BundleRootfs = read_json(&bundle.join(files::ROOTFS))?;
     let target = bundle.join(files::ROOTFS_DIR);
-    std::fs::create_dir_all(&target).map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+    std::fs::create_dir_all(&target).map_err(|source| Error::Mkdir {
+        path: target.clone(),
+        source,
+    })?;
     linux::mount_rootfs(
         &RootfsLayers {
             lower: rootfs.lower,
@@ -203,16 +175,9 @@ fn create(args: &Args) -> Result<Supervisor, Fault> {
             readonly: rootfs.readonly,
         },
         &target,
-    )
-    .map_err(Fault::from)?;
+    )?;
 
-    let log = LogWriter::open(&args.log).map_err(|e| {
-        let message = e.to_string();
-        Fault {
-            kind: crate::Error::from(e).kind(),
-            message,
-        }
-    })?;
+    let log = LogWriter::open(&args.log)?;
     let terminal = spec
         .process()
         .as_ref()
@@ -220,8 +185,13 @@ fn create(args: &Args) -> Result<Supervisor, Fault> {
         .unwrap_or(false);
     let mut stdin_writer = None;
     let (stdio, stdout, stderr, tty_master) = if terminal {
-        let (master, slave) = linux::open_pty().map_err(|e| e.to_string())?;
-        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup pty: {e}"));
+        let (master, slave) = linux::open_pty()?;
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone().map_err(|source| Error::Dup {
+                what: "pty",
+                source,
+            })
+        };
         let stdio = Stdio {
             stdin: Some(dup(&slave)?),
             stdout: dup(&slave)?,
@@ -229,10 +199,11 @@ fn create(args: &Args) -> Result<Supervisor, Fault> {
         };
         (stdio, None, None, Some(master))
     } else {
-        let (out_r, out_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-        let (err_r, err_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let pipe = || nix::unistd::pipe().map_err(|source| Error::Sys { op: "pipe", source });
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
         let stdin = if args.stdin {
-            let (in_r, in_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+            let (in_r, in_w) = pipe()?;
             stdin_writer = Some(in_w);
             Some(in_r)
         } else {
@@ -280,7 +251,10 @@ fn create(args: &Args) -> Result<Supervisor, Fault> {
                     let _ = cg.kill_all();
                     let _ = cg.destroy();
                 }
-                return Err(format!("bind {}: {e}", socket.display()).into());
+                return Err(Error::Bind {
+                    path: socket,
+                    source: e,
+                });
             }
         };
     let supervisor = Supervisor::new(
@@ -298,7 +272,7 @@ fn builtin(
     spec: &Spec,
     target: &Path,
     stdio: Stdio,
-) -> Result<(linux::Init, Option<Cgroup>), Fault> {
+) -> Result<(linux::Init, Option<Cgroup>), Error> {
     let cgroup = match cgroup_path(spec) {
         Some(path) => {
             let hierarchy = cgroups::detect()?;
@@ -337,19 +311,13 @@ fn spawn(
     rootfs: &Path,
     stdio: Stdio,
     cgroup: Option<&Cgroup>,
-) -> Result<linux::Init, Fault> {
+) -> Result<linux::Init, Error> {
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
-        Some(profile) => Some(crate::seccomp::compile(&profile).map_err(|e| {
-            let message = e.to_string();
-            Fault {
-                kind: crate::Error::from(e).kind(),
-                message,
-            }
-        })?),
+        Some(profile) => Some(crate::seccomp::compile(&profile)?),
         None => None,
     };
     let mut join_cgroup = |pid: i32| match cgroup {
-        Some(cg) => cg.add_pid(pid).map_err(|e| e.to_string()),
+        Some(cg) => cg.add_pid(pid).map_err(linux::HookError::from),
         None => Ok(()),
     };
     Ok(linux::spawn_init(
@@ -361,14 +329,20 @@ fn spawn(
     )?)
 }
 
-fn read_spec(bundle: &Path) -> Result<Spec, String> {
+fn read_spec(bundle: &Path) -> Result<Spec, Error> {
     let path = bundle.join(files::SPEC);
-    Spec::load(&path).map_err(|e| format!("{}: {e}", path.display()))
+    Spec::load(&path).map_err(|source| Error::Spec { path, source })
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
+    let text = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -377,8 +351,8 @@ mod tests {
 
     #[test]
     fn the_handshake_carries_the_kind() {
-        let fault = Fault::from(linux::Error::InvalidSpec("no process".into()));
-        let line = fault.line();
+        let e = Error::from(linux::Error::InvalidSpec("no process".into()));
+        let line = handshake_error(&e);
         assert!(line.starts_with("error invalid_argument "), "{line}");
         let (kind, message) = parse_error_line(line.strip_prefix("error ").unwrap_or(""));
         assert_eq!(kind, ErrorKind::InvalidArgument);

@@ -74,9 +74,9 @@ pub fn generate(
         .soft(defaults::NOFILE)
         .hard(defaults::NOFILE)
         .build()
-        .map_err(|e| Error::Build {
+        .map_err(|source| Error::Build {
             part: "rlimits",
-            reason: e.to_string(),
+            source,
         })?;
 
     let mut process = Process::default();
@@ -409,7 +409,10 @@ fn host_device(host: &Path, container_path: &str) -> Result<LinuxDevice, Error> 
     if !host.is_absolute() {
         return Err(err("host path is not absolute".into()));
     }
-    let meta = std::fs::metadata(host).map_err(|e| err(e.to_string()))?;
+    let meta = std::fs::metadata(host).map_err(|source| Error::DeviceUnreadable {
+        path: host.display().to_string(),
+        source,
+    })?;
     let ft = meta.file_type();
     let typ = if ft.is_char_device() {
         LinuxDeviceType::C

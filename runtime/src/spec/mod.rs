@@ -74,13 +74,23 @@ pub enum Error {
     /// The seccomp profile could not be had.
     #[error(transparent)]
     Seccomp(#[from] seccomp::Error),
+    /// A device's host path cannot be inspected.
+    #[error("invalid device {path:?}: {source}")]
+    DeviceUnreadable {
+        /// The offending path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Building a spec part failed (a fault of ours).
-    #[error("build OCI spec {part}: {reason}")]
+    #[error("build OCI spec {part}: {source}")]
     Build {
         /// The part of the spec.
         part: &'static str,
-        /// Why.
-        reason: String,
+        /// The builder's error.
+        #[source]
+        source: oci_spec::OciSpecError,
     },
 }
 
@@ -90,6 +100,7 @@ impl Error {
         match self {
             Error::Mount { .. }
             | Error::Device { .. }
+            | Error::DeviceUnreadable { .. }
             | Error::WorkingDir(_)
             | Error::UnknownUser(_)
             | Error::UnknownGroup(_)

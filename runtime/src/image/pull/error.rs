@@ -2,48 +2,65 @@
 
 use std::path::PathBuf;
 
+use oci_client::errors::OciDistributionError;
+
 use crate::{snapshot, ErrorKind};
+
+/// An error behind another, of whichever type.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong while pulling.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The registry (or every mirror) does not have the image.
-    #[error("image {reference} not found at {endpoint}: {detail}")]
+    #[error("image {reference} not found at {endpoint}: {source}")]
     NotFound {
         /// The reference pulled.
         reference: String,
         /// The endpoint asked last.
         endpoint: String,
         /// What the registry said.
-        detail: String,
+        #[source]
+        source: Box<OciDistributionError>,
     },
     /// The registry refused our credentials (or wanted some).
-    #[error("pulling {reference} from {endpoint}: access denied: {detail}")]
+    #[error("pulling {reference} from {endpoint}: access denied: {source}")]
     Unauthorized {
         /// The reference pulled.
         reference: String,
         /// The endpoint.
         endpoint: String,
         /// What the registry said.
-        detail: String,
+        #[source]
+        source: Box<OciDistributionError>,
     },
     /// The registry could not be reached or failed.
-    #[error("pulling {reference} from {endpoint}: {detail}")]
+    #[error("pulling {reference} from {endpoint}: {source}")]
     Registry {
         /// The reference pulled.
         reference: String,
         /// The endpoint.
         endpoint: String,
         /// The transport or server error.
-        detail: String,
+        #[source]
+        source: Box<OciDistributionError>,
+    },
+    /// The configuration names no endpoint for the registry.
+    #[error("pulling {reference} from {endpoint}: no endpoint to pull from")]
+    NoEndpoint {
+        /// The reference pulled.
+        reference: String,
+        /// The registry.
+        endpoint: String,
     },
     /// A layer download broke off.
-    #[error("downloading layer {layer}: {reason}")]
+    #[error("downloading layer {layer}: {source}")]
     Download {
         /// The layer digest.
         layer: String,
-        /// Why.
-        reason: String,
+        /// Why (the registry's or the connection's error).
+        #[source]
+        source: Cause,
     },
     /// The credentials given cannot be used.
     #[error("invalid registry credentials: {reason}")]
@@ -51,21 +68,23 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// The configured auth file cannot be read.
-    #[error("registry auth file {path}: {reason}")]
+    /// The configured auth file cannot be read or decoded.
+    #[error("registry auth file {path}: {source}")]
     AuthFile {
         /// The file.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// Why (an I/O or a JSON error).
+        #[source]
+        source: Cause,
     },
     /// A configured CA file cannot be read.
-    #[error("registry CA file {path}: {reason}")]
+    #[error("registry CA file {path}: {source}")]
     CaFile {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     /// The manifest or index is not one we can use.
     #[error("bad manifest for {reference}: {reason}")]
@@ -74,6 +93,15 @@ pub enum Error {
         reference: String,
         /// Why.
         reason: String,
+    },
+    /// The manifest or index does not decode, or names a bad digest.
+    #[error("bad manifest for {reference}: {source}")]
+    ManifestUnreadable {
+        /// The reference.
+        reference: String,
+        /// The decoder's (or digest parser's) error.
+        #[source]
+        source: Cause,
     },
     /// The index has no entry for this node.
     #[error("{reference}: no image for platform {platform} (available: {available})")]
@@ -92,6 +120,15 @@ pub enum Error {
         reference: String,
         /// Why.
         reason: String,
+    },
+    /// The image config does not decode, or names a bad digest.
+    #[error("bad image config for {reference}: {source}")]
+    ConfigUnreadable {
+        /// The reference.
+        reference: String,
+        /// The decoder's (or digest parser's) error.
+        #[source]
+        source: Cause,
     },
     /// Content did not match its digest.
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
@@ -131,12 +168,13 @@ pub enum Error {
         source: snapshot::Error,
     },
     /// A background task failed.
-    #[error("{what}: {reason}")]
+    #[error("{what}: {source}")]
     Task {
         /// What it was doing.
         what: String,
         /// Why it failed.
-        reason: String,
+        #[source]
+        source: tokio::task::JoinError,
     },
 }
 
@@ -146,10 +184,14 @@ impl Error {
         match self {
             Error::NotFound { .. } | Error::NoMatchingPlatform { .. } => ErrorKind::NotFound,
             Error::Unauthorized { .. } => ErrorKind::Unauthenticated,
-            Error::Registry { .. } | Error::Download { .. } => ErrorKind::Unavailable,
+            Error::Registry { .. } | Error::NoEndpoint { .. } | Error::Download { .. } => {
+                ErrorKind::Unavailable
+            }
             Error::BadCredentials { .. }
             | Error::BadManifest { .. }
+            | Error::ManifestUnreadable { .. }
             | Error::BadConfig { .. }
+            | Error::ConfigUnreadable { .. }
             | Error::DigestMismatch { .. }
             | Error::DiffIdMismatch { .. }
             | Error::UnsupportedLayer { .. } => ErrorKind::InvalidArgument,
@@ -169,25 +211,20 @@ impl Error {
     }
 
     /// Classifies an oci-client error from `endpoint`.
-    pub fn from_registry(
-        reference: &str,
-        endpoint: &str,
-        e: oci_client::errors::OciDistributionError,
-    ) -> Error {
+    pub fn from_registry(reference: &str, endpoint: &str, e: OciDistributionError) -> Error {
         use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
-        let detail = e.to_string();
         let (reference, endpoint) = (reference.to_string(), endpoint.to_string());
         let codes = |envelope: &oci_client::errors::OciEnvelope, wanted: &[C]| {
             envelope.errors.iter().any(|x| wanted.contains(&x.code))
         };
-        match &e {
-            E::ImageManifestNotFoundError(_) | E::ServerError { code: 404, .. } => {
-                Error::NotFound {
-                    reference,
-                    endpoint,
-                    detail,
-                }
-            }
+        #[derive(PartialEq)]
+        enum Class {
+            NotFound,
+            Denied,
+            Other,
+        }
+        let class = match &e {
+            E::ImageManifestNotFoundError(_) | E::ServerError { code: 404, .. } => Class::NotFound,
             E::RegistryError { envelope, .. }
                 if codes(
                     envelope,
@@ -199,32 +236,34 @@ impl Error {
                     ],
                 ) =>
             {
-                Error::NotFound {
-                    reference,
-                    endpoint,
-                    detail,
-                }
+                Class::NotFound
             }
             E::UnauthorizedError { .. }
             | E::AuthenticationFailure(_)
             | E::ServerError {
                 code: 401 | 403, ..
-            } => Error::Unauthorized {
-                reference,
-                endpoint,
-                detail,
-            },
+            } => Class::Denied,
             E::RegistryError { envelope, .. } if codes(envelope, &[C::Unauthorized, C::Denied]) => {
-                Error::Unauthorized {
-                    reference,
-                    endpoint,
-                    detail,
-                }
+                Class::Denied
             }
-            _ => Error::Registry {
+            _ => Class::Other,
+        };
+        let source = Box::new(e);
+        match class {
+            Class::NotFound => Error::NotFound {
                 reference,
                 endpoint,
-                detail,
+                source,
+            },
+            Class::Denied => Error::Unauthorized {
+                reference,
+                endpoint,
+                source,
+            },
+            Class::Other => Error::Registry {
+                reference,
+                endpoint,
+                source,
             },
         }
     }

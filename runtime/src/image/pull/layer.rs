@@ -50,9 +50,9 @@ pub async fn fetch(job: LayerJob<'_>, snapshots: &Snapshotter) -> Result<u64, cr
 
     let downloaded = download(&job, tx).await;
     // The sender is gone now, so the unpacker reaches the end of its input.
-    let (tmp, unpacked) = unpacker.await.map_err(|e| Error::Task {
+    let (tmp, unpacked) = unpacker.await.map_err(|source| Error::Task {
         what: format!("unpacking layer {}", job.digest),
-        reason: e.to_string(),
+        source,
     })?;
     let (size, actual, cut_short) = downloaded?;
     let unpacked = unpacked.map_err(|source| Error::Unpack {
@@ -92,15 +92,15 @@ async fn download(
     job: &LayerJob<'_>,
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) -> Result<(u64, Digest, bool), Error> {
-    let failed = |reason: String| Error::Download {
+    let failed = |source: super::error::Cause| Error::Download {
         layer: job.digest.to_string(),
-        reason,
+        source,
     };
     let mut blob = job
         .client
         .pull_blob_stream(job.reference, job.digest.to_string().as_str())
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(e.into()))?;
     let total = blob
         .content_length
         .unwrap_or(job.descriptor.size.max(0) as u64);
@@ -109,7 +109,7 @@ async fn download(
     let started = Instant::now();
     let mut last_report = started;
     while let Some(chunk) = blob.stream.next().await {
-        let chunk = chunk.map_err(|e| failed(e.to_string()))?;
+        let chunk = chunk.map_err(|e| failed(e.into()))?;
         hasher.update(&chunk);
         received += chunk.len() as u64;
         crate::crash::point("image.pull.during_unpack");

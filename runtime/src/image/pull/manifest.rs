@@ -67,7 +67,10 @@ pub fn parse(reference: &str, bytes: &[u8]) -> Result<Manifest, Error> {
         reference: reference.to_string(),
         reason,
     };
-    let doc: Document = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    let doc: Document = serde_json::from_slice(bytes).map_err(|e| Error::ManifestUnreadable {
+        reference: reference.to_string(),
+        source: e.into(),
+    })?;
     match (doc.manifests, doc.config, doc.layers) {
         (Some(manifests), None, _) => Ok(Manifest::Index(manifests)),
         (None, Some(config), layers) => {
@@ -147,9 +150,9 @@ pub fn select<'a>(
 
 /// Parses a descriptor's digest, naming the reference on failure.
 pub fn digest_of(reference: &str, d: &Descriptor) -> Result<Digest, Error> {
-    Digest::parse(&d.digest).map_err(|e| Error::BadManifest {
+    Digest::parse(&d.digest).map_err(|e| Error::ManifestUnreadable {
         reference: reference.to_string(),
-        reason: e.to_string(),
+        source: e.into(),
     })
 }
 

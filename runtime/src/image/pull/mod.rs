@@ -16,7 +16,7 @@ use futures_util::StreamExt as _;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 
-pub use error::Error;
+pub use error::{Cause, Error};
 pub use registry::{is_loopback, Credentials, Endpoint, RegistryConfig, Scheme};
 
 use self::layer::LayerJob;
@@ -58,9 +58,9 @@ impl Puller {
             .ca_files
             .iter()
             .map(|path| {
-                std::fs::read(path).map_err(|e| Error::CaFile {
+                std::fs::read(path).map_err(|source| Error::CaFile {
                     path: path.clone(),
-                    reason: e.to_string(),
+                    source,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -130,10 +130,9 @@ impl Puller {
             }
         }
         Err(failure
-            .unwrap_or_else(|| Error::Registry {
+            .unwrap_or_else(|| Error::NoEndpoint {
                 reference: reference.to_string(),
                 endpoint: reference.registry().to_string(),
-                detail: "no endpoint to pull from".into(),
             })
             .into())
     }
@@ -316,8 +315,12 @@ impl Puller {
             reference: name.clone(),
             reason,
         };
+        let unreadable = |source: Cause| Error::ConfigUnreadable {
+            reference: name.clone(),
+            source,
+        };
         let config: serde_json::Value =
-            serde_json::from_slice(&r.config).map_err(|e| bad_config(e.to_string()))?;
+            serde_json::from_slice(&r.config).map_err(|e| unreadable(e.into()))?;
         let diff_ids = config
             .pointer("/rootfs/diff_ids")
             .and_then(|v| v.as_array())
@@ -325,7 +328,7 @@ impl Puller {
             .iter()
             .map(|v| {
                 let s = v.as_str().unwrap_or_default();
-                Digest::parse(s).map_err(|e| bad_config(e.to_string()))
+                Digest::parse(s).map_err(|e| unreadable(e.into()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if diff_ids.len() != r.layers.len() {
@@ -398,9 +401,9 @@ impl Puller {
 }
 
 fn parse_digest(reference: &str, s: &str) -> Result<Digest, Error> {
-    Digest::parse(s).map_err(|e| Error::BadManifest {
+    Digest::parse(s).map_err(|e| Error::ManifestUnreadable {
         reference: reference.to_string(),
-        reason: e.to_string(),
+        source: e.into(),
     })
 }
 

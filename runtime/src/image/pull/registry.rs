@@ -76,13 +76,13 @@ impl Credentials {
             Err(e) => {
                 return Err(Error::AuthFile {
                     path: path.to_path_buf(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 })
             }
         };
         let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::AuthFile {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
             return Ok(None);
