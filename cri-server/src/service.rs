@@ -111,6 +111,7 @@ fn registry_config(config: &Config) -> RegistryConfig {
     let r = &config.registry;
     RegistryConfig {
         mirrors: r.mirrors.clone(),
+        mirrors_final: r.mirrors_final.clone(),
         insecure: r.insecure.clone(),
         ca_files: r.ca_files.clone(),
         auth_file: Some(r.auth_file.clone()).filter(|p| !p.as_os_str().is_empty()),

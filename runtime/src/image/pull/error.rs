@@ -37,6 +37,17 @@ pub enum Error {
         /// The transport or server error.
         detail: String,
     },
+    /// The registry's mirrors are final and it has none.
+    #[error(
+        "pulling {reference}: registry {registry} is only reached through its mirrors \
+         (registry.mirrors_final) and it has none"
+    )]
+    NoEndpoint {
+        /// The reference pulled.
+        reference: String,
+        /// Its registry.
+        registry: String,
+    },
     /// A layer download broke off.
     #[error("downloading layer {layer}: {reason}")]
     Download {
@@ -146,6 +157,7 @@ impl Error {
         match self {
             Error::NotFound { .. } | Error::NoMatchingPlatform { .. } => ErrorKind::NotFound,
             Error::Unauthorized { .. } => ErrorKind::Unauthenticated,
+            Error::NoEndpoint { .. } => ErrorKind::FailedPrecondition,
             Error::Registry { .. } | Error::Download { .. } => ErrorKind::Unavailable,
             Error::BadCredentials { .. }
             | Error::BadManifest { .. }

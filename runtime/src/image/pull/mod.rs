@@ -130,10 +130,9 @@ impl Puller {
             }
         }
         Err(failure
-            .unwrap_or_else(|| Error::Registry {
+            .unwrap_or_else(|| Error::NoEndpoint {
                 reference: reference.to_string(),
-                endpoint: reference.registry().to_string(),
-                detail: "no endpoint to pull from".into(),
+                registry: reference.registry().to_string(),
             })
             .into())
     }
