@@ -70,6 +70,8 @@ fn stats_numbers_come_from_cgroups_and_move() {
         "a busy core: {second}"
     );
     assert!(number(&s2["memory"]["workingSetBytes"]) > 0, "{second}");
+    // Starting a shell faults pages in.
+    assert!(number(&s2["memory"]["pageFaults"]) > 0, "{second}");
     assert!(
         number(&s2["writableLayer"]["usedBytes"]) >= 5_000_000,
         "the written file counts: {second}"

@@ -34,8 +34,8 @@ pub fn memory(c: &CgroupStats) -> cri::MemoryUsage {
             .and_then(value),
         usage_bytes: value(c.memory_usage_bytes),
         rss_bytes: value(c.memory_rss_bytes),
-        page_faults: value(0),
-        major_page_faults: value(0),
+        page_faults: value(c.page_faults),
+        major_page_faults: value(c.major_page_faults),
     }
 }
 
