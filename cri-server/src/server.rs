@@ -37,15 +37,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let bound_inode = std::fs::metadata(&socket).map(|m| m.ino()).ok();
 
     let cri = Cri::open(config).await?;
-    // Before the image GC: it must know which layers containers hold.
-    cri.containers
-        .recover()
-        .await
-        .context("cannot reconcile containers with their shims")?;
-    cri.images
-        .collect_garbage()
-        .await
-        .context("cannot collect unreferenced image data")?;
     // Start-up code (config, stores, recovery) is cold from here on: hand
     // its pages back; what serving runs faults back in as it is used.
     if let Err(e) = corten_runtime::linux::shed_code_pages() {

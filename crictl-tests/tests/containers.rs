@@ -459,3 +459,62 @@ fn a_command_that_cannot_run_fails_start_and_leaves_an_exited_container() {
     );
     assert!(env.d.crictl(&["ps", "-a", "-q"]).ok().trim().is_empty());
 }
+
+/// A protobuf-JSON `UInt64Value` (`{"value": "123"}`) as a number.
+fn uint64(v: &serde_json::Value) -> Option<u64> {
+    match &v["value"] {
+        serde_json::Value::String(s) => s.parse().ok(),
+        n => n.as_u64(),
+    }
+}
+
+#[test]
+fn pod_and_container_stats_name_the_pod_its_containers_and_their_usage() {
+    let env = Env::new();
+    let pod = env.pod("stats");
+    let id = env.run(&pod, "stats", "box", &["sleep", "3600"]);
+    let other = env.pod("quiet");
+
+    let out = env.d.crictl(&["statsp", "-o", "json", "--id", &pod]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).expect("statsp json");
+    let stats = v["stats"].as_array().expect("stats");
+    assert_eq!(stats.len(), 1, "{v}");
+    let s = &stats[0];
+    assert_eq!(s["attributes"]["id"], pod.as_str(), "{v}");
+    assert_eq!(s["attributes"]["metadata"]["name"], "stats", "{v}");
+    // The pod cgroup holds the sleeping container: memory and a process.
+    assert!(
+        uint64(&s["linux"]["memory"]["workingSetBytes"]).is_some_and(|b| b > 0),
+        "{v}"
+    );
+    assert!(
+        uint64(&s["linux"]["process"]["processCount"]).is_some_and(|n| n >= 1),
+        "{v}"
+    );
+    let containers = s["linux"]["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1, "{v}");
+    assert_eq!(containers[0]["attributes"]["id"], id.as_str(), "{v}");
+
+    // Every pod, by id.
+    let out = env.d.crictl(&["statsp", "-o", "json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).expect("statsp json");
+    let mut ids: Vec<&str> = v["stats"]
+        .as_array()
+        .expect("stats")
+        .iter()
+        .filter_map(|s| s["attributes"]["id"].as_str())
+        .collect();
+    ids.sort();
+    let mut want = vec![pod.as_str(), other.as_str()];
+    want.sort();
+    assert_eq!(ids, want, "{v}");
+
+    let out = env.d.crictl(&["stats", "-o", "json", "--id", &id]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stats json");
+    let c = &v["stats"][0];
+    assert_eq!(c["attributes"]["id"], id.as_str(), "{v}");
+    let mountpoint = c["writableLayer"]["fsId"]["mountpoint"]
+        .as_str()
+        .expect("mountpoint");
+    assert!(mountpoint.ends_with("/containers"), "{v}");
+}

@@ -8,8 +8,9 @@ pub mod cgroups;
 pub mod container;
 pub mod crash;
 pub mod error;
-mod facade;
+pub mod facade;
 pub mod image;
+pub mod layout;
 #[allow(unsafe_code)]
 pub mod linux;
 pub mod locks;
@@ -25,7 +26,10 @@ pub mod store;
 mod testing;
 
 pub use error::{Error, ErrorKind, Result};
-pub use facade::{PidNamespace, Runtime};
+pub use facade::{
+    ContainerUsage, PidNamespace, PodFilter, PodStats, Runtime, RuntimeConfig, Seams,
+};
+pub use layout::Layout;
 
 /// The crate version, reported by the CRI `Version` RPC.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,10 +1,13 @@
 //! Resource usage from the runtime into CRI stats messages.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use corten_runtime::cgroups::CgroupStats;
-use corten_runtime::container::{ContainerRecord, ContainerStats};
+use corten_runtime::{ContainerUsage, PodStats};
 use k8s_cri::v1 as cri;
+
+use super::pod::pod_sandbox;
 
 fn value(v: u64) -> Option<cri::UInt64Value> {
     Some(cri::UInt64Value { value: v })
@@ -40,12 +43,8 @@ pub fn memory(c: &CgroupStats) -> cri::MemoryUsage {
 }
 
 /// The CRI stats of one container; `layers_dir` is where writable layers live.
-pub fn container_stats(
-    r: &ContainerRecord,
-    s: &ContainerStats,
-    nano_cores: Option<u64>,
-    layers_dir: &str,
-) -> cri::ContainerStats {
+pub fn container_stats(u: &ContainerUsage, layers_dir: &Path) -> cri::ContainerStats {
+    let (r, s) = (&u.record, &u.stats);
     let now = s
         .cgroup
         .as_ref()
@@ -63,17 +62,46 @@ pub fn container_stats(
             labels,
             annotations,
         }),
-        cpu: s.cgroup.as_ref().map(|c| cpu(c, nano_cores)),
+        cpu: s.cgroup.as_ref().map(|c| cpu(c, u.nano_cores)),
         memory: s.cgroup.as_ref().map(memory),
         writable_layer: Some(cri::FilesystemUsage {
             timestamp: now,
             fs_id: Some(cri::FilesystemIdentifier {
-                mountpoint: layers_dir.to_string(),
+                mountpoint: layers_dir.display().to_string(),
             }),
             used_bytes: value(s.writable_layer.bytes),
             inodes_used: value(s.writable_layer.inodes),
         }),
         swap: None,
+    }
+}
+
+/// The CRI stats of one pod and its containers.
+pub fn pod_stats(p: &PodStats, layers_dir: &Path) -> cri::PodSandboxStats {
+    let summary = pod_sandbox(&p.pod);
+    let cgroup = p.cgroup.as_ref();
+    cri::PodSandboxStats {
+        attributes: Some(cri::PodSandboxAttributes {
+            id: p.pod.id.clone(),
+            metadata: summary.metadata,
+            labels: summary.labels,
+            annotations: summary.annotations,
+        }),
+        linux: Some(cri::LinuxPodSandboxStats {
+            cpu: cgroup.map(|c| cpu(c, None)),
+            memory: cgroup.map(memory),
+            network: None,
+            process: cgroup.map(|c| cri::ProcessUsage {
+                timestamp: ts(c.timestamp_ns),
+                process_count: value(c.pids_current),
+            }),
+            containers: p
+                .containers
+                .iter()
+                .map(|c| container_stats(c, layers_dir))
+                .collect(),
+        }),
+        windows: None,
     }
 }
 

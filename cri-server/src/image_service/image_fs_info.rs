@@ -12,7 +12,7 @@ pub async fn image_fs_info(
     cri: &Cri,
     _: ImageFsInfoRequest,
 ) -> Result<ImageFsInfoResponse, Status> {
-    let usage = cri.images.usage().await.map_err(CriError)?;
+    let usage = cri.runtime.images().usage().await.map_err(CriError)?;
     let timestamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -20,7 +20,7 @@ pub async fn image_fs_info(
     let fs = FilesystemUsage {
         timestamp,
         fs_id: Some(FilesystemIdentifier {
-            mountpoint: cri.images.snapshot_root().display().to_string(),
+            mountpoint: cri.runtime.images().snapshot_root().display().to_string(),
         }),
         used_bytes: Some(UInt64Value { value: usage.bytes }),
         inodes_used: Some(UInt64Value {

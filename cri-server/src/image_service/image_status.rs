@@ -15,7 +15,7 @@ pub async fn image_status(
 ) -> Result<ImageStatusResponse, Status> {
     let name = spec_image(req.image.as_ref())?;
     // api.proto: an image that is not present is a nil image, not an error.
-    let Some(record) = cri.images.status(name).map_err(CriError)? else {
+    let Some(record) = cri.runtime.images().status(name).map_err(CriError)? else {
         return Ok(ImageStatusResponse::default());
     };
     let mut info = HashMap::new();

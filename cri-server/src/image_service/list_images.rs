@@ -16,13 +16,14 @@ pub async fn list_images(cri: &Cri, req: ListImagesRequest) -> Result<ListImages
     let images = match wanted {
         // A filter that names nothing we have lists nothing.
         Some(name) => cri
-            .images
+            .runtime
+            .images()
             .status(&name)
             .map_err(CriError)?
             .iter()
             .map(image)
             .collect(),
-        None => cri.images.list().iter().map(image).collect(),
+        None => cri.runtime.images().list().iter().map(image).collect(),
     };
     Ok(ListImagesResponse { images })
 }

@@ -10,7 +10,12 @@ use crate::service::Cri;
 pub async fn pull_image(cri: &Cri, req: PullImageRequest) -> Result<PullImageResponse, Status> {
     let image = spec_image(req.image.as_ref())?;
     let creds = credentials(req.auth.as_ref())?;
-    let record = cri.images.pull(image, creds).await.map_err(CriError)?;
+    let record = cri
+        .runtime
+        .images()
+        .pull(image, creds)
+        .await
+        .map_err(CriError)?;
     // As containerd does, the reference answered is the image id.
     Ok(PullImageResponse {
         image_ref: record.id.to_string(),

@@ -14,7 +14,7 @@ pub async fn remove_image(
     let name = spec_image(req.image.as_ref())?;
     // api.proto: "This call is idempotent, and must not return an error if
     // the image has already been removed."
-    let removed = cri.images.remove(name).await.map_err(CriError)?;
+    let removed = cri.runtime.images().remove(name).await.map_err(CriError)?;
     tracing::info!(image = name, removed, "remove image");
     Ok(RemoveImageResponse {})
 }

@@ -3,7 +3,7 @@
 
 use corten_runtime::container::ContainerFilter;
 use k8s_cri::v1::{
-    ContainerStats, ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest,
+    ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest,
     ListContainerStatsResponse,
 };
 use tonic::Status;
@@ -16,8 +16,13 @@ pub async fn container_stats(
     cri: &Cri,
     req: ContainerStatsRequest,
 ) -> Result<ContainerStatsResponse, Status> {
+    let usage = cri
+        .runtime
+        .container_stats(&req.container_id)
+        .await
+        .map_err(CriError)?;
     Ok(ContainerStatsResponse {
-        stats: Some(one(cri, &req.container_id).await?),
+        stats: Some(convert(&usage, &cri.runtime.layout().writable_layers())),
     })
 }
 
@@ -34,26 +39,13 @@ pub async fn list_container_stats(
             state: None,
         },
     };
-    let mut stats = Vec::new();
-    for r in cri.containers.list(&filter) {
-        match one(cri, &r.id).await {
-            Ok(s) => stats.push(s),
-            // Removed meanwhile.
-            Err(e) if e.code() == tonic::Code::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(ListContainerStatsResponse { stats })
-}
-
-/// The stats of one container.
-pub async fn one(cri: &Cri, id: &str) -> Result<ContainerStats, Status> {
-    let (record, stats, rate) = cri.containers.stats(id).await.map_err(CriError)?;
-    let layers = cri.config.root_dir.join("containers");
-    Ok(convert(
-        &record,
-        &stats,
-        rate,
-        &layers.display().to_string(),
-    ))
+    let usage = cri
+        .runtime
+        .list_container_stats(&filter)
+        .await
+        .map_err(CriError)?;
+    let layers = cri.runtime.layout().writable_layers();
+    Ok(ListContainerStatsResponse {
+        stats: usage.iter().map(|u| convert(u, &layers)).collect(),
+    })
 }

@@ -13,7 +13,11 @@ pub async fn container_status(
     cri: &Cri,
     req: ContainerStatusRequest,
 ) -> Result<ContainerStatusResponse, Status> {
-    let record = cri.containers.status(&req.container_id).map_err(CriError)?;
+    let record = cri
+        .runtime
+        .containers()
+        .status(&req.container_id)
+        .map_err(CriError)?;
     let mut info = HashMap::new();
     if req.verbose {
         // The keys containerd gives (`crictl inspect` reads `info`).
@@ -25,7 +29,7 @@ pub async fn container_status(
             "snapshotter": "overlayfs",
             "runtimeType": "corten",
             "config": record.config,
-            "runtimeSpec": cri.containers.spec_json(&record.id),
+            "runtimeSpec": cri.runtime.containers().spec_json(&record.id),
         });
         info.insert("info".to_string(), verbose.to_string());
     }

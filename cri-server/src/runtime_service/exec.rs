@@ -46,7 +46,11 @@ pub async fn running_container(cri: &Cri, id: &str) -> Result<String, Status> {
     if id.is_empty() {
         return Err(Status::invalid_argument("container_id is required"));
     }
-    let id = cri.containers.resolve(id).map_err(CriError)?;
-    cri.containers.ensure_running(&id).await.map_err(CriError)?;
+    let id = cri.runtime.containers().resolve(id).map_err(CriError)?;
+    cri.runtime
+        .containers()
+        .ensure_running(&id)
+        .await
+        .map_err(CriError)?;
     Ok(id)
 }

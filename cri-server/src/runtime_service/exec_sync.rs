@@ -43,7 +43,8 @@ pub async fn exec_sync(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncRespon
         .filter(|t| *t > 0)
         .map(Duration::from_secs);
     let out = cri
-        .containers
+        .runtime
+        .containers()
         .exec_sync(
             &req.container_id,
             ExecRequest {

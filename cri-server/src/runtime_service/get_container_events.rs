@@ -18,7 +18,7 @@ pub async fn get_container_events(
     cri: Arc<Cri>,
     _req: GetEventsRequest,
 ) -> Result<ContainerEventStream, Status> {
-    let events = cri.containers.subscribe();
+    let events = cri.runtime.containers().subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(forward(events, tx, move |e| response(&cri, e)));
     Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
@@ -69,7 +69,8 @@ fn response(cri: &Cri, e: &ContainerEvent) -> ContainerEventResponse {
         EventKind::Deleted => ContainerEventType::ContainerDeletedEvent,
     };
     let containers_statuses = cri
-        .containers
+        .runtime
+        .containers()
         .list(&corten_runtime::container::ContainerFilter {
             pod_id: Some(e.pod_id.clone()),
             ..Default::default()

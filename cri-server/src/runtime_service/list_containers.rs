@@ -20,6 +20,12 @@ pub async fn list_containers(
             labels: f.label_selector.into_iter().collect(),
         },
     };
-    let containers = cri.containers.list(&filter).iter().map(container).collect();
+    let containers = cri
+        .runtime
+        .containers()
+        .list(&filter)
+        .iter()
+        .map(container)
+        .collect();
     Ok(ListContainersResponse { containers })
 }

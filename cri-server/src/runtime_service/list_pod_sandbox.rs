@@ -12,7 +12,8 @@ pub async fn list_pod_sandbox(
 ) -> Result<ListPodSandboxResponse, Status> {
     let filter = req.filter.unwrap_or_default();
     let items = cri
-        .pods
+        .runtime
+        .pods()
         .list()
         .iter()
         .map(pod_sandbox)

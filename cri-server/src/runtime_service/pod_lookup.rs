@@ -14,7 +14,11 @@ pub fn pod_context(cri: &Cri, pod_id: &str) -> Result<PodContext, Status> {
     if pod_id.is_empty() {
         return Err(Status::invalid_argument("pod_sandbox_id is empty"));
     }
-    let pod = cri.pods.get(pod_id).map_err(|e| CriError(e.into()))?;
+    let pod = cri
+        .runtime
+        .pods()
+        .get(pod_id)
+        .map_err(|e| CriError(e.into()))?;
     if pod.state != PodState::Ready {
         return Err(Status::failed_precondition(format!(
             "pod {} is not ready: cannot create a container in it",
@@ -26,5 +30,9 @@ pub fn pod_context(cri: &Cri, pod_id: &str) -> Result<PodContext, Status> {
 
 /// The CRI status of pod `pod_id` for a container event, if it still exists.
 pub fn pod_status(cri: &Cri, pod_id: &str) -> Option<PodSandboxStatus> {
-    cri.pods.get(pod_id).ok().map(|p| convert_pod_status(&p))
+    cri.runtime
+        .pods()
+        .get(pod_id)
+        .ok()
+        .map(|p| convert_pod_status(&p))
 }

@@ -17,7 +17,8 @@ pub async fn pod_sandbox_status(
     req: PodSandboxStatusRequest,
 ) -> Result<PodSandboxStatusResponse, Status> {
     let pod = cri
-        .pods
+        .runtime
+        .pods()
         .get(&req.pod_sandbox_id)
         .map_err(|e| CriError(e.into()))?;
     let mut info = HashMap::new();
@@ -32,7 +33,8 @@ pub async fn pod_sandbox_status(
         ..ContainerFilter::default()
     };
     let containers_statuses = cri
-        .containers
+        .runtime
+        .containers()
         .list(&filter)
         .iter()
         .map(container::status)

@@ -17,7 +17,8 @@ pub async fn port_forward(
         return Err(Status::invalid_argument("pod_sandbox_id is required"));
     }
     let pod = cri
-        .pods
+        .runtime
+        .pods()
         .get(&req.pod_sandbox_id)
         .map_err(|e| CriError(e.into()))?;
     if pod.state != PodState::Ready {

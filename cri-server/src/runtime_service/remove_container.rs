@@ -13,7 +13,8 @@ pub async fn remove_container(
     // api.proto: "If the container is running, the container must be
     // forcibly removed. This call is idempotent, and must not return an
     // error if the container has already been removed."
-    cri.containers
+    cri.runtime
+        .containers()
         .remove(&req.container_id)
         .await
         .map_err(CriError)?;

@@ -10,7 +10,8 @@ pub async fn reopen_container_log(
     cri: &Cri,
     req: ReopenContainerLogRequest,
 ) -> Result<ReopenContainerLogResponse, Status> {
-    cri.containers
+    cri.runtime
+        .containers()
         .reopen_log(&req.container_id)
         .await
         .map_err(CriError)?;

@@ -23,7 +23,7 @@ pub async fn run_pod_sandbox(
         )));
     }
     let config = pod_config(config, &req.runtime_handler)?;
-    let pod = cri.pods.run(config).await.map_err(CriError)?;
+    let pod = cri.runtime.pods().run(config).await.map_err(CriError)?;
     Ok(RunPodSandboxResponse {
         pod_sandbox_id: pod.id,
     })

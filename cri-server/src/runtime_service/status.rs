@@ -19,7 +19,7 @@ const NETWORK_NOT_READY_REASON: &str = "NetworkPluginNotReady";
 pub fn status(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
     // Read on every call: a config dropped in later makes the node ready
     // without restarting the daemon.
-    let network = cri.pods.network();
+    let network = cri.runtime.pods().network();
     let network_condition = match &network {
         Ok(_) => condition(NETWORK_READY, true, "", String::new()),
         Err(e) => condition(

@@ -16,7 +16,8 @@ pub async fn stop_container(
     // container to stop before forcibly terminating it. Default: 0 (forcibly
     // terminate the container immediately)". A negative one is 0.
     let timeout = Duration::from_secs(u64::try_from(req.timeout).unwrap_or(0));
-    cri.containers
+    cri.runtime
+        .containers()
         .stop(&req.container_id, timeout)
         .await
         .map_err(CriError)?;

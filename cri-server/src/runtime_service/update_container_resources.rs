@@ -16,7 +16,8 @@ pub async fn update_container_resources(
         .as_ref()
         .ok_or_else(|| Status::invalid_argument("linux resources are required"))?;
     let resources = resources(Some(linux))?;
-    cri.containers
+    cri.runtime
+        .containers()
         .update_resources(&req.container_id, resources)
         .await
         .map_err(CriError)?;

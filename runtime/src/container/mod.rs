@@ -8,7 +8,7 @@
 mod backend;
 mod exec;
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 mod lifecycle;
 mod manager;
 mod ops;

@@ -9,6 +9,7 @@ use oci_spec::runtime::Spec;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use super::Error;
+use crate::layout::Layout;
 use crate::shim::protocol::files;
 use crate::shim::setup::BundleRootfs;
 use crate::shim::{Request, ShimClient, State};
@@ -50,12 +51,13 @@ pub struct ContainerRuntime {
 }
 
 impl ContainerRuntime {
-    /// Bundles under `state_dir/containers`, writable layers under
-    /// `root_dir/containers`, shims started from the `shim` binary.
+    /// Bundles and writable layers where [`Layout`] puts them under
+    /// `state_dir` and `root_dir`, shims started from the `shim` binary.
     pub fn new(state_dir: &Path, root_dir: &Path, shim: &Path) -> ContainerRuntime {
+        let layout = Layout::new(root_dir, state_dir);
         ContainerRuntime {
-            bundles: state_dir.join("containers"),
-            layers: root_dir.join("containers"),
+            bundles: layout.bundles(),
+            layers: layout.writable_layers(),
             shim: shim.to_path_buf(),
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::pull::{Credentials, Puller, RegistryConfig};
 use super::{ContentStore, ImageIndex, ImageRecord, LayerHolds, Reference};
+use crate::layout::Layout;
 use crate::snapshot::{Snapshotter, Usage};
 use crate::store::MetaStore;
 
@@ -18,15 +19,16 @@ pub struct Images {
 }
 
 impl Images {
-    /// Opens the image stores under `root_dir` (`content/`, `snapshots/`),
-    /// clearing what a crash left half-made, with records in `store`.
+    /// Opens the image stores where `layout` puts them (content,
+    /// snapshots), clearing what a crash left half-made, with records in
+    /// `store`.
     pub fn open(
         store: Arc<MetaStore>,
-        root_dir: &Path,
+        layout: &Layout,
         registry: RegistryConfig,
     ) -> Result<Images, crate::Error> {
-        let snapshot_root = root_dir.join("snapshots");
-        let content = ContentStore::open(&root_dir.join("content"))?;
+        let snapshot_root = layout.snapshots();
+        let content = ContentStore::open(&layout.content())?;
         let snapshots = Arc::new(Snapshotter::open(&snapshot_root)?);
         let index = Arc::new(ImageIndex::open(store, content, snapshots)?);
         let puller = Puller::new(registry)?;

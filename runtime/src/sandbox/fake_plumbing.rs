@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{BoxFuture, DnsConfig, Error, Namespace, PodFiles, PodInit, PodPlumbing};
+use crate::cgroups::CgroupStats;
 use crate::linux::PinOptions;
 use crate::network::{NetworkConfig, PodNetwork};
 
@@ -191,6 +192,21 @@ impl PodPlumbing for FakePlumbing {
         w.exists.inits.retain(|_, cg| cg.as_deref() != Some(path));
         w.exists.cgroups.remove(path);
         Ok(())
+    }
+
+    fn cgroup_stats(&self, path: &str) -> Result<Option<CgroupStats>, crate::Error> {
+        // A cgroup that exists counts the inits born in it.
+        let w = self.world();
+        Ok(w.exists.cgroups.contains(path).then(|| CgroupStats {
+            pids_current: w
+                .exists
+                .inits
+                .values()
+                .filter(|cg| cg.as_deref() == Some(path))
+                .count() as u64,
+            timestamp_ns: 1,
+            ..CgroupStats::default()
+        }))
     }
 
     fn mount_shm(&self, dir: &Path) -> Result<(), crate::Error> {

@@ -24,7 +24,7 @@ pub use record::{PidMode, Pod, PodConfig, PodInit, PodState};
 
 mod context;
 #[cfg(test)]
-mod fake_plumbing;
+pub(crate) mod fake_plumbing;
 mod files;
 mod plumbing;
 mod pods;

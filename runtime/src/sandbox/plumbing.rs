@@ -16,7 +16,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::{write_pod_files, DnsConfig, Error, Namespace, PodFiles, PodInit, PodNamespaces};
-use crate::cgroups::{Cgroup, Hierarchy};
+use crate::cgroups::{Cgroup, CgroupStats, Hierarchy};
 use crate::linux::{self, PinOptions, DEFAULT_SHM_SIZE};
 use crate::network::{Cni, NetworkConfig, PodNetwork};
 
@@ -38,6 +38,9 @@ pub trait PodPlumbing: Send + Sync + std::fmt::Debug {
     fn create_cgroup(&self, path: &str) -> Result<(), crate::Error>;
     /// Kills every process in the cgroup `path` and removes it.
     fn remove_cgroup(&self, path: &str) -> Result<(), crate::Error>;
+    /// The counters of the cgroup `path`; `None` when it is gone (or pods
+    /// get no cgroups). Blocking reads.
+    fn cgroup_stats(&self, path: &str) -> Result<Option<CgroupStats>, crate::Error>;
 
     /// Mounts the pod's /dev/shm at `dir`.
     fn mount_shm(&self, dir: &Path) -> Result<(), crate::Error>;
@@ -182,6 +185,17 @@ impl PodPlumbing for HostPlumbing {
                 Ok(())
             }
             Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn cgroup_stats(&self, path: &str) -> Result<Option<CgroupStats>, crate::Error> {
+        let Some(h) = &self.cgroups else {
+            return Ok(None);
+        };
+        match Cgroup::open(h, path) {
+            Ok(cg) => Ok(Some(cg.stats()?)),
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

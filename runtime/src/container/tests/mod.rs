@@ -37,8 +37,8 @@ fn harness() -> Harness {
     let image = image_record();
     let change = store.encode(&image.id.to_string(), &image).expect("encode");
     store.apply(Table::Images, vec![change]).expect("apply");
-    let images =
-        Images::open(store.clone(), dir.path(), RegistryConfig::default()).expect("images");
+    let layout = crate::layout::Layout::new(dir.path(), dir.path());
+    let images = Images::open(store.clone(), &layout, RegistryConfig::default()).expect("images");
     let fake = Arc::new(FakeShims::default());
     let containers = Containers::open(store, fake.clone(), images.holds()).expect("open");
     let events = containers.subscribe();

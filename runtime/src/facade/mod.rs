@@ -1,20 +1,65 @@
-//! [`Runtime`]: the rules of the lifecycle that span pods and containers,
-//! in one place. A pod's containers are stopped and removed under the
-//! pod's lock, taken alone; a container is created or started under the
-//! same lock, shared, after checking the pod is ready. So a CreateContainer
-//! racing a StopPodSandbox either lands first (and is stopped with the
-//! pod) or finds the pod stopped and is refused, and a container of a
-//! stopped pod cannot be started.
+//! [`Runtime`]: the node's pods, containers and images behind one facade,
+//! which owns their lifecycle from [`Runtime::open`] (the on-disk layout,
+//! the metadata store, the restart reconciliation) to the rules that span
+//! objects.
+//!
+//! A pod's containers are stopped and removed under the pod's lock, taken
+//! alone; a container is created or started under the same lock, shared,
+//! after checking the pod is ready. So a CreateContainer racing a
+//! StopPodSandbox either lands first (and is stopped with the pod) or
+//! finds the pod stopped and is refused, and a container of a stopped pod
+//! cannot be started.
+
+mod open;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use open::{RuntimeConfig, Seams};
+pub use stats::{ContainerUsage, PodFilter, PodStats};
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::container::{self, ContainerState, Containers, NewContainer};
+use crate::container::{self, ContainerRuntime, ContainerState, Containers, NewContainer};
 use crate::image::Images;
+use crate::layout::Layout;
 use crate::locks::KeyedLocks;
-use crate::sandbox::{Pod, PodState, Pods};
+use crate::sandbox::{Pod, PodPlumbing, PodState, Pods};
 use crate::spec::NsMode;
 use crate::ErrorKind;
+
+/// Errors of the facade itself (its parts report their own).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A directory of the on-disk layout cannot be made.
+    #[error("cannot create {path}: {source}")]
+    Layout {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Work handed to the blocking thread pool did not finish.
+    #[error("{what} did not finish: {source}")]
+    Task {
+        /// The work.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Layout { .. } | Error::Task { .. } => ErrorKind::Internal,
+        }
+    }
+}
 
 /// The PID namespace a new container asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,23 +77,45 @@ pub enum PidNamespace {
 /// The node's pods, their containers and the images they run.
 #[derive(Debug)]
 pub struct Runtime {
-    images: Arc<Images>,
-    pods: Arc<Pods>,
+    layout: Layout,
+    images: Images,
+    pods: Pods,
     containers: Containers,
+    /// The pods' side effects (here: reading their cgroups).
+    plumbing: Arc<dyn PodPlumbing>,
+    /// The shims' client as the streaming server needs it.
+    shims: ContainerRuntime,
     /// Per pod: shared by container creation and start, alone for the
     /// pod's stop and removal.
     gates: KeyedLocks,
 }
 
 impl Runtime {
-    /// The runtime over these stores.
-    pub fn new(images: Arc<Images>, pods: Arc<Pods>, containers: Containers) -> Runtime {
-        Runtime {
-            images,
-            pods,
-            containers,
-            gates: KeyedLocks::default(),
-        }
+    /// Where everything lives on disk.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The images: pull, status, list, remove, disk usage.
+    pub fn images(&self) -> &Images {
+        &self.images
+    }
+
+    /// The pod sandboxes, one by one (rules spanning a pod and its
+    /// containers are this facade's methods).
+    pub fn pods(&self) -> &Pods {
+        &self.pods
+    }
+
+    /// The containers, one by one (creation and start, which depend on
+    /// their pod, are this facade's methods).
+    pub fn containers(&self) -> &Containers {
+        &self.containers
+    }
+
+    /// The shims' client for streaming exec, attach and resize.
+    pub fn shims(&self) -> &ContainerRuntime {
+        &self.shims
     }
 
     /// The pod `id_or_prefix`, which must be Ready.

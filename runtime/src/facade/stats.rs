@@ -1,0 +1,134 @@
+//! Resource usage of containers and pods: a pod's is its cgroup's counters
+//! and the usage of each of its containers.
+
+use std::collections::BTreeMap;
+
+use super::{Error, Runtime};
+use crate::cgroups::CgroupStats;
+use crate::container::{ContainerFilter, ContainerRecord, ContainerStats};
+use crate::sandbox::Pod;
+use crate::ErrorKind;
+
+/// What one container uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerUsage {
+    /// The container.
+    pub record: ContainerRecord,
+    /// Its cgroup's counters and its writable layer's size.
+    pub stats: ContainerStats,
+    /// CPU rate since the previous sample of it, in nano cores (`None` on
+    /// the first).
+    pub nano_cores: Option<u64>,
+}
+
+/// What one pod uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodStats {
+    /// The pod.
+    pub pod: Pod,
+    /// Its cgroup's counters; `None` when it has no cgroup (or it is gone).
+    pub cgroup: Option<CgroupStats>,
+    /// Its containers', oldest first.
+    pub containers: Vec<ContainerUsage>,
+}
+
+/// Which pods to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodFilter {
+    /// An id or id prefix; `None` for any.
+    pub id: Option<String>,
+    /// Labels every listed pod has.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl PodFilter {
+    /// Whether `pod` passes.
+    pub fn matches(&self, pod: &Pod) -> bool {
+        self.id.as_ref().is_none_or(|id| pod.id.starts_with(id))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| pod.config.labels.get(k) == Some(v))
+    }
+}
+
+impl Runtime {
+    /// The usage of container `id_or_prefix`.
+    pub async fn container_stats(
+        &self,
+        id_or_prefix: &str,
+    ) -> Result<ContainerUsage, crate::Error> {
+        let (record, stats, nano_cores) = self.containers.stats(id_or_prefix).await?;
+        Ok(ContainerUsage {
+            record,
+            stats,
+            nano_cores,
+        })
+    }
+
+    /// The usage of the containers `filter` lets through, oldest first
+    /// (one removed meanwhile is left out).
+    pub async fn list_container_stats(
+        &self,
+        filter: &ContainerFilter,
+    ) -> Result<Vec<ContainerUsage>, crate::Error> {
+        let mut out = Vec::new();
+        for r in self.containers.list(filter) {
+            match self.container_stats(&r.id).await {
+                Ok(usage) => out.push(usage),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The usage of pod `id_or_prefix` and its containers.
+    pub async fn pod_stats(&self, id_or_prefix: &str) -> Result<PodStats, crate::Error> {
+        let pod = self.pods.get(id_or_prefix)?;
+        self.stats_of(pod).await
+    }
+
+    /// The usage of the pods `filter` lets through, by id.
+    pub async fn list_pod_stats(&self, filter: &PodFilter) -> Result<Vec<PodStats>, crate::Error> {
+        let mut pods: Vec<Pod> = self
+            .pods
+            .list()
+            .into_iter()
+            .filter(|p| filter.matches(p))
+            .collect();
+        pods.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut out = Vec::with_capacity(pods.len());
+        for pod in pods {
+            out.push(self.stats_of(pod).await?);
+        }
+        Ok(out)
+    }
+
+    async fn stats_of(&self, pod: Pod) -> Result<PodStats, crate::Error> {
+        let cgroup = match &pod.cgroup {
+            Some(path) => {
+                // Reads of cgroupfs files: off the async threads.
+                let plumbing = self.plumbing.clone();
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || plumbing.cgroup_stats(&path))
+                    .await
+                    .map_err(|source| Error::Task {
+                        what: "reading a pod's cgroup",
+                        source,
+                    })??
+            }
+            None => None,
+        };
+        let filter = ContainerFilter {
+            pod_id: Some(pod.id.clone()),
+            ..ContainerFilter::default()
+        };
+        let containers = self.list_container_stats(&filter).await?;
+        Ok(PodStats {
+            pod,
+            cgroup,
+            containers,
+        })
+    }
+}
