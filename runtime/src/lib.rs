@@ -27,7 +27,7 @@ mod testing;
 
 pub use error::{Error, ErrorKind, Result};
 pub use facade::{
-    ContainerUsage, PidNamespace, PodFilter, PodStats, Runtime, RuntimeConfig, Seams,
+    ContainerUsage, NetworkStats, PidNamespace, PodFilter, PodStats, Runtime, RuntimeConfig, Seams,
 };
 pub use layout::Layout;
 
