@@ -2,7 +2,7 @@
 
 use crate::image::pull;
 use crate::{
-    cgroups, container, facade, image, linux, logs, network, sandbox, seccomp, snapshot, spec,
+    cgroups, container, facade, ids, image, linux, logs, network, sandbox, seccomp, snapshot, spec,
     store,
 };
 
@@ -71,6 +71,9 @@ pub enum Error {
     /// A cgroup could not be created, limited, read or removed.
     #[error(transparent)]
     Cgroups(#[from] cgroups::Error),
+    /// An id that cannot be one, or no randomness for a new one.
+    #[error(transparent)]
+    Id(#[from] ids::Error),
     /// The runtime could not lay out its directories or finish a task.
     #[error(transparent)]
     Runtime(#[from] facade::Error),
@@ -120,6 +123,7 @@ impl Error {
             Error::Snapshot(e) => e.kind(),
             Error::Cgroups(e) => e.kind(),
             Error::Runtime(e) => e.kind(),
+            Error::Id(e) => e.kind(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod container;
 pub mod crash;
 pub mod error;
 pub mod facade;
+pub mod ids;
 pub mod image;
 pub mod layout;
 #[allow(unsafe_code)]
@@ -29,6 +30,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use facade::{
     ContainerUsage, NetworkStats, PidNamespace, PodFilter, PodStats, Runtime, RuntimeConfig, Seams,
 };
+pub use ids::{ContainerId, ImageId, SandboxId};
 pub use layout::Layout;
 
 /// The crate version, reported by the CRI `Version` RPC.

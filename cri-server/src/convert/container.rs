@@ -336,8 +336,8 @@ fn image_spec(r: &ContainerRecord) -> cri::ImageSpec {
 /// The CRI list entry of a record.
 pub fn container(r: &ContainerRecord) -> cri::Container {
     cri::Container {
-        id: r.id.clone(),
-        pod_sandbox_id: r.pod_id.clone(),
+        id: r.id.to_string(),
+        pod_sandbox_id: r.pod_id.to_string(),
         metadata: Some(metadata(r)),
         image: Some(image_spec(r)),
         image_ref: r.image_ref.clone(),
@@ -345,7 +345,7 @@ pub fn container(r: &ContainerRecord) -> cri::Container {
         created_at: r.created_at_ns,
         labels: unsorted(&r.labels),
         annotations: unsorted(&r.annotations),
-        image_id: r.image_id.clone(),
+        image_id: r.image_id.to_string(),
     }
 }
 
@@ -386,7 +386,7 @@ pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
         ..cri::LinuxContainerResources::default()
     };
     cri::ContainerStatus {
-        id: r.id.clone(),
+        id: r.id.to_string(),
         metadata: Some(metadata(r)),
         state: state(r.state) as i32,
         created_at: r.created_at_ns,
@@ -409,7 +409,7 @@ pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
             linux: Some(linux),
             windows: None,
         }),
-        image_id: r.image_id.clone(),
+        image_id: r.image_id.to_string(),
         user: Some(cri::ContainerUser {
             linux: Some(cri::LinuxContainerUser {
                 uid: i64::from(r.user.uid),

@@ -160,7 +160,7 @@ fn metadata(pod: &Pod) -> PodSandboxMetadata {
 /// The CRI list entry of a pod.
 pub fn pod_sandbox(pod: &Pod) -> PodSandbox {
     PodSandbox {
-        id: pod.id.clone(),
+        id: pod.id.to_string(),
         metadata: Some(metadata(pod)),
         state: state(pod.state) as i32,
         created_at: pod.created_at,
@@ -186,7 +186,7 @@ pub fn pod_status(pod: &Pod) -> PodSandboxStatus {
     };
     let mut ips = pod.ips.iter().map(ToString::to_string);
     PodSandboxStatus {
-        id: pod.id.clone(),
+        id: pod.id.to_string(),
         metadata: Some(metadata(pod)),
         state: state(pod.state) as i32,
         created_at: pod.created_at,
@@ -278,7 +278,7 @@ mod tests {
     #[test]
     fn status_reports_ips_and_namespaces() {
         let pod = Pod {
-            id: "abc".into(),
+            id: corten_runtime::SandboxId::parse("abc").expect("a pod id"),
             config: pod_config(&config(), "").expect("valid"),
             ips: vec![
                 "10.0.0.2".parse().expect("ip"),

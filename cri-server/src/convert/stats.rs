@@ -55,7 +55,7 @@ pub fn container_stats(u: &ContainerUsage, layers_dir: &Path) -> cri::ContainerS
     let annotations: HashMap<String, String> = r.annotations.clone().into_iter().collect();
     cri::ContainerStats {
         attributes: Some(cri::ContainerAttributes {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             metadata: Some(cri::ContainerMetadata {
                 name: r.name.clone(),
                 attempt: r.attempt,
@@ -105,7 +105,7 @@ pub fn pod_stats(p: &PodStats, layers_dir: &Path) -> cri::PodSandboxStats {
     let cgroup = p.cgroup.as_ref();
     cri::PodSandboxStats {
         attributes: Some(cri::PodSandboxAttributes {
-            id: p.pod.id.clone(),
+            id: p.pod.id.to_string(),
             metadata: summary.metadata,
             labels: summary.labels,
             annotations: summary.annotations,

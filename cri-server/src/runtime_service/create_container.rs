@@ -31,7 +31,7 @@ pub async fn create_container(
     let cri_annotations = [
         ("io.kubernetes.cri.container-type", "container".to_string()),
         ("io.kubernetes.cri.container-name", new.name.clone()),
-        ("io.kubernetes.cri.sandbox-id", pod.pod_id.clone()),
+        ("io.kubernetes.cri.sandbox-id", pod.pod_id.to_string()),
         ("io.kubernetes.cri.sandbox-name", pod.name.clone()),
         ("io.kubernetes.cri.sandbox-namespace", pod.namespace.clone()),
         ("io.kubernetes.cri.sandbox-uid", pod.uid.clone()),
@@ -45,5 +45,7 @@ pub async fn create_container(
         .create_container(&pod.pod_id, new, pid)
         .await
         .map_err(CriError)?;
-    Ok(CreateContainerResponse { container_id })
+    Ok(CreateContainerResponse {
+        container_id: container_id.to_string(),
+    })
 }

@@ -52,5 +52,5 @@ pub async fn running_container(cri: &Cri, id: &str) -> Result<String, Status> {
         .ensure_running(&id)
         .await
         .map_err(CriError)?;
-    Ok(id)
+    Ok(id.to_string())
 }

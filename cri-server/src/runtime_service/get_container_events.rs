@@ -72,7 +72,7 @@ fn response(cri: &Cri, e: &ContainerEvent) -> ContainerEventResponse {
         .runtime
         .containers()
         .list(&corten_runtime::container::ContainerFilter {
-            pod_id: Some(e.pod_id.clone()),
+            pod_id: Some(e.pod_id.to_string()),
             ..Default::default()
         })
         .iter()
@@ -80,7 +80,7 @@ fn response(cri: &Cri, e: &ContainerEvent) -> ContainerEventResponse {
         .map(status)
         .collect();
     ContainerEventResponse {
-        container_id: e.container_id.clone(),
+        container_id: e.container_id.to_string(),
         container_event_type: kind as i32,
         created_at: e.at_ns,
         pod_sandbox_status: pod_status(cri, &e.pod_id),

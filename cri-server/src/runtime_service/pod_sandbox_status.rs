@@ -29,7 +29,7 @@ pub async fn pod_sandbox_status(
     }
     // The pod's containers too, as the evented PLEG reads them here.
     let filter = ContainerFilter {
-        pod_id: Some(pod.id.clone()),
+        pod_id: Some(pod.id.to_string()),
         ..ContainerFilter::default()
     };
     let containers_statuses = cri

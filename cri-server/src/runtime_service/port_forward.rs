@@ -39,7 +39,7 @@ pub async fn port_forward(
         .collect::<Result<Vec<_>, _>>()?;
     let url = cri.streaming.url(Pending::PortForward(PortForwardTarget {
         netns: pod.namespace_path(Namespace::Net),
-        pod_id: pod.id,
+        pod_id: pod.id.to_string(),
         ports,
     }))?;
     Ok(PortForwardResponse { url })

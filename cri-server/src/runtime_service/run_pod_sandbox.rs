@@ -25,6 +25,6 @@ pub async fn run_pod_sandbox(
     let config = pod_config(config, &req.runtime_handler)?;
     let pod = cri.runtime.pods().run(config).await.map_err(CriError)?;
     Ok(RunPodSandboxResponse {
-        pod_sandbox_id: pod.id,
+        pod_sandbox_id: pod.id.to_string(),
     })
 }

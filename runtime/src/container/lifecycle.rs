@@ -7,6 +7,7 @@ use nix::sys::signal::Signal;
 use super::manager::{now_ns, Containers, EventKind, Inner};
 use super::record::{stop_signal, ContainerFilter, ContainerState};
 use super::Error;
+use crate::ids::ContainerId;
 use crate::shim::{ExitStatus, State, Status};
 
 /// How long a SIGKILLed container gets to be reported gone.
@@ -24,7 +25,7 @@ impl Containers {
         let record = self.status(&id)?;
         if record.state != ContainerState::Created {
             return Err(Error::Refused {
-                id,
+                id: id.to_string(),
                 message: format!(
                     "cannot start a container that is {}",
                     state_word(record.state)
@@ -72,7 +73,7 @@ impl Containers {
             r.pid = pid;
             true
         });
-        watch(self.inner.clone(), id.clone());
+        watch(self.inner.clone(), id.to_string());
         if let Some(r) = saved? {
             tracing::info!(container = %id, pid, "container started");
             self.inner.emit(EventKind::Started, &r);
@@ -143,7 +144,7 @@ impl Containers {
         Ok(())
     }
 
-    fn ids_of_pod(&self, pod_id: &str) -> Vec<String> {
+    fn ids_of_pod(&self, pod_id: &str) -> Vec<ContainerId> {
         self.inner
             .records
             .filtered(|r| r.pod_id == pod_id)
@@ -182,7 +183,7 @@ impl Containers {
                             true
                         })?;
                     }
-                    watch(inner.clone(), r.id.clone());
+                    watch(inner.clone(), r.id.to_string());
                 }
                 Ok(_) => {} // Created, still waiting for its start.
                 Err(e) => {
@@ -191,9 +192,10 @@ impl Containers {
                 }
             }
         }
-        let known: std::collections::HashSet<&String> = records.iter().map(|r| &r.id).collect();
+        let known: std::collections::HashSet<&str> =
+            records.iter().map(|r| r.id.as_str()).collect();
         for id in inner.backend.ids_on_disk() {
-            if !known.contains(&id) {
+            if !known.contains(id.as_str()) {
                 tracing::info!(container = %id, "removing a half-made container");
                 if let Err(e) = inner.backend.delete(&id).await {
                     tracing::warn!(container = %id, error = %e, "cannot remove a half-made container");

@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use super::pod::{apply_pod, create_missing_sources, own_oom_score_adj};
 use super::record::{ContainerFilter, ContainerRecord, ContainerState, ProcessUser};
 use super::{CreateRequest, Error, ShimBackend};
+use crate::ids::{ContainerId, SandboxId};
 use crate::image::{Images, LayerHolds};
 use crate::locks::KeyedLocks;
 use crate::sandbox::PodContext;
@@ -40,9 +41,9 @@ pub struct ContainerEvent {
     /// What happened.
     pub kind: EventKind,
     /// The container.
-    pub container_id: String,
+    pub container_id: ContainerId,
     /// Its pod.
-    pub pod_id: String,
+    pub pod_id: SandboxId,
     /// When, Unix nanoseconds.
     pub at_ns: i64,
 }
@@ -204,13 +205,13 @@ impl Containers {
     }
 
     /// The full id of the container `id_or_prefix` names.
-    pub fn resolve(&self, id_or_prefix: &str) -> Result<String, crate::Error> {
+    pub fn resolve(&self, id_or_prefix: &str) -> Result<ContainerId, crate::Error> {
         let invalid = |reason: &str| Error::InvalidId {
             id: id_or_prefix.to_string(),
             reason: reason.to_string(),
         };
         match self.inner.records.resolve(id_or_prefix) {
-            Lookup::Found(id) => Ok(id),
+            Lookup::Found(id) => Ok(ContainerId::recorded(id)),
             Lookup::NotFound => Err(Error::NotFound {
                 id: id_or_prefix.to_string(),
             }
@@ -226,7 +227,7 @@ impl Containers {
         self.inner
             .records
             .get(&id)
-            .ok_or_else(|| Error::NotFound { id }.into())
+            .ok_or_else(|| Error::NotFound { id: id.to_string() }.into())
     }
 
     /// The containers `filter` lets through, oldest first.
@@ -243,7 +244,7 @@ impl Containers {
         images: &Images,
         pod: &PodContext,
         req: NewContainer,
-    ) -> Result<String, crate::Error> {
+    ) -> Result<ContainerId, crate::Error> {
         let inner = &*self.inner;
         let name_key = format!("{}/{}/{}", pod.pod_id, req.name, req.attempt);
         {
@@ -259,7 +260,7 @@ impl Containers {
             if let Some(other) = taken.first() {
                 return Err(Error::NameInUse {
                     name: name_key,
-                    by: other.id.clone(),
+                    by: other.id.to_string(),
                 }
                 .into());
             }
@@ -271,11 +272,11 @@ impl Containers {
                 .into());
             }
         }
-        let id = new_id()?;
+        let id = ContainerId::random()?;
         let mut reservation = Reservation {
             inner,
             name: name_key,
-            holder: Some(id.clone()),
+            holder: Some(id.to_string()),
         };
         let image = images
             .hold(&id, &req.image)
@@ -293,7 +294,7 @@ impl Containers {
 
         let mut config = req.config;
         let requested_mounts = config.mounts.clone();
-        config.id = id.clone();
+        config.id = id.to_string();
         apply_pod(&mut config, pod);
         if let Some(pid) = req.pid {
             config.namespaces.pid = pid;
@@ -312,7 +313,7 @@ impl Containers {
         })
         .await
         .map_err(|e| Error::Create {
-            id: id.clone(),
+            id: id.to_string(),
             reason: format!("the task generating the spec failed: {e}"),
         })??;
         let user = spec
@@ -331,7 +332,7 @@ impl Containers {
         };
         let created_at_ns = now_ns();
         let create = CreateRequest {
-            id: id.clone(),
+            id: id.to_string(),
             spec,
             layers,
             // Mounted writable so mount points can be made; the spec's
@@ -357,7 +358,7 @@ impl Containers {
             name: req.name,
             attempt: req.attempt,
             image: shown_image(&req.image, req.user_specified_image.as_deref(), &image),
-            image_id: image.id.to_string(),
+            image_id: image.id.clone(),
             image_ref,
             chain_ids: image.layers.iter().map(|l| l.chain_id.clone()).collect(),
             stop_signal: image_config.stop_signal.clone(),
@@ -391,7 +392,6 @@ impl Containers {
         Ok(id)
     }
 }
-/// A fresh container id: 64 random hex characters.
 /// The image a container's status shows: the name the user asked for, as
 /// CRI-O answers; when the request named the image only by its id (as
 /// kubelet does without `user_specified_image`), the image's first repo tag,
@@ -411,19 +411,6 @@ pub(super) fn shown_image(
         Some(tag) if by_id => tag.clone(),
         _ => requested.to_string(),
     }
-}
-
-fn new_id() -> Result<String, crate::Error> {
-    use std::io::Read as _;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|source| Error::Io {
-            id: String::new(),
-            path: "/dev/urandom".into(),
-            source,
-        })?;
-    Ok(hex::encode(bytes))
 }
 
 /// Now, Unix nanoseconds.

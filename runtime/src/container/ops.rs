@@ -6,6 +6,7 @@ use super::manager::Containers;
 use super::record::{ContainerRecord, ContainerState};
 use super::{ContainerStats, Error, ExecOutput, ExecRequest};
 use crate::cgroups::{self, Cgroup};
+use crate::ids::ContainerId;
 use crate::spec::{linux_resources, Resources};
 
 impl Containers {
@@ -15,7 +16,7 @@ impl Containers {
         let record = self.status(id_or_prefix)?;
         if record.state != ContainerState::Running {
             return Err(Error::Refused {
-                id: record.id,
+                id: record.id.to_string(),
                 message: format!(
                     "cannot {what}: the container is {}",
                     state_word(record.state)
@@ -38,7 +39,7 @@ impl Containers {
 
     /// Checks that `id_or_prefix` runs and gives its full id, for a
     /// streaming exec or attach.
-    pub fn running_id(&self, id_or_prefix: &str, what: &str) -> Result<String, crate::Error> {
+    pub fn running_id(&self, id_or_prefix: &str, what: &str) -> Result<ContainerId, crate::Error> {
         Ok(self.running(id_or_prefix, what)?.id)
     }
 
@@ -67,7 +68,7 @@ impl Containers {
             cgroup.apply(&linux_resources(&resources))?;
         } else {
             return Err(Error::Refused {
-                id,
+                id: id.to_string(),
                 message: format!(
                     "cannot update the resources of a container that is {}",
                     state_word(record.state)

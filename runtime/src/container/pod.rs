@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn pod_context_shapes_the_config() {
         let pod = PodContext {
-            pod_id: "p1".into(),
+            pod_id: crate::ids::SandboxId::parse("p1").expect("a pod id"),
             hostname: "web-0".into(),
             network: NsMode::Path("/run/p1/net".into()),
             ipc: NsMode::Path("/run/p1/ipc".into()),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::Error;
+use crate::ids::{ContainerId, ImageId, SandboxId};
 use crate::sandbox::PodContext;
 use crate::shim::ExitStatus;
 use crate::spec::ContainerConfig;
@@ -30,9 +31,9 @@ pub enum ContainerState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     /// The container id (64 hex characters).
-    pub id: String,
+    pub id: ContainerId,
     /// The pod it belongs to.
-    pub pod_id: String,
+    pub pod_id: SandboxId,
     /// CRI metadata name.
     pub name: String,
     /// CRI metadata attempt.
@@ -40,7 +41,7 @@ pub struct ContainerRecord {
     /// The image as the request named it.
     pub image: String,
     /// The resolved image id (`sha256:…`).
-    pub image_id: String,
+    pub image_id: ImageId,
     /// A digest reference of the image (`repo@sha256:…`), or its id.
     pub image_ref: String,
     /// The layer snapshots the container runs on (chain ids, bottom first).
@@ -204,12 +205,12 @@ fn bad_signal(name: &str) -> Error {
 #[cfg(test)]
 pub(super) fn sample(id: &str, pod: &str) -> ContainerRecord {
     ContainerRecord {
-        id: id.into(),
-        pod_id: pod.into(),
+        id: ContainerId::parse(id).expect("a container id"),
+        pod_id: SandboxId::parse(pod).expect("a pod id"),
         name: format!("name-{id}"),
         attempt: 0,
         image: String::new(),
-        image_id: String::new(),
+        image_id: crate::image::Digest::sha256_of(b"image").into(),
         image_ref: String::new(),
         chain_ids: vec![],
         stop_signal: None,

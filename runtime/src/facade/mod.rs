@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::container::{self, ContainerRuntime, ContainerState, Containers, NewContainer};
+use crate::ids::ContainerId;
 use crate::image::Images;
 use crate::layout::Layout;
 use crate::locks::KeyedLocks;
@@ -123,7 +124,7 @@ impl Runtime {
         let pod = self.pods.get(id_or_prefix)?;
         if pod.state != PodState::Ready {
             return Err(container::Error::Refused {
-                id: pod.id.clone(),
+                id: pod.id.to_string(),
                 message: format!("pod {} is not ready: cannot {what}", pod.id),
             }
             .into());
@@ -137,7 +138,7 @@ impl Runtime {
         pod_id: &str,
         mut new: NewContainer,
         pid: PidNamespace,
-    ) -> Result<String, crate::Error> {
+    ) -> Result<ContainerId, crate::Error> {
         let pod_id = self.pods.get(pod_id)?.id;
         let _gate = self.gates.read(&pod_id).await;
         let pod = self.ready_pod(&pod_id, "create a container in it")?;
@@ -149,7 +150,7 @@ impl Runtime {
                 let t = self.containers.status(&target)?;
                 if t.state != ContainerState::Running || t.pid <= 0 {
                     return Err(container::Error::Refused {
-                        id: t.id.clone(),
+                        id: t.id.to_string(),
                         message: format!(
                             "target container {} is not running: cannot share its pid namespace",
                             t.id
@@ -174,7 +175,7 @@ impl Runtime {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(container::Error::Refused {
-                    id: record.id.clone(),
+                    id: record.id.to_string(),
                     message: format!("pod {} is gone: cannot start its container", record.pod_id),
                 }
                 .into())
@@ -184,7 +185,7 @@ impl Runtime {
         if let NsMode::Path(ns) = &record.config.namespaces.pid {
             if !ns.exists() {
                 return Err(container::Error::Refused {
-                    id: record.id.clone(),
+                    id: record.id.to_string(),
                     message: format!(
                         "the pid namespace it joins ({}) is gone: its target has exited",
                         ns.display()

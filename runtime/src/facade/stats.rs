@@ -149,7 +149,7 @@ impl Runtime {
             source,
         })??;
         let filter = ContainerFilter {
-            pod_id: Some(pod.id.clone()),
+            pod_id: Some(pod.id.to_string()),
             ..ContainerFilter::default()
         };
         let containers = self.list_container_stats(&filter).await?;

@@ -43,7 +43,7 @@ fn image() -> ImageRecord {
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     });
     ImageRecord {
-        id: Digest::sha256_of(&serde_json::to_vec(&config).expect("config")),
+        id: Digest::sha256_of(&serde_json::to_vec(&config).expect("config")).into(),
         repo_tags: vec!["docker.io/library/fake:latest".into()],
         repo_digests: Vec::new(),
         size: 1,
@@ -185,9 +185,9 @@ async fn pod_stats_carry_the_pod_cgroup_and_each_container() {
         .list_pod_stats(&PodFilter::default())
         .await
         .expect("list");
-    let mut want = vec![web.id.clone(), db.id.clone()];
+    let mut want = vec![web.id.to_string(), db.id.to_string()];
     want.sort();
-    let got: Vec<String> = all.iter().map(|s| s.pod.id.clone()).collect();
+    let got: Vec<String> = all.iter().map(|s| s.pod.id.to_string()).collect();
     assert_eq!(got, want);
     let only_db = PodFilter {
         labels: [("app".to_string(), "db".to_string())].into(),

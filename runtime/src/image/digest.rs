@@ -48,7 +48,8 @@ impl fmt::Display for Algorithm {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
     algorithm: Algorithm,
-    hex: String,
+    /// The whole `algorithm:hex` text (ordered as (algorithm, hex) is).
+    text: String,
 }
 
 impl Digest {
@@ -82,7 +83,7 @@ impl Digest {
         }
         Ok(Digest {
             algorithm,
-            hex: hex.to_string(),
+            text: s.to_string(),
         })
     }
 
@@ -95,7 +96,7 @@ impl Digest {
     pub fn from_sha256(bytes: [u8; 32]) -> Digest {
         Digest {
             algorithm: Algorithm::Sha256,
-            hex: hex::encode(bytes),
+            text: format!("{}:{}", Algorithm::Sha256, hex::encode(bytes)),
         }
     }
 
@@ -106,13 +107,18 @@ impl Digest {
 
     /// The lowercase hex encoding of the hash.
     pub fn hex(&self) -> &str {
-        &self.hex
+        &self.text[self.algorithm.as_str().len() + 1..]
+    }
+
+    /// The `algorithm:hex` text.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.algorithm, self.hex)
+        f.write_str(&self.text)
     }
 }
 
@@ -126,7 +132,7 @@ impl FromStr for Digest {
 
 impl serde::Serialize for Digest {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(&self.text)
     }
 }
 
@@ -151,6 +157,16 @@ mod tests {
         assert_eq!(d.hex(), EMPTY_SHA256);
         assert_eq!(d.to_string(), text);
         assert_eq!(text.parse::<Digest>().unwrap(), d);
+    }
+
+    #[test]
+    fn orders_by_algorithm_then_hex() {
+        let a = Digest::parse(&format!("sha256:{}", "f".repeat(64))).unwrap();
+        let b = Digest::parse(&format!("sha512:{}", "0".repeat(128))).unwrap();
+        let c = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+        let mut all = vec![b.clone(), a.clone(), c.clone()];
+        all.sort();
+        assert_eq!(all, vec![c, a, b]);
     }
 
     #[test]

@@ -62,16 +62,12 @@ async fn collect(inner: Arc<Inner>) -> Result<GcStats, crate::Error> {
 }
 
 fn collect_blocking(inner: &Inner) -> Result<GcStats, crate::Error> {
-    let (chain_ids, blobs) = {
-        let images = inner.images();
-        let mut chain_ids: HashSet<Digest> = images
-            .values()
-            .flat_map(|r| r.chain_ids().cloned())
-            .collect();
-        chain_ids.extend(inner.holds.held());
-        let blobs: HashSet<Digest> = images.values().flat_map(|r| r.blobs()).collect();
+    let (mut chain_ids, blobs) = inner.records.with(|v| {
+        let chain_ids: HashSet<Digest> = v.values().flat_map(|r| r.chain_ids().cloned()).collect();
+        let blobs: HashSet<Digest> = v.values().flat_map(|r| r.blobs()).collect();
         (chain_ids, blobs)
-    };
+    });
+    chain_ids.extend(inner.holds.held());
     let mut stats = GcStats::default();
     for chain_id in inner.snapshots.list()? {
         if !chain_ids.contains(&chain_id) {

@@ -1,17 +1,34 @@
-//! The image index: every pulled image by id, kept in memory and written
-//! through to the metadata store, one transaction per change.
+//! The image index: every pulled image by id, in [`Records`] (kept in
+//! memory, written through to the metadata store, one transaction per
+//! change), found by id, id prefix, tag or digest reference.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
-use super::{ContentStore, Digest, Error, ImageRecord, LayerHolds, Reference};
+use super::{Algorithm, ContentStore, Digest, Error, ImageRecord, LayerHolds, Reference};
+use crate::ids::ImageId;
 use crate::snapshot::{self, Snapshotter};
-use crate::store::{Change, MetaStore, Table};
+use crate::store::{Edit, Lookup, MetaStore, Record, Records, Table, View};
 
 /// Shortest image id prefix accepted by [`ImageIndex::resolve`].
 const MIN_ID_PREFIX: usize = 3;
+
+impl Record for ImageRecord {
+    const TABLE: Table = Table::Images;
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    /// Its tags and digest references: the names it is found by.
+    fn aliases(&self) -> Vec<&str> {
+        self.repo_tags
+            .iter()
+            .chain(&self.repo_digests)
+            .map(String::as_str)
+            .collect()
+    }
+}
 
 /// The images the runtime has, with their content and snapshots.
 #[derive(Debug)]
@@ -21,22 +38,13 @@ pub struct ImageIndex {
 
 #[derive(Debug)]
 pub(super) struct Inner {
-    pub(super) store: Arc<MetaStore>,
     pub(super) content: ContentStore,
     pub(super) snapshots: Arc<Snapshotter>,
-    pub(super) images: Mutex<BTreeMap<Digest, ImageRecord>>,
+    pub(super) records: Records<ImageRecord>,
     /// Pulls in flight hold the read side, garbage collection the write side.
     pub(super) gc_lock: Arc<RwLock<()>>,
     /// Snapshots containers still run on, kept by garbage collection.
     pub(super) holds: Arc<LayerHolds>,
-}
-
-impl Inner {
-    pub(super) fn images(&self) -> MutexGuard<'_, BTreeMap<Digest, ImageRecord>> {
-        // Records change only after their transaction commits, with nothing
-        // that can panic in between: a poisoned map is still consistent.
-        self.images.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// How a name matched an image.
@@ -50,6 +58,14 @@ enum Matched {
     Digest,
 }
 
+/// What [`ImageIndex::remove`] took away.
+enum Removed {
+    /// One tag of an image that keeps others.
+    Tag(ImageId, String),
+    /// The whole image.
+    Image(ImageId),
+}
+
 impl ImageIndex {
     /// Opens the index over the image records in `store`.
     pub fn open(
@@ -57,16 +73,10 @@ impl ImageIndex {
         content: ContentStore,
         snapshots: Arc<Snapshotter>,
     ) -> Result<ImageIndex, crate::Error> {
-        let images = store
-            .load_all::<ImageRecord>(Table::Images)?
-            .into_iter()
-            .map(|(_, record)| (record.id.clone(), record))
-            .collect();
         let inner = Arc::new(Inner {
-            store,
             content,
             snapshots,
-            images: Mutex::new(images),
+            records: Records::load(store)?,
             gc_lock: Arc::new(RwLock::new(())),
             holds: Arc::new(LayerHolds::default()),
         });
@@ -98,53 +108,42 @@ impl ImageIndex {
     /// it (it waits for pulls in flight, including the caller's). All
     /// affected records change in one metadata transaction.
     pub fn add(&self, record: ImageRecord) -> Result<ImageRecord, crate::Error> {
-        let mut images = self.inner.images();
-        let mut merged = record.clone();
-        if let Some(old) = images.get(&record.id) {
-            merged.repo_tags = old.repo_tags.clone();
-            merged.repo_digests = old.repo_digests.clone();
-            merged.merge_names(&record);
-        }
-
-        let mut changes = vec![self.encode(&merged)?];
-        let mut untagged = Vec::new();
-        for other in images.values() {
-            if other.id == merged.id
-                || !other.repo_tags.iter().any(|t| record.repo_tags.contains(t))
-            {
-                continue;
+        let (merged, dropped) = self.inner.records.transact(|v| {
+            let mut merged = record.clone();
+            if let Some(old) = v.get(record.id.as_str()) {
+                merged.repo_tags = old.repo_tags.clone();
+                merged.repo_digests = old.repo_digests.clone();
+                merged.merge_names(&record);
             }
-            let mut other = other.clone();
-            other.repo_tags.retain(|t| !record.repo_tags.contains(t));
-            changes.push(if other.is_named() {
-                self.encode(&other)?
-            } else {
-                Change::Delete(other.id.to_string())
-            });
-            untagged.push(other);
-        }
-        self.inner.store.apply(Table::Images, changes)?;
-
-        let mut dropped = false;
-        for other in untagged {
-            if other.is_named() {
-                images.insert(other.id.clone(), other);
-            } else {
-                tracing::info!(image = %other.id, "image lost its last name to a newer pull; removed");
-                images.remove(&other.id);
-                dropped = true;
+            // The other images holding one of the new tags, by id.
+            let mut others = BTreeMap::new();
+            for tag in &record.repo_tags {
+                for other in v.by_alias(tag) {
+                    if other.id != merged.id && other.repo_tags.contains(tag) {
+                        others.insert(other.id.clone(), other.clone());
+                    }
+                }
             }
+            let mut edits = vec![Edit::Put(merged.clone())];
+            let mut dropped = Vec::new();
+            for (id, mut other) in others {
+                other.repo_tags.retain(|t| !record.repo_tags.contains(t));
+                if other.is_named() {
+                    edits.push(Edit::Put(other));
+                } else {
+                    edits.push(Edit::Delete(id.to_string()));
+                    dropped.push(id);
+                }
+            }
+            Ok::<_, crate::Error>((edits, (merged, dropped)))
+        })?;
+        for id in &dropped {
+            tracing::info!(image = %id, "image lost its last name to a newer pull; removed");
         }
-        images.insert(merged.id.clone(), merged.clone());
-        drop(images);
-        if dropped {
+        if !dropped.is_empty() {
             self.gc_in_background();
         }
         Ok(merged)
-    }
-
-    fn encode(&self, record: &ImageRecord) -> Result<Change, crate::Error> {
-        Ok(self.inner.store.encode(&record.id.to_string(), record)?)
     }
 
     /// Finds an image by full id (`sha256:<hex>`), bare 64-hex id, unique id
@@ -155,13 +154,16 @@ impl ImageIndex {
     /// when nothing matches; a string that is neither an id form nor a valid
     /// reference is an `InvalidArgument` error, and so is an ambiguous prefix.
     pub fn resolve(&self, name_or_id: &str) -> Result<Option<ImageRecord>, crate::Error> {
-        let images = self.inner.images();
-        Ok(find(&images, name_or_id)?.and_then(|(id, _)| images.get(&id).cloned()))
+        let found = self
+            .inner
+            .records
+            .with(|v| find(v, name_or_id).map(|m| m.map(|(r, _)| r.clone())))?;
+        Ok(found)
     }
 
     /// Every image, by pull time then id.
     pub fn list(&self) -> Vec<ImageRecord> {
-        let mut out: Vec<ImageRecord> = self.inner.images().values().cloned().collect();
+        let mut out = self.inner.records.filtered(|_| true);
         out.sort_by(|a, b| (a.pulled_at_ns, &a.id).cmp(&(b.pulled_at_ns, &b.id)));
         out
     }
@@ -175,39 +177,39 @@ impl ImageIndex {
     /// Returns whether anything was removed: CRI's RemoveImage must succeed
     /// for an image that does not exist, so an unknown name is `Ok(false)`.
     pub async fn remove(&self, name_or_id: &str) -> Result<bool, crate::Error> {
-        {
-            let mut images = self.inner.images();
-            let Some((id, matched)) = find(&images, name_or_id)? else {
-                return Ok(false);
+        let removed = self.inner.records.transact(|v| {
+            let Some((record, matched)) = find(v, name_or_id)? else {
+                return Ok::<_, crate::Error>((Vec::new(), None));
             };
-            let Some(record) = images.get(&id) else {
-                return Ok(false);
-            };
-            match matched {
+            Ok(match matched {
                 Matched::Tag(tag) if record.repo_tags.len() > 1 => {
                     let mut record = record.clone();
                     record.repo_tags.retain(|t| *t != tag);
-                    self.inner
-                        .store
-                        .apply(Table::Images, vec![self.encode(&record)?])?;
-                    tracing::info!(image = %id, %tag, "image tag removed");
-                    images.insert(id, record);
-                    return Ok(true);
+                    let id = record.id.clone();
+                    (vec![Edit::Put(record)], Some(Removed::Tag(id, tag)))
                 }
-                _ => {
-                    self.inner
-                        .store
-                        .apply(Table::Images, vec![Change::Delete(id.to_string())])?;
-                    tracing::info!(image = %id, "image removed");
-                    images.remove(&id);
-                }
+                _ => (
+                    vec![Edit::Delete(record.id.to_string())],
+                    Some(Removed::Image(record.id.clone())),
+                ),
+            })
+        })?;
+        match removed {
+            None => Ok(false),
+            Some(Removed::Tag(id, tag)) => {
+                tracing::info!(image = %id, %tag, "image tag removed");
+                Ok(true)
+            }
+            Some(Removed::Image(id)) => {
+                tracing::info!(image = %id, "image removed");
+                // The record is gone: the caller need not wait for the
+                // layers' files. Pulls wait for the collection (the GC
+                // lock), and whatever an interrupted one leaves is
+                // collected at the next start.
+                self.gc_in_background();
+                Ok(true)
             }
         }
-        // The record is gone: the caller need not wait for the layers'
-        // files. Pulls wait for the collection (the GC lock), and whatever
-        // an interrupted one leaves is collected at the next start.
-        self.gc_in_background();
-        Ok(true)
     }
 
     /// Held (read side) by a pull from before its first blob or snapshot is
@@ -230,7 +232,7 @@ impl ImageIndex {
         id: &Digest,
     ) -> Result<Option<ImageRecord>, crate::Error> {
         let _no_gc = self.pull_guard().await;
-        let Some(record) = self.inner.images().get(id).cloned() else {
+        let Some(record) = self.inner.records.get(id.as_str()) else {
             return Ok(None);
         };
         self.inner
@@ -250,29 +252,35 @@ fn is_lower_hex(s: &str) -> bool {
 }
 
 /// The image `name` names, and how.
-fn find(
-    images: &BTreeMap<Digest, ImageRecord>,
+fn find<'a>(
+    v: &View<'a, ImageRecord>,
     name: &str,
-) -> Result<Option<(Digest, Matched)>, Error> {
+) -> Result<Option<(&'a ImageRecord, Matched)>, Error> {
     if let Ok(id) = Digest::parse(name) {
-        return Ok(images.contains_key(&id).then_some((id, Matched::Id)));
+        return Ok(v.get(id.as_str()).map(|r| (r, Matched::Id)));
     }
-    let (hex, explicit) = match name.strip_prefix("sha256:") {
-        Some(hex) => (hex, true),
-        None => (name, false),
+    let (hex, algorithms) = match name.strip_prefix("sha256:") {
+        Some(hex) => (hex, &[Algorithm::Sha256][..]),
+        None => (name, &[Algorithm::Sha256, Algorithm::Sha512][..]),
     };
+    let explicit = algorithms.len() == 1;
     if hex.len() >= MIN_ID_PREFIX && hex.len() <= 64 && is_lower_hex(hex) {
-        let mut matches = images.keys().filter(|id| id.hex().starts_with(hex));
-        match (matches.next(), matches.next()) {
-            (Some(id), None) => return Ok(Some((id.clone(), Matched::Id))),
-            (Some(_), Some(_)) => {
-                return Err(Error::AmbiguousId {
-                    prefix: name.to_string(),
-                })
+        let ambiguous = || Error::AmbiguousId {
+            prefix: name.to_string(),
+        };
+        let mut found = None;
+        for algorithm in algorithms {
+            match v.resolve(&format!("{algorithm}:{hex}")) {
+                Lookup::Found(id) if found.is_none() => found = v.get(&id),
+                Lookup::Found(_) | Lookup::Ambiguous => return Err(ambiguous()),
+                Lookup::NotFound | Lookup::Empty => {}
             }
+        }
+        match found {
+            Some(r) => return Ok(Some((r, Matched::Id))),
             // A full id or an explicit sha256: prefix is never a name.
-            (None, _) if explicit || hex.len() == 64 => return Ok(None),
-            (None, _) => {}
+            None if explicit || hex.len() == 64 => return Ok(None),
+            None => {}
         }
     }
 
@@ -280,10 +288,12 @@ fn find(
     if let Some(digest) = reference.digest() {
         let repo = reference.name();
         let wanted = format!("{repo}@{digest}");
-        let by_name = images.values().find(|r| r.repo_digests.contains(&wanted));
+        let by_name = v
+            .by_alias(&wanted)
+            .find(|r| r.repo_digests.contains(&wanted));
         // Pulled by tag, then asked for by the digest of the manifest used.
         let by_manifest = || {
-            images.values().find(|r| {
+            v.values().find(|r| {
                 r.manifest_digest == *digest
                     && r.repo_tags
                         .iter()
@@ -291,15 +301,11 @@ fn find(
                         .any(|n| repo_of(n) == repo)
             })
         };
-        return Ok(by_name
-            .or_else(by_manifest)
-            .map(|r| (r.id.clone(), Matched::Digest)));
+        return Ok(by_name.or_else(by_manifest).map(|r| (r, Matched::Digest)));
     }
     let tag = reference.to_string();
-    Ok(images
-        .values()
-        .find(|r| r.repo_tags.contains(&tag))
-        .map(|r| (r.id.clone(), Matched::Tag(tag))))
+    let found = v.by_alias(&tag).find(|r| r.repo_tags.contains(&tag));
+    Ok(found.map(|r| (r, Matched::Tag(tag))))
 }
 
 /// `registry/repository` of a stored full name (`…:tag` or `…@digest`).

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Digest;
+use crate::ids::ImageId;
 
 /// One layer of an image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,7 +24,7 @@ pub struct LayerRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageRecord {
     /// The config blob digest (what CRI calls the image id).
-    pub id: Digest,
+    pub id: ImageId,
     /// Full normalised tags: `docker.io/library/busybox:latest`.
     pub repo_tags: Vec<String>,
     /// `docker.io/library/busybox@sha256:<manifest or index digest as pulled>`.
@@ -82,7 +83,7 @@ impl ImageRecord {
             .iter()
             .filter_map(|r| r.rsplit_once('@'))
             .filter_map(|(_, d)| Digest::parse(d).ok());
-        [self.id.clone(), self.manifest_digest.clone()]
+        [self.id.digest().clone(), self.manifest_digest.clone()]
             .into_iter()
             .chain(named)
     }
@@ -94,7 +95,7 @@ mod tests {
 
     fn record(config: serde_json::Value) -> ImageRecord {
         ImageRecord {
-            id: Digest::sha256_of(b"config"),
+            id: Digest::sha256_of(b"config").into(),
             repo_tags: vec!["docker.io/library/busybox:latest".into()],
             repo_digests: vec![format!(
                 "docker.io/library/busybox@{}",

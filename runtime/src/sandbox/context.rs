@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::PodFiles;
+use crate::ids::SandboxId;
 use crate::spec::NsMode;
 
 /// A pod as its containers see it: the namespaces to join, the files to
@@ -14,7 +15,7 @@ use crate::spec::NsMode;
 #[serde(default)]
 pub struct PodContext {
     /// The pod id.
-    pub pod_id: String,
+    pub pod_id: SandboxId,
     /// The pod's name, namespace and uid (from its metadata).
     pub name: String,
     /// Kubernetes namespace of the pod.

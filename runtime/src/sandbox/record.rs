@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{DnsConfig, Namespace, PodContext, PodFiles};
+use crate::ids::SandboxId;
 use crate::network::PortMapping;
 use crate::spec::NsMode;
 
@@ -86,7 +87,7 @@ pub struct PodInit {
 #[serde(default)]
 pub struct Pod {
     /// The pod id (64 hex digits).
-    pub id: String,
+    pub id: SandboxId,
     /// What was asked for.
     pub config: PodConfig,
     /// Ready or NotReady.
@@ -176,7 +177,7 @@ mod tests {
     #[test]
     fn context_follows_what_was_made() {
         let pod = Pod {
-            id: "p1".into(),
+            id: SandboxId::parse("p1").expect("a pod id"),
             dir: PathBuf::from("/run/corten/pods/p1"),
             hostname: "web".into(),
             namespaces: vec![Namespace::Net, Namespace::Uts],

@@ -7,7 +7,7 @@
 
 mod records;
 
-pub use records::{Lookup, Record, Records};
+pub use records::{Edit, Lookup, Record, Records, View};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

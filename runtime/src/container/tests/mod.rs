@@ -61,7 +61,7 @@ fn image_record() -> ImageRecord {
     });
     let id = Digest::sha256_of(&serde_json::to_vec(&config).expect("config"));
     ImageRecord {
-        id,
+        id: id.into(),
         repo_tags: vec![format!("docker.io/library/{IMAGE}:latest")],
         repo_digests: Vec::new(),
         size: 1,
@@ -97,7 +97,7 @@ impl Harness {
     fn events(&mut self) -> Vec<(EventKind, String)> {
         let mut out = Vec::new();
         while let Ok(e) = self.events.try_recv() {
-            out.push((e.kind, e.container_id));
+            out.push((e.kind, e.container_id.to_string()));
         }
         out
     }

@@ -37,7 +37,8 @@ async fn remove_by_last_tag_removes_and_collects_unshared_content() {
     assert!(
         index
             .inner
-            .store
+            .records
+            .store()
             .load_all::<ImageRecord>(Table::Images)
             .expect("load")
             .len()

@@ -67,7 +67,7 @@ pub(in crate::image) fn image(
         });
     }
     ImageRecord {
-        id,
+        id: id.into(),
         repo_tags: tags.iter().map(|t| full(t)).collect(),
         repo_digests: Vec::new(),
         size: config_bytes.len() as u64 + 100 * layers.len() as u64,
@@ -177,7 +177,8 @@ async fn a_tag_moves_to_the_newer_image() {
     // All of it is on disk.
     let metas = index
         .inner
-        .store
+        .records
+        .store()
         .load_all::<ImageRecord>(Table::Images)
         .expect("load");
     assert_eq!(metas.len(), 2);
@@ -253,7 +254,7 @@ fn resolve_by_every_form() {
 /// A record with id `sha256(seed)`, no content: enough for resolving.
 fn bare(seed: &str) -> ImageRecord {
     ImageRecord {
-        id: Digest::sha256_of(seed.as_bytes()),
+        id: Digest::sha256_of(seed.as_bytes()).into(),
         repo_tags: Vec::new(),
         repo_digests: Vec::new(),
         size: 0,
@@ -320,7 +321,8 @@ async fn remove_one_of_two_tags_keeps_the_image() {
     // The change is durable.
     let metas = index
         .inner
-        .store
+        .records
+        .store()
         .load_all::<ImageRecord>(Table::Images)
         .expect("load");
     assert_eq!(metas[0].1.repo_tags, vec![full("app:2")]);
@@ -363,4 +365,65 @@ fn stores_are_send_and_sync() {
     check::<ContentStore>();
     check::<Snapshotter>();
     check::<crate::snapshot::TempSnapshot>();
+}
+
+#[tokio::test]
+async fn the_tag_index_is_rebuilt_from_disk_with_moves_and_removals_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, new) = {
+        let index = open_index(dir.path());
+        let old = image(&index, "old", &["app:1", "app:stable"], &["a"]);
+        let mut new = image(&index, "new", &["app:2"], &["b"]);
+        new.repo_digests = vec![format!(
+            "docker.io/library/app@{}",
+            Digest::sha256_of(b"app index")
+        )];
+        index.add(old.clone()).expect("add old");
+        index.add(new.clone()).expect("add new");
+        // app:stable moves to the new image; app:1 is removed from the old.
+        let mut moved = new.clone();
+        moved.repo_tags = vec![full("app:stable")];
+        index.add(moved).expect("move tag");
+        assert!(index.remove("app:1").await.expect("remove tag"));
+        // The collection started for the old image holds the store open.
+        crate::testing::wait_until("the background collection", Duration::from_secs(30), || {
+            Arc::strong_count(&index.inner) == 1
+        })
+        .await;
+        (old, new)
+    };
+    let index = open_index(dir.path());
+    let found = |name: &str| index.resolve(name).expect(name).map(|r| r.id);
+    assert_eq!(found("app:stable"), Some(new.id.clone()), "moved tag");
+    assert_eq!(found("app:2"), Some(new.id.clone()));
+    assert_eq!(found("app:1"), None, "removed tag");
+    assert_eq!(
+        found(&format!("app@{}", Digest::sha256_of(b"app index"))),
+        Some(new.id.clone()),
+        "digest reference"
+    );
+    assert_eq!(found(&new.id.hex()[..10]), Some(new.id.clone()), "prefix");
+    // The old image lost every name: it is gone, not merely untagged.
+    assert_eq!(found(old.id.as_str()), None);
+    assert_eq!(index.list().len(), 1);
+}
+
+#[test]
+fn readers_do_not_wait_for_an_image_commit() {
+    let (_dir, index) = setup();
+    let record = image(&index, "a", &["busybox:1"], &["l1"]);
+    index.add(record.clone()).expect("add");
+    // A writer mid-commit holds this lock, and only this one.
+    let writing = index.inner.records.writer();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let by_tag = index.resolve("busybox:1").map(|r| r.map(|r| r.id));
+            let _ = tx.send((by_tag.ok().flatten(), index.list().len()));
+        });
+        let read = rx.recv_timeout(Duration::from_secs(30));
+        drop(writing);
+        let read = read.expect("readers answered during a commit");
+        assert_eq!(read, (Some(record.id.clone()), 1));
+    });
 }

@@ -379,7 +379,7 @@ impl Puller {
             .collect();
         let size = r.config.len() as u64 + layers.iter().map(|l| l.size).sum::<u64>();
         let record = ImageRecord {
-            id: r.config_digest,
+            id: r.config_digest.into(),
             repo_tags: reference
                 .tag()
                 .map(|t| format!("{}:{t}", reference.name()))

@@ -135,13 +135,6 @@ fn name_key(c: &PodConfig) -> String {
     format!("{}\0{}\0{}\0{}", c.namespace, c.name, c.uid, c.attempt)
 }
 
-fn random_id() -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(hex::encode(bytes))
-}
-
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

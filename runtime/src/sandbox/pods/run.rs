@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use super::{name_key, now_ns, random_id, Pods, Reservation};
+use super::{name_key, now_ns, Pods, Reservation};
+use crate::ids::SandboxId;
 use crate::linux::PinOptions;
 use crate::network::PodNetwork;
 use crate::sandbox::record::{PidMode, Pod, PodConfig, PodState};
@@ -16,14 +17,11 @@ impl Pods {
             return Err(Error::Refused("pod metadata needs a name".into()).into());
         }
         let key = name_key(&config);
-        let id = random_id().map_err(|source| Error::Io {
-            path: "/dev/urandom".into(),
-            source,
-        })?;
+        let id = SandboxId::random()?;
         let _reservation = self.reserve(&key, &config)?;
         let _lock = self.locks.lock(&id).await;
         let mut pod = Pod {
-            dir: self.dir.join(&id),
+            dir: self.dir.join(id.as_str()),
             id,
             config,
             state: PodState::NotReady,
@@ -70,7 +68,7 @@ impl Pods {
             .records
             .filtered(|p| name_key(&p.config) == key)
             .first()
-            .map(|p| p.id.clone());
+            .map(|p| p.id.to_string());
         let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
         if taken.is_some() || !reserved.insert(key.to_string()) {
             return Err(Error::NameTaken {
@@ -174,7 +172,7 @@ impl Pods {
 
         if let Some(netns) = pod.namespace_path(Namespace::Net) {
             let network = PodNetwork {
-                id: pod.id.clone(),
+                id: pod.id.to_string(),
                 name: config.name.clone(),
                 namespace: config.namespace.clone(),
                 uid: config.uid.clone(),

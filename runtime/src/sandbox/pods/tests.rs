@@ -104,7 +104,7 @@ async fn run_makes_each_part_in_order_with_the_init_in_the_pod_cgroup() {
             ),
             Call::SpawnInit(Some(cgroup.clone())),
             Call::CniAdd {
-                pod: pod.id.clone(),
+                pod: pod.id.to_string(),
                 netns
             },
             Call::WriteFiles(pod.dir.clone()),
@@ -114,7 +114,7 @@ async fn run_makes_each_part_in_order_with_the_init_in_the_pod_cgroup() {
     assert_eq!(pod.ips.len(), 1);
     assert_eq!(env.record(&pod.id), pod);
     let e = env.fake.existing();
-    assert!(e.cgroups.contains(&cgroup) && e.leases.contains(&pod.id));
+    assert!(e.cgroups.contains(&cgroup) && e.leases.contains(pod.id.as_str()));
 }
 
 /// Each step of RunPodSandbox failing in turn: its error comes back,
@@ -232,7 +232,7 @@ async fn stop_undoes_the_network_first_and_keeps_the_cgroup() {
         env.fake.calls(),
         vec![
             Call::CniDel {
-                pod: pod.id.clone(),
+                pod: pod.id.to_string(),
                 netns: pod.dir.join("net")
             },
             Call::KillInit(init),
@@ -271,7 +271,7 @@ async fn stop_with_cni_del_failing_keeps_the_attachment_for_a_retry() {
     // The other steps ran regardless.
     let left = env.fake.existing();
     assert!(left.pins.is_empty() && left.shm.is_empty() && left.inits.is_empty());
-    assert!(left.leases.contains(&pod.id));
+    assert!(left.leases.contains(pod.id.as_str()));
 
     env.fake.clear_calls();
     let stopped = env.pods.stop(&pod.id).await.expect("retry");
@@ -329,7 +329,7 @@ fn crashed_pod(env: &Env, id: &str) -> Pod {
     std::fs::create_dir_all(&dir).expect("pod dir");
     let cgroup = format!("/corten/{id}");
     let pod = Pod {
-        id: id.into(),
+        id: crate::ids::SandboxId::parse(id).expect("a pod id"),
         config: full(),
         state: PodState::NotReady,
         dir: dir.clone(),
@@ -361,7 +361,7 @@ async fn open_undoes_a_pod_whose_creation_was_cut_short() {
     env.assert_nothing_left();
     let calls = env.fake.calls();
     assert!(calls.contains(&Call::CniDel {
-        pod: pod.id.clone(),
+        pod: pod.id.to_string(),
         netns: pod.dir.join("net")
     }));
     assert!(calls.contains(&Call::RemoveCgroup(pod.cgroup.clone().expect("cgroup"))));
@@ -392,14 +392,14 @@ async fn open_tears_down_a_ready_pod_whose_namespaces_are_gone() {
     assert!(!lost.network_attached && lost.init.is_none() && !lost.shm);
     assert_eq!(env.record(&pod.id).state, PodState::NotReady);
     let left = env.fake.existing();
-    assert!(!left.leases.contains(&pod.id) && !left.shm.contains(&pod.dir.join("shm")));
+    assert!(!left.leases.contains(pod.id.as_str()) && !left.shm.contains(&pod.dir.join("shm")));
     assert!(left
         .cgroups
         .contains(pod.cgroup.as_deref().expect("cgroup")));
     let calls = env.fake.calls();
     let del = position(
         &calls,
-        |c| matches!(c, Call::CniDel { pod: p, .. } if *p == pod.id),
+        |c| matches!(c, Call::CniDel { pod: p, .. } if *p == *pod.id),
     );
     let unpin = position(&calls, |c| *c == Call::Unpin(pod.dir.clone()));
     assert!(del < unpin, "{calls:?}");
@@ -408,7 +408,7 @@ async fn open_tears_down_a_ready_pod_whose_namespaces_are_gone() {
     assert_eq!(env.pods.get(&kept.id).expect("db").state, PodState::Ready);
     assert!(!calls
         .iter()
-        .any(|c| matches!(c, Call::CniDel { pod: p, .. } if *p == kept.id)));
+        .any(|c| matches!(c, Call::CniDel { pod: p, .. } if *p == *kept.id)));
 }
 
 #[tokio::test]
@@ -450,12 +450,4 @@ fn names_are_keyed_by_namespace_name_uid_attempt() {
     assert_eq!(name_key(&a), name_key(&b));
     b.attempt = 1;
     assert_ne!(name_key(&a), name_key(&b));
-}
-
-#[test]
-fn ids_are_64_hex_digits() {
-    let id = random_id().expect("urandom");
-    assert_eq!(id.len(), 64);
-    assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_ne!(id, random_id().expect("urandom"));
 }
