@@ -1,0 +1,70 @@
+//! Issue 13: a real kubelet drives cortend, and leaves the machine as it
+//! was: its kernel tunables, its fixed host paths, its cgroups.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crictl_tests::kubelet::{host, pods};
+use crictl_tests::network::mounts_under;
+use crictl_tests::{cgroups, Kubelet};
+
+const POD_START: Duration = Duration::from_secs(180);
+
+#[test]
+fn kubelet_runs_a_static_pod_and_leaves_host_sysctls_alone() {
+    let before = host::tunables();
+    let absent: Vec<&str> = ["/var/lib/kubelet", "/var/log/containers", "/var/log/pods"]
+        .into_iter()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    let k = Kubelet::start();
+    assert_eq!(k.host_tunables_before(), before.as_slice());
+    k.add_pod(&pods::pod("hello", vec![pods::sleeper("sleep")]));
+    let pod = k.wait_pod("hello", "running", POD_START, |p| pods::running(p, "sleep"));
+    let id = pods::container_id(&pod, "sleep").expect("container id");
+    let ps = k.daemon().crictl(&["ps", "-q"]).ok();
+    assert!(ps.contains(&id), "{ps}");
+
+    // kubelet did set its tunables: in the files of its own namespace.
+    let ns = k.namespace_dir();
+    assert_eq!(
+        host::tunable_seen_by_kubelet(&ns, "vm/overcommit_memory"),
+        "1"
+    );
+    assert_eq!(host::tunable_seen_by_kubelet(&ns, "kernel/panic"), "10");
+    assert_eq!(
+        host::tunable_seen_by_kubelet(&ns, "kernel/panic_on_oops"),
+        "1"
+    );
+    // The machine's own are as they were, while kubelet runs and after.
+    assert_eq!(host::tunables(), before);
+    // What kubelet writes at fixed host paths went to the test's overlay.
+    let shadow = host::shadow_upper(&ns, "/var/lib");
+    assert!(
+        shadow.join("kubelet/device-plugins").is_dir(),
+        "{}",
+        shadow.display()
+    );
+    // Its pods' cgroups are under the fixture's own root.
+    let root = k.cgroup_root().path().to_string();
+    let uid = pod["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pod_cgroup = format!("{root}/kubepods/besteffort/pod{uid}");
+    assert!(
+        !cgroups::dirs(&pod_cgroup).is_empty(),
+        "no cgroup {pod_cgroup}"
+    );
+    let dir = k.root_dir();
+    drop(k);
+    assert!(cgroups::dirs(&root).is_empty(), "{root} left behind");
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert!(mounts_under(Path::new("/tmp"))
+        .iter()
+        .all(|m| !m.contains("corten-kubelet-")));
+    assert_eq!(host::tunables(), before);
+    for p in absent {
+        assert!(!Path::new(p).exists(), "kubelet left {p} on the host");
+    }
+}
