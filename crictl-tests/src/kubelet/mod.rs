@@ -75,8 +75,10 @@ impl KubeletBuilder {
     /// Starts the registry, cortend and kubelet; panics (with what went
     /// wrong) when one of them cannot start.
     pub fn start(self) -> Kubelet {
-        // First, so that a missing kubelet fails before anything starts.
+        // First, so that a missing kubelet (or crictl, which cleaning up
+        // needs) fails before anything starts.
         let binary = tools::k8s_binary("kubelet");
+        tools::crictl();
         tools::require_root("kubelet: mount namespaces, cgroups, pods");
         for tool in ["unshare", "mount"] {
             assert!(
