@@ -1,7 +1,9 @@
 //! Issue 13: a real kubelet drives cortend, and leaves the machine as it
 //! was: its kernel tunables, its fixed host paths, its cgroups.
 
-use std::path::Path;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crictl_tests::kubelet::{host, pods};
@@ -66,5 +68,61 @@ fn kubelet_runs_a_static_pod_and_leaves_host_sysctls_alone() {
     assert_eq!(host::tunables(), before);
     for p in absent {
         assert!(!Path::new(p).exists(), "kubelet left {p} on the host");
+    }
+}
+
+#[test]
+fn a_failing_kubelet_test_leaves_no_process_cgroup_or_file_behind() {
+    struct Seen {
+        kubelet: u32,
+        cortend: u32,
+        in_pods: Vec<i32>,
+        cgroup_root: String,
+        dirs: Vec<PathBuf>,
+    }
+    let seen: Mutex<Option<Seen>> = Mutex::new(None);
+    let failed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let k = Kubelet::start();
+        k.add_pod(&pods::pod(
+            "doomed",
+            vec![pods::sleeper("a"), pods::sleeper("b")],
+        ));
+        k.wait_pod("doomed", "running", POD_START, |p| {
+            pods::running(p, "a") && pods::running(p, "b")
+        });
+        let in_pods = k.cgroup_root().processes();
+        assert_eq!(
+            in_pods.len(),
+            2,
+            "the two sleeps under the root: {in_pods:?}"
+        );
+        *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Seen {
+            kubelet: k.pid().expect("kubelet runs"),
+            cortend: k.daemon().pid().expect("cortend runs"),
+            in_pods,
+            cgroup_root: k.cgroup_root().path().to_string(),
+            dirs: vec![k.dir().to_path_buf(), k.daemon().dir().to_path_buf()],
+        });
+        panic!("the test fails with everything running");
+    }));
+    assert!(failed.is_err());
+    let seen = seen
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .expect("the test got as far as its failure");
+    let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists();
+    for pid in [seen.kubelet, seen.cortend] {
+        assert!(!alive(pid as i32), "process {pid} left running");
+    }
+    for pid in &seen.in_pods {
+        assert!(!alive(*pid), "pod process {pid} left running");
+    }
+    assert!(
+        cgroups::dirs(&seen.cgroup_root).is_empty(),
+        "{} left",
+        seen.cgroup_root
+    );
+    for d in &seen.dirs {
+        assert!(!d.exists(), "{} left", d.display());
     }
 }

@@ -270,6 +270,11 @@ impl Kubelet {
         }
     }
 
+    /// kubelet's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The cortend kubelet drives.
     pub fn daemon(&self) -> &Daemon {
         &self.daemon
@@ -303,6 +308,11 @@ impl Kubelet {
     /// The fixture's cgroup root (kubelet's `cgroupRoot`).
     pub fn cgroup_root(&self) -> &CgroupRoot {
         &self.cgroup
+    }
+
+    /// The directory holding everything of kubelet's (removed on drop).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// kubelet's `--root-dir`.
