@@ -89,6 +89,22 @@ fn init_containers_run_in_order_and_share_an_empty_dir_and_a_host_path() {
         "app\n"
     );
     assert_eq!(pods::restart_count(&pod, "app"), Some(0));
+    // HOSTNAME is the pod's hostname, as containerd and CRI-O set it.
+    let names = k
+        .daemon()
+        .crictl(&[
+            "exec",
+            "-s",
+            &app,
+            "sh",
+            "-c",
+            "echo \"$HOSTNAME\"; hostname",
+        ])
+        .ok();
+    let want = format!("volumes-{}", k.node());
+    // (crictl prints stdout and stderr each with a newline of its own)
+    let names: Vec<&str> = names.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(names, [want.as_str(), want.as_str()]);
 }
 
 /// The highest `line N` in CRI log text.
