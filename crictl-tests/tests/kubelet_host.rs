@@ -13,7 +13,7 @@ use crictl_tests::{cgroups, Kubelet};
 const POD_START: Duration = Duration::from_secs(180);
 
 #[test]
-fn kubelet_runs_a_static_pod_and_leaves_host_sysctls_alone() {
+fn kubelet_runs_a_static_pod_listening_on_loopback_only_and_leaves_host_sysctls_alone() {
     let before = host::tunables();
     let absent: Vec<&str> = ["/var/lib/kubelet", "/var/log/containers", "/var/log/pods"]
         .into_iter()
@@ -26,6 +26,28 @@ fn kubelet_runs_a_static_pod_and_leaves_host_sysctls_alone() {
     let id = pods::container_id(&pod, "sleep").expect("container id");
     let ps = k.daemon().crictl(&["ps", "-q"]).ok();
     assert!(ps.contains(&id), "{ps}");
+
+    // kubelet listens on loopback only: its three servers, nothing else.
+    let pid = k.pid().expect("kubelet runs");
+    let ss = std::process::Command::new("ss")
+        .args(["-H", "-ltnup"])
+        .output()
+        .expect("run ss (iproute2)");
+    let mine = format!("pid={pid},");
+    let listening: Vec<String> = String::from_utf8_lossy(&ss.stdout)
+        .lines()
+        .filter(|l| l.contains(&mine))
+        .filter_map(|l| l.split_whitespace().nth(4).map(String::from))
+        .collect();
+    let ports = k.ports();
+    let mut want: Vec<String> = [ports.secure, ports.read_only, ports.healthz]
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let mut got = listening.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "kubelet listens on {listening:?}");
 
     // kubelet did set its tunables: in the files of its own namespace.
     let ns = k.namespace_dir();
