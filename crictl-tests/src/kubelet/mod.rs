@@ -47,6 +47,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a panicking test prints of kubelet's log.
 const LOG_TAIL_LINES: usize = 150;
+/// Starts tried when a port was taken meanwhile.
+const PORT_TRIES: usize = 3;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -119,11 +121,30 @@ impl KubeletBuilder {
             host_tunables: host::tunables(),
             dir,
         };
-        kubelet
-            .write_config(self.rotation.as_ref())
-            .expect("write the kubelet config");
-        if let Err(e) = kubelet.spawn() {
-            panic!("kubelet does not start: {e:#}\n{}", kubelet.log_tail());
+        // A port free a moment ago may be taken by then: new ports.
+        for attempt in 1..=PORT_TRIES {
+            kubelet
+                .write_config(self.rotation.as_ref())
+                .expect("write the kubelet config");
+            let logged = kubelet.log().len();
+            match kubelet.spawn() {
+                Ok(()) => break,
+                Err(_)
+                    if attempt < PORT_TRIES
+                        && kubelet
+                            .log()
+                            .get(logged..)
+                            .is_some_and(|new| new.contains("address already in use")) =>
+                {
+                    kubelet.stop();
+                    kubelet.ports = Ports {
+                        secure: free_port(),
+                        read_only: free_port(),
+                        healthz: free_port(),
+                    };
+                }
+                Err(e) => panic!("kubelet does not start: {e:#}\n{}", kubelet.log_tail()),
+            }
         }
         kubelet
     }
@@ -211,13 +232,26 @@ impl Kubelet {
         self.child = Some(child);
         let url = format!("http://127.0.0.1:{}/healthz", self.ports.healthz);
         let mut exited = None;
+        let log_path = self.path("kubelet.log");
+        let logged = std::fs::metadata(&log_path).map_or(0, |m| m.len());
+        let mut port_taken = false;
         let healthy = wait::within(START_TIMEOUT, || {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 exited = Some(status);
                 return true;
             }
-            http_get(&url).is_ok_and(|body| body.trim() == "ok")
+            // kubelet retries a healthz port it cannot bind, forever.
+            port_taken = std::fs::read(&log_path).is_ok_and(|log| {
+                let new = log
+                    .get(usize::try_from(logged).unwrap_or(0)..)
+                    .unwrap_or_default();
+                String::from_utf8_lossy(new).contains("address already in use")
+            });
+            port_taken || http_get(&url).is_ok_and(|body| body.trim() == "ok")
         });
+        if port_taken {
+            bail!("a port of kubelet's is taken");
+        }
         if let Some(status) = exited {
             self.child = None;
             bail!("kubelet exited with {status}");
