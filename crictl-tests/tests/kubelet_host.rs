@@ -148,3 +148,57 @@ fn a_failing_kubelet_test_leaves_no_process_cgroup_or_file_behind() {
         assert!(!d.exists(), "{} left", d.display());
     }
 }
+
+/// Processes whose command line names `dir` (cortend, its shims).
+fn processes_naming(dir: &Path) -> Vec<i32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .collect()
+}
+
+#[test]
+fn a_test_failing_with_cortend_killed_still_leaves_nothing_behind() {
+    let seen: Mutex<Option<(PathBuf, PathBuf, String, Vec<i32>)>> = Mutex::new(None);
+    let failed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut k = Kubelet::start();
+        k.add_pod(&pods::pod("orphaned", vec![pods::sleeper("a")]));
+        k.wait_pod("orphaned", "running", POD_START, |p| pods::running(p, "a"));
+        let daemon_dir = k.daemon().dir().to_path_buf();
+        let shims = processes_naming(&daemon_dir);
+        assert!(!shims.is_empty(), "no shim names {}", daemon_dir.display());
+        *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some((
+            daemon_dir,
+            k.dir().to_path_buf(),
+            k.cgroup_root().path().to_string(),
+            k.cgroup_root().processes(),
+        ));
+        k.daemon_mut().kill9();
+        panic!("the test fails with cortend dead and its pods running");
+    }));
+    assert!(failed.is_err());
+    let (daemon_dir, kubelet_dir, root, in_pods) = seen
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .expect("the test got as far as its failure");
+    let left = processes_naming(&daemon_dir);
+    assert!(
+        left.is_empty(),
+        "processes of the test's cortend left: {left:?}"
+    );
+    for pid in in_pods {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "pod process {pid} left"
+        );
+    }
+    assert!(cgroups::dirs(&root).is_empty(), "{root} left");
+    assert!(!daemon_dir.exists() && !kubelet_dir.exists());
+}

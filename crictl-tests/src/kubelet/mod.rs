@@ -474,6 +474,10 @@ impl Drop for Kubelet {
         }
         // Then the fields: the daemon removes every pod (their containers,
         // mounts, network) and stops, the cgroup root goes, and the rest.
+        // A test that killed cortend gets it back for that.
+        if let Err(e) = self.daemon.ensure_running() {
+            eprintln!("cortend does not start again to remove the pods: {e}");
+        }
     }
 }
 
