@@ -166,7 +166,13 @@ fn processes_naming(dir: &Path) -> Vec<i32> {
 
 #[test]
 fn a_test_failing_with_cortend_killed_still_leaves_nothing_behind() {
-    let seen: Mutex<Option<(PathBuf, PathBuf, String, Vec<i32>)>> = Mutex::new(None);
+    struct Seen {
+        daemon_dir: PathBuf,
+        kubelet_dir: PathBuf,
+        root: String,
+        in_pods: Vec<i32>,
+    }
+    let seen: Mutex<Option<Seen>> = Mutex::new(None);
     let failed = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let mut k = Kubelet::start();
         k.add_pod(&pods::pod("orphaned", vec![pods::sleeper("a")]));
@@ -174,17 +180,22 @@ fn a_test_failing_with_cortend_killed_still_leaves_nothing_behind() {
         let daemon_dir = k.daemon().dir().to_path_buf();
         let shims = processes_naming(&daemon_dir);
         assert!(!shims.is_empty(), "no shim names {}", daemon_dir.display());
-        *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some((
+        *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Seen {
             daemon_dir,
-            k.dir().to_path_buf(),
-            k.cgroup_root().path().to_string(),
-            k.cgroup_root().processes(),
-        ));
+            kubelet_dir: k.dir().to_path_buf(),
+            root: k.cgroup_root().path().to_string(),
+            in_pods: k.cgroup_root().processes(),
+        });
         k.daemon_mut().kill9();
         panic!("the test fails with cortend dead and its pods running");
     }));
     assert!(failed.is_err());
-    let (daemon_dir, kubelet_dir, root, in_pods) = seen
+    let Seen {
+        daemon_dir,
+        kubelet_dir,
+        root,
+        in_pods,
+    } = seen
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
         .expect("the test got as far as its failure");
