@@ -87,7 +87,7 @@ fn removing_a_manifest_leaves_nothing_in_cortend_or_on_the_host() {
     init["volumeMounts"] = app["volumeMounts"].clone();
     let mut pod = pods::pod("gone", vec![app, pods::sleeper("side")]);
     pod["spec"]["initContainers"] = json!([init]);
-    pod["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+    pod["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {"medium": "Memory"}}]);
     k.add_pod(&pod);
     let pod = k.wait_pod("gone", "running", POD_START, |p| {
         pods::running(p, "app") && pods::running(p, "side")
@@ -106,6 +106,15 @@ fn removing_a_manifest_leaves_nothing_in_cortend_or_on_the_host() {
     assert_eq!(k.network().allocations().len(), 1);
     assert_eq!(k.network().ports().len(), 1);
     assert_eq!(ids(&k, &["pods", "-q"]).len(), 1);
+    // The memory-backed emptyDir is a tmpfs under kubelet's root dir.
+    let root = k.root_dir().display().to_string();
+    let mounts = k.root_mounts();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.starts_with(&format!("{root}/pods/{uid}/"))),
+        "{mounts:?}"
+    );
 
     k.remove_pod("gone");
     wait::until("cortend has no pod and no container", CLEANUP, || {
@@ -117,6 +126,7 @@ fn removing_a_manifest_leaves_nothing_in_cortend_or_on_the_host() {
     wait::until("the pod's dirs and cgroups gone", CLEANUP, || {
         !pod_dir.exists() && !log_dir.exists() && cgroups::dirs(&pod_cgroup).is_empty()
     });
+    assert_eq!(k.root_mounts(), [root], "kubelet's mounts left");
     assert!(k.network().allocations().is_empty(), "an address is left");
     assert!(k.network().ports().is_empty(), "a veth is left");
     let state = k.daemon().dir().join("state");

@@ -24,9 +24,17 @@ fn init_containers_run_in_order_and_share_an_empty_dir_and_a_host_path() {
         c["volumeMounts"] = json!([
             {"name": "work", "mountPath": "/work"},
             {"name": "host", "mountPath": "/host"},
+            {"name": "memory", "mountPath": "/memory"},
         ]);
     };
-    let mut first = pods::container("init-1", &["sh", "-c", "echo one > /work/order"]);
+    let mut first = pods::container(
+        "init-1",
+        &[
+            "sh",
+            "-c",
+            "echo one > /work/order; echo kept > /memory/note",
+        ],
+    );
     let mut second = pods::container(
         "init-2",
         &[
@@ -48,6 +56,7 @@ fn init_containers_run_in_order_and_share_an_empty_dir_and_a_host_path() {
     pod["spec"]["volumes"] = json!([
         {"name": "work", "emptyDir": {}},
         {"name": "host", "hostPath": {"path": host, "type": "Directory"}},
+        {"name": "memory", "emptyDir": {"medium": "Memory"}},
     ]);
     k.add_pod(&pod);
 
@@ -89,6 +98,21 @@ fn init_containers_run_in_order_and_share_an_empty_dir_and_a_host_path() {
         "app\n"
     );
     assert_eq!(pods::restart_count(&pod, "app"), Some(0));
+    // A memory-backed emptyDir is kubelet's tmpfs, which cortend sees and
+    // the containers share.
+    let memory = k
+        .daemon()
+        .crictl(&[
+            "exec",
+            "-s",
+            &app,
+            "sh",
+            "-c",
+            "awk '$2 == \"/memory\" { print $3 }' /proc/mounts; cat /memory/note",
+        ])
+        .ok();
+    let memory: Vec<&str> = memory.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(memory, ["tmpfs", "kept"]);
     // HOSTNAME is the pod's hostname, as containerd and CRI-O set it.
     let names = k
         .daemon()

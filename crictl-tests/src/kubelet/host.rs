@@ -39,14 +39,26 @@ pub fn tunables() -> Vec<(String, String)> {
 }
 
 /// The shell script that runs kubelet in its own mount namespace (under
-/// `unshare --mount --propagation private`): each tunable's /proc/sys file
-/// gets a file of `dir` bind-mounted over it, holding the host's value, so
-/// kubelet reads and writes that file; each of [`SHADOWED`] gets an overlay
-/// with its upper layer in `dir`. Then it execs its arguments (the kubelet
-/// command line), so the namespace lives as long as kubelet. The mounts go
-/// with the namespace: nothing is left mounted on the host.
+/// `unshare --mount --propagation unchanged`, so that kubelet's root dir,
+/// a [`SharedMount`], stays a peer of the host's): the mounts holding what
+/// it covers are made private first, so nothing it mounts reaches the
+/// host; each tunable's /proc/sys file gets a file of `dir` bind-mounted
+/// over it, holding the host's value, so kubelet reads and writes that
+/// file; each of [`SHADOWED`] gets an overlay with its upper layer in
+/// `dir`. Then it execs its arguments (the kubelet command line), so the
+/// namespace lives as long as kubelet, and its mounts go with it.
 pub fn namespace_script(dir: &Path) -> Result<String> {
     let mut script = String::from("set -eu\n");
+    let covered = TUNABLES
+        .iter()
+        .map(|t| format!("/proc/sys/{t}"))
+        .chain(SHADOWED.iter().map(|s| s.to_string()));
+    for target in covered {
+        script.push_str(&format!(
+            "mount --make-private \"$(findmnt -n -o TARGET -T {})\"\n",
+            quote(&target)
+        ));
+    }
     for t in TUNABLES {
         let file = dir.join(t.replace('/', "."));
         let value = std::fs::read_to_string(Path::new("/proc/sys").join(t))
@@ -93,6 +105,60 @@ pub fn tunable_seen_by_kubelet(dir: &Path, tunable: &str) -> String {
 /// `s` single-quoted for sh.
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A directory bind-mounted on itself and made a shared mount on the host
+/// (kubelet's root dir): what kubelet mounts under it in its namespace
+/// (the tmpfs of a memory-backed emptyDir, say) is mounted on the host too,
+/// where cortend bind-mounts it into containers, as it would be were
+/// kubelet in the host's namespace. Dropping it unmounts everything under
+/// the directory, and the directory itself.
+pub struct SharedMount {
+    path: PathBuf,
+}
+
+impl SharedMount {
+    pub fn create(path: &Path) -> Result<SharedMount> {
+        use nix::mount::{mount, MsFlags};
+        mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| format!("bind-mount {} on itself", path.display()))?;
+        let shared = SharedMount {
+            path: path.to_path_buf(),
+        };
+        mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .with_context(|| format!("make {} a shared mount", path.display()))?;
+        Ok(shared)
+    }
+
+    /// The mounts under the directory (itself included), as the host sees
+    /// them.
+    pub fn mounts(&self) -> Vec<String> {
+        crate::network::mounts_under(&self.path)
+    }
+}
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            if let Err(e) = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH) {
+                eprintln!("cannot unmount {m}: {e}");
+            }
+        }
+    }
 }
 
 const CGROUP_FS: &str = "/sys/fs/cgroup";
@@ -243,6 +309,7 @@ mod tests {
             assert!(script.contains(&format!("lowerdir={s},")), "{script}");
             assert!(shadow_upper(dir.path(), s).is_dir());
         }
+        assert!(script.contains("mount --make-private \"$(findmnt -n -o TARGET -T '/var/lib')\""));
         assert!(script.ends_with("exec \"$@\"\n"), "{script}");
     }
 }

@@ -7,9 +7,10 @@
 //! root, and free ports on 127.0.0.1 for its servers.
 //!
 //! kubelet sets kernel tunables at start and writes a few fixed host paths
-//! whatever its flags say; it runs in a private mount namespace (the
+//! whatever its flags say; it runs in a mount namespace of its own (the
 //! util-linux `unshare`) where those files and directories are the test's
-//! ([`host`]), so the machine is left as it was.
+//! ([`host`]), so the machine is left as it was. Its root dir is a shared
+//! mount: what kubelet mounts there (a memory-backed emptyDir) cortend sees.
 //!
 //! Dropping a [`Kubelet`] stops kubelet, removes every pod through cortend,
 //! stops cortend, kills what is left under its cgroup root (only its own
@@ -39,7 +40,7 @@ use crate::{
 };
 pub use config::LogRotation;
 use config::{Paths, Ports};
-use host::CgroupRoot;
+use host::{CgroupRoot, SharedMount};
 
 /// How long kubelet gets to answer `/healthz` after it is started, and to
 /// exit after SIGTERM.
@@ -109,6 +110,7 @@ impl KubeletBuilder {
             child: None,
             daemon,
             cgroup,
+            shared_root: None,
             net,
             registry,
             binary,
@@ -152,11 +154,14 @@ impl KubeletBuilder {
 
 /// A running kubelet and everything it drives (see the module doc).
 /// Fields drop in order: kubelet is stopped first (in `drop`), then
-/// cortend removes the pods, then the cgroup root, network and registry go.
+/// cortend removes the pods, then the cgroup root, the mounts under
+/// kubelet's root dir, network and registry go.
 pub struct Kubelet {
     child: Option<Child>,
     daemon: Daemon,
     cgroup: CgroupRoot,
+    /// kubelet's root dir; `None` until the config is written.
+    shared_root: Option<SharedMount>,
     net: TestNetwork,
     registry: Registry,
     binary: PathBuf,
@@ -176,7 +181,7 @@ impl Kubelet {
         self.dir.path().join(sub)
     }
 
-    fn write_config(&self, rotation: Option<&LogRotation>) -> Result<()> {
+    fn write_config(&mut self, rotation: Option<&LogRotation>) -> Result<()> {
         for sub in [
             "root",
             "certs",
@@ -187,6 +192,9 @@ impl Kubelet {
             "host",
         ] {
             std::fs::create_dir_all(self.path(sub)).with_context(|| format!("create {sub}"))?;
+        }
+        if self.shared_root.is_none() {
+            self.shared_root = Some(SharedMount::create(&self.path("root"))?);
         }
         // Name resolution in pods stays on loopback.
         std::fs::write(self.path("resolv.conf"), "nameserver 127.0.0.1\n")
@@ -216,7 +224,14 @@ impl Kubelet {
             .context("open kubelet.log")?;
         let err_log = log.try_clone().context("kubelet.log")?;
         let child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .args([
+                "--mount",
+                "--propagation",
+                "unchanged",
+                "--",
+                "/bin/sh",
+                "-c",
+            ])
             .arg(script)
             .arg("kubelet-mount-ns")
             .arg(&self.binary)
@@ -337,6 +352,15 @@ impl Kubelet {
     /// The ports of kubelet's servers on 127.0.0.1.
     pub fn ports(&self) -> Ports {
         self.ports
+    }
+
+    /// The mounts under kubelet's root dir on the host (the root dir's own
+    /// bind mount first among them).
+    pub fn root_mounts(&self) -> Vec<String> {
+        self.shared_root
+            .as_ref()
+            .map(SharedMount::mounts)
+            .unwrap_or_default()
     }
 
     /// The fixture's cgroup root (kubelet's `cgroupRoot`).
