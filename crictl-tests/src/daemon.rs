@@ -216,6 +216,15 @@ impl Daemon {
         self.spawn().expect("cortend starts again");
     }
 
+    /// Starts the daemon again unless it runs, without panicking (for a
+    /// fixture's cleanup, which needs it to remove the pods).
+    pub fn ensure_running(&mut self) -> Result<(), String> {
+        if self.exited() {
+            self.spawn()?;
+        }
+        Ok(())
+    }
+
     /// A daemon with the test defaults.
     pub fn start() -> Daemon {
         DaemonBuilder::new().start().expect("cortend starts")
