@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole corten test suite, from a fresh machine: installs every test
-# dependency (Debian packages; crictl built by the Go toolchain from the Go
-# module proxy), checks formatting and lints, builds, and runs every test.
+# dependency (Debian packages; crictl and the Kubernetes binaries built by
+# the Go toolchain from the Go module proxy), checks formatting and lints,
+# builds, and runs every test.
 # Needs root (namespaces, mounts, cgroups), as CI has. .ci/run calls this.
 set -euo pipefail
 
@@ -64,6 +65,11 @@ GOEOF
     rm -rf "$scratch"
 fi
 export CRITEST="$TOOLS/bin/critest"
+
+# Kubernetes v1.34 (kubelet, kube-apiserver, kubectl, etcd, agnhost, the
+# e2e_node test binary), pinned, built from the Go module proxy into
+# .test-tools/bin; the kubelet tests drive cortend with them.
+bash crictl-tests/k8s-tools.sh
 
 # Debian's dynamically linked busybox for critest's images (its shell runs
 # /bin/ls rather than a built-in, as critest's masked-path spec needs). It

@@ -108,8 +108,13 @@ section! {
     pub struct Registry {
         /// Mirrors per registry host, tried in order before the registry
         /// itself; each is host[:port], optionally with http:// or https://.
-        /// Example: { "docker.io" = ["http://127.0.0.1:5000"] }
+        /// Example: { "docker.io" = ["http://127.0.0.1:5000"] }. The key "*"
+        /// gives the mirrors of every registry without an entry of its own.
         pub mirrors: BTreeMap<String, Vec<String>> = BTreeMap::new(),
+        /// Registries (host[:port], or "*" for every one not on loopback)
+        /// whose mirrors are final: the registry itself is never contacted,
+        /// only its mirrors; one without mirrors cannot be pulled from.
+        pub mirrors_final: Vec<String> = Vec::new(),
         /// Registries (host[:port]) reached over plain HTTP, never TLS.
         pub insecure: Vec<String> = Vec::new(),
         /// PEM files of extra certificate authorities trusted for registries.
@@ -250,7 +255,7 @@ impl Config {
         for (registry, mirrors) in &self.registry.mirrors {
             if let Some(m) = mirrors
                 .iter()
-                .chain([registry])
+                .chain(Some(registry).filter(|r| *r != "*"))
                 .find(|m| !valid_endpoint(m))
             {
                 return Err(bad(
@@ -259,6 +264,18 @@ impl Config {
                     format!("{m:?}"),
                 ));
             }
+        }
+        if let Some(r) = self
+            .registry
+            .mirrors_final
+            .iter()
+            .find(|r| *r != "*" && !valid_endpoint(r))
+        {
+            return Err(bad(
+                "registry.mirrors_final",
+                "registry hosts as host[:port], or \"*\"",
+                format!("{r:?}"),
+            ));
         }
         if parse_level(&self.log_level).is_none() {
             return Err(bad(
@@ -437,6 +454,15 @@ mod tests {
     }
 
     #[test]
+    fn a_final_mirror_for_every_registry_is_accepted() {
+        let text = "[registry]\nmirrors = { \"*\" = [\"http://127.0.0.1:5000\"] }\n\
+                    mirrors_final = [\"*\", \"docker.io\"]\n";
+        let c = Config::parse(Path::new("/c.toml"), text).expect("parses");
+        assert_eq!(c.registry.mirrors_final, ["*", "docker.io"]);
+        assert!(c.registry.mirrors.contains_key("*"));
+    }
+
+    #[test]
     fn bad_values_are_refused_with_what_was_expected() {
         for (text, needle) in [
             ("root_dir = 5\n", "root_dir"),
@@ -460,6 +486,10 @@ mod tests {
                 "mirrors",
             ),
             ("[registry]\nauth_file = \"rel\"\n", "registry.auth_file"),
+            (
+                "[registry]\nmirrors_final = [\"a/b\"]\n",
+                "registry.mirrors_final",
+            ),
         ] {
             let err = Config::parse(Path::new("/c.toml"), text)
                 .expect_err(text)

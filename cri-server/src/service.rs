@@ -55,6 +55,7 @@ fn runtime_config(config: &Config) -> anyhow::Result<RuntimeConfig> {
         shim: shim_binary(config)?,
         registry: RegistryConfig {
             mirrors: r.mirrors.clone(),
+            mirrors_final: r.mirrors_final.clone(),
             insecure: r.insecure.clone(),
             ca_files: r.ca_files.clone(),
             auth_file: Some(r.auth_file.clone()).filter(|p| !p.as_os_str().is_empty()),

@@ -49,7 +49,13 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
             sock = p("cortend.sock"),
             netd = p("net.d"),
         );
-        let config = text.parse::<toml::Table>().expect("test config parses");
+        let mut config = text.parse::<toml::Table>().expect("test config parses");
+        // Tests never reach a registry off this machine: a registry's
+        // mirrors are final, and one without mirrors is not contacted.
+        registry_section(&mut config).insert(
+            "mirrors_final".into(),
+            toml::Value::Array(vec![toml::Value::String("*".into())]),
+        );
         std::fs::create_dir(dir.path().join("net.d")).expect("create net.d");
         DaemonBuilder {
             dir,
@@ -208,6 +214,15 @@ impl Daemon {
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "cortend is still running");
         self.spawn().expect("cortend starts again");
+    }
+
+    /// Starts the daemon again unless it runs, without panicking (for a
+    /// fixture's cleanup, which needs it to remove the pods).
+    pub fn ensure_running(&mut self) -> Result<(), String> {
+        if self.exited() {
+            self.spawn()?;
+        }
+        Ok(())
     }
 
     /// A daemon with the test defaults.

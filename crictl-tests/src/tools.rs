@@ -71,6 +71,24 @@ pub fn crictl() -> PathBuf {
     );
 }
 
+/// A Kubernetes binary (`kubelet`, `kube-apiserver`, `kubectl`, `etcd`,
+/// `agnhost`, `e2e_node.test`): `$K8S_BIN_DIR/<name>`, else the copy
+/// `crictl-tests/k8s-tools.sh` builds under `.test-tools/bin`. Panics with
+/// what to run when it is not there: a test must not pass without it.
+pub fn k8s_binary(name: &str) -> PathBuf {
+    let dir = std::env::var_os("K8S_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".test-tools/bin"));
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} not found: build the Kubernetes test binaries with crictl-tests/k8s-tools.sh \
+         (crictl-tests/run.sh runs it), or set K8S_BIN_DIR",
+        bin.display()
+    );
+    bin
+}
+
 /// Panics unless running as root: what needs it (`why`) would fail less
 /// clearly. CI runs the tests as root; a test must never pass by skipping.
 pub fn require_root(why: &str) {

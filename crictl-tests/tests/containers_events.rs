@@ -70,6 +70,8 @@ fn stats_numbers_come_from_cgroups_and_move() {
         "a busy core: {second}"
     );
     assert!(number(&s2["memory"]["workingSetBytes"]) > 0, "{second}");
+    // Starting a shell faults pages in.
+    assert!(number(&s2["memory"]["pageFaults"]) > 0, "{second}");
     assert!(
         number(&s2["writableLayer"]["usedBytes"]) >= 5_000_000,
         "the written file counts: {second}"
@@ -114,6 +116,34 @@ fn stats_numbers_come_from_cgroups_and_move() {
         Some(1),
         "{listed}"
     );
+}
+
+/// A pod's network stats are its namespace's interface counters (the
+/// Summary API's pod `network`): they grow with traffic.
+#[test]
+fn pod_network_counters_grow_with_traffic() {
+    let env = Env::new();
+    let pod = env.pod("talk");
+    let id = env.run(&pod, "talk", "box", &["sleep", "3600"]);
+    let sample = || {
+        let stats = env.d.crictl(&["statsp", "-o", "json", &pod]).json();
+        let net = stats["stats"][0]["linux"]["network"].clone();
+        assert_eq!(net["defaultInterface"]["name"], "eth0", "{stats}");
+        (
+            number(&net["defaultInterface"]["rxBytes"]),
+            number(&net["defaultInterface"]["txBytes"]),
+        )
+    };
+    let (rx0, tx0) = sample();
+    // Ten pings of 1000 bytes to the bridge, the pod's gateway.
+    let gateway = format!("{}1", env.net.prefix());
+    let out = env.d.crictl(&[
+        "exec", &id, "ping", "-c", "10", "-s", "1000", "-W", "5", &gateway,
+    ]);
+    assert!(out.output.status.success(), "ping: {}", out.stderr());
+    let (rx1, tx1) = sample();
+    assert!(rx1 >= rx0 + 10_000, "received {rx0} -> {rx1}");
+    assert!(tx1 >= tx0 + 10_000, "sent {tx0} -> {tx1}");
 }
 
 #[test]

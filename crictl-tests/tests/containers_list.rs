@@ -164,3 +164,70 @@ fn removing_a_pod_removes_its_running_containers() {
         .fails();
     assert!(err.contains("not ready"), "{err}");
 }
+
+/// kubelet creates containers by image id, naming the image it resolved in
+/// `user_specified_image`: status and list show that name (as CRI-O does),
+/// and the image's repo tag when only the id was given (as containerd
+/// does); `image_ref` is the digest reference either way.
+#[test]
+fn status_shows_the_image_the_user_asked_for() {
+    let env = Env::new();
+    let pod = env.pod("named");
+    let image_id = env.d.crictl(&["inspecti", "-o", "json", "busybox"]).json()["status"]["id"]
+        .as_str()
+        .expect("image id")
+        .to_string();
+    let shown = crictl_tests::cri::block_on(async {
+        let mut client = crictl_tests::cri::runtime(env.d.socket())
+            .await
+            .expect("connect");
+        let mut shown = Vec::new();
+        for (name, user) in [("by-name", "busybox:latest"), ("by-id", "")] {
+            let mut config = crictl_tests::cri::sleeper(name);
+            config.image = Some(k8s_cri::v1::ImageSpec {
+                image: image_id.clone(),
+                user_specified_image: user.into(),
+                ..Default::default()
+            });
+            let id = crictl_tests::cri::run_container(&mut client, &pod, config)
+                .await
+                .expect("create and start");
+            let status = client
+                .container_status(k8s_cri::v1::ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: false,
+                })
+                .await
+                .expect("status")
+                .into_inner()
+                .status
+                .expect("a status");
+            let listed = client
+                .list_containers(k8s_cri::v1::ListContainersRequest {
+                    filter: Some(k8s_cri::v1::ContainerFilter {
+                        id,
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .expect("list")
+                .into_inner()
+                .containers;
+            assert_eq!(listed.len(), 1);
+            assert_eq!(listed[0].image, status.image);
+            assert!(
+                status
+                    .image_ref
+                    .starts_with("docker.io/library/busybox@sha256:"),
+                "{}",
+                status.image_ref
+            );
+            shown.push(status.image.map(|i| i.image).unwrap_or_default());
+        }
+        shown
+    });
+    assert_eq!(
+        shown,
+        ["busybox:latest", "docker.io/library/busybox:latest"]
+    );
+}

@@ -249,3 +249,58 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A registry whose mirrors are final is never contacted itself: an image
+/// only it has cannot be pulled, and it sees no request. Without the
+/// setting, the same pull falls back to it and succeeds.
+#[test]
+fn final_mirrors_never_fall_back_to_the_registry() {
+    let upstream = registry();
+    let mirror = registry();
+    let img = ImageBuilder::busybox()
+        .marker("only upstream")
+        .expect("marker")
+        .build(Compression::Gzip)
+        .expect("build");
+    img.push(&upstream, "library/onlyup", "1").expect("push");
+    // What the upstream registry is asked after our own push.
+    let pushed = upstream.log().len();
+    let asked = || upstream.log()[pushed..].to_string();
+    let name = format!("{}/library/onlyup:1", upstream.addr());
+    let builder = |final_mirrors: bool| {
+        DaemonBuilder::new()
+            .mirror(&upstream.addr(), &mirror.url())
+            .config(|c| {
+                let list = if final_mirrors {
+                    vec![toml::Value::String(upstream.addr())]
+                } else {
+                    Vec::new()
+                };
+                if let Some(r) = c.get_mut("registry").and_then(|r| r.as_table_mut()) {
+                    r.insert("mirrors_final".into(), toml::Value::Array(list));
+                }
+            })
+            .start()
+            .expect("cortend starts")
+    };
+
+    let d = builder(true);
+    let err = d.crictl(&["pull", &name]).fails();
+    assert!(err.contains("not found"), "{err}");
+    assert!(
+        !asked().contains("/v2/library/onlyup/"),
+        "the upstream registry was asked:\n{}",
+        asked()
+    );
+    assert!(
+        mirror.log().contains("/v2/library/onlyup/"),
+        "{}",
+        mirror.log()
+    );
+    drop(d);
+
+    let d = builder(false);
+    let out = d.crictl(&["pull", &name]).ok();
+    assert!(out.contains("Image is up to date for sha256:"), "{out}");
+    assert!(asked().contains("/v2/library/onlyup/"));
+}

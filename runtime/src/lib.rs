@@ -28,7 +28,7 @@ mod testing;
 
 pub use error::{Error, ErrorKind, Result};
 pub use facade::{
-    ContainerUsage, PidNamespace, PodFilter, PodStats, Runtime, RuntimeConfig, Seams,
+    ContainerUsage, NetworkStats, PidNamespace, PodFilter, PodStats, Runtime, RuntimeConfig, Seams,
 };
 pub use ids::{ContainerId, ImageId, SandboxId};
 pub use layout::Layout;

@@ -75,6 +75,11 @@ pub fn new_container(c: &cri::ContainerConfig) -> Result<NewContainer, Status> {
         name: meta.name.clone(),
         attempt: meta.attempt,
         image: image.to_string(),
+        user_specified_image: c
+            .image
+            .as_ref()
+            .map(|i| i.user_specified_image.clone())
+            .filter(|u| !u.is_empty()),
         labels: sorted(&c.labels),
         annotations: sorted(&c.annotations),
         log_path,

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use corten_runtime::cgroups::CgroupStats;
-use corten_runtime::{ContainerUsage, PodStats};
+use corten_runtime::linux::InterfaceCounters;
+use corten_runtime::{ContainerUsage, NetworkStats, PodStats};
 use k8s_cri::v1 as cri;
 
 use super::pod::pod_sandbox;
@@ -37,8 +38,8 @@ pub fn memory(c: &CgroupStats) -> cri::MemoryUsage {
             .and_then(value),
         usage_bytes: value(c.memory_usage_bytes),
         rss_bytes: value(c.memory_rss_bytes),
-        page_faults: value(0),
-        major_page_faults: value(0),
+        page_faults: value(c.page_faults),
+        major_page_faults: value(c.major_page_faults),
     }
 }
 
@@ -76,6 +77,28 @@ pub fn container_stats(u: &ContainerUsage, layers_dir: &Path) -> cri::ContainerS
     }
 }
 
+/// A pod's traffic: CNI names its interface in the pod `eth0`, which is
+/// the default one (as containerd reports it); every one is listed.
+fn network(n: &NetworkStats) -> cri::NetworkUsage {
+    let usage = |i: &InterfaceCounters| cri::NetworkInterfaceUsage {
+        name: i.name.clone(),
+        rx_bytes: value(i.rx_bytes),
+        rx_errors: value(i.rx_errors),
+        tx_bytes: value(i.tx_bytes),
+        tx_errors: value(i.tx_errors),
+    };
+    let default = n
+        .interfaces
+        .iter()
+        .find(|i| i.name == "eth0")
+        .or(n.interfaces.first());
+    cri::NetworkUsage {
+        timestamp: ts(n.timestamp_ns),
+        default_interface: default.map(usage),
+        interfaces: n.interfaces.iter().map(usage).collect(),
+    }
+}
+
 /// The CRI stats of one pod and its containers.
 pub fn pod_stats(p: &PodStats, layers_dir: &Path) -> cri::PodSandboxStats {
     let summary = pod_sandbox(&p.pod);
@@ -90,7 +113,7 @@ pub fn pod_stats(p: &PodStats, layers_dir: &Path) -> cri::PodSandboxStats {
         linux: Some(cri::LinuxPodSandboxStats {
             cpu: cgroup.map(|c| cpu(c, None)),
             memory: cgroup.map(memory),
-            network: None,
+            network: p.network.as_ref().map(network),
             process: cgroup.map(|c| cri::ProcessUsage {
                 timestamp: ts(c.timestamp_ns),
                 process_count: value(c.pids_current),

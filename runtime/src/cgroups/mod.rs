@@ -33,4 +33,5 @@ pub use cgroup::{ensure_parent, Cgroup};
 pub use convert::{check as check_resources, shares_to_weight};
 pub use error::{Error, Result};
 pub use hierarchy::{detect, detect_from, self_cgroup, Controller, Hierarchy};
+pub(crate) use stats::now_ns;
 pub use stats::CgroupStats;

@@ -24,6 +24,12 @@ pub struct CgroupStats {
     /// Processes killed by the OOM killer (v2 `memory.events oom_kill`, v1
     /// `memory.oom_control oom_kill`, kernel 4.13 or newer).
     pub oom_kills: u64,
+    /// Page faults of the cgroup's processes (memory.stat v1
+    /// `total_pgfault`, v2 `pgfault`).
+    pub page_faults: u64,
+    /// Major page faults, the ones that read from disk (v1
+    /// `total_pgmajfault`, v2 `pgmajfault`).
+    pub major_page_faults: u64,
     /// Processes and threads in the cgroup (`pids.current`).
     pub pids_current: u64,
     /// When the snapshot was taken, nanoseconds since the Unix epoch.

@@ -119,6 +119,12 @@ impl V1<'_> {
             s.memory_rss_bytes = fs::keyed(&stat, "total_rss")
                 .or_else(|| fs::keyed(&stat, "rss"))
                 .unwrap_or(0);
+            s.page_faults = fs::keyed(&stat, "total_pgfault")
+                .or_else(|| fs::keyed(&stat, "pgfault"))
+                .unwrap_or(0);
+            s.major_page_faults = fs::keyed(&stat, "total_pgmajfault")
+                .or_else(|| fs::keyed(&stat, "pgmajfault"))
+                .unwrap_or(0);
             s.memory_limit_bytes = fs::read_u64_opt(&d.join("memory.limit_in_bytes"))?
                 .filter(|l| *l < UNLIMITED_FLOOR);
             let (_, kills) = self.oom_control()?;

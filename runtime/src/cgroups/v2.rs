@@ -91,6 +91,8 @@ impl V2<'_> {
         let inactive = fs::keyed(&stat, "inactive_file").unwrap_or(0);
         s.memory_working_set_bytes = s.memory_usage_bytes.saturating_sub(inactive);
         s.memory_rss_bytes = fs::keyed(&stat, "anon").unwrap_or(0);
+        s.page_faults = fs::keyed(&stat, "pgfault").unwrap_or(0);
+        s.major_page_faults = fs::keyed(&stat, "pgmajfault").unwrap_or(0);
         s.memory_limit_bytes = match fs::read_opt(&d.join("memory.max"))? {
             Some(t) if t.trim() == "max" => None,
             Some(t) => {

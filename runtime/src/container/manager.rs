@@ -57,6 +57,9 @@ pub struct NewContainer {
     pub attempt: u32,
     /// The image: id, id prefix, tag or digest reference.
     pub image: String,
+    /// The image as the user named it, when the client resolved that name
+    /// to `image` itself (kubelet sends the id and the name it came from).
+    pub user_specified_image: Option<String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Annotations.
@@ -355,7 +358,7 @@ impl Containers {
             pod_id: pod.pod_id.clone(),
             name: req.name,
             attempt: req.attempt,
-            image: req.image,
+            image: shown_image(&req.image, req.user_specified_image.as_deref(), &image),
             image_id: image.id.clone(),
             image_ref,
             chain_ids: image.layers.iter().map(|l| l.chain_id.clone()).collect(),
@@ -390,6 +393,27 @@ impl Containers {
         Ok(id)
     }
 }
+/// The image a container's status shows: the name the user asked for, as
+/// CRI-O answers; when the request named the image only by its id (as
+/// kubelet does without `user_specified_image`), the image's first repo tag,
+/// as containerd answers.
+pub(super) fn shown_image(
+    requested: &str,
+    user_specified: Option<&str>,
+    image: &crate::image::ImageRecord,
+) -> String {
+    if let Some(name) = user_specified.filter(|n| !n.is_empty()) {
+        return name.to_string();
+    }
+    let id = image.id.to_string();
+    let hex = id.strip_prefix("sha256:").unwrap_or(&id);
+    let by_id = id.starts_with(requested) || hex.starts_with(requested);
+    match image.repo_tags.first() {
+        Some(tag) if by_id => tag.clone(),
+        _ => requested.to_string(),
+    }
+}
+
 /// Now, Unix nanoseconds.
 pub(super) fn now_ns() -> i64 {
     std::time::SystemTime::now()

@@ -20,6 +20,7 @@ pub(super) fn apply_pod(config: &mut ContainerConfig, pod: &PodContext) {
         NsMode::New if !pod.hostname.is_empty() => Some(pod.hostname.clone()),
         _ => None,
     };
+    config.hostname_env = (!pod.hostname.is_empty()).then(|| pod.hostname.clone());
     let ro = config.security.readonly_rootfs;
     let mut pod_mounts: Vec<(PathBuf, &str, bool)> = Vec::new();
     if let Some(files) = &pod.files {
@@ -114,6 +115,7 @@ mod tests {
         assert_eq!(c.namespaces.network, NsMode::Path("/run/p1/net".into()));
         assert_eq!(c.namespaces.pid, NsMode::New);
         assert_eq!(c.hostname, None, "the pod's UTS namespace has it");
+        assert_eq!(c.hostname_env.as_deref(), Some("web-0"));
         assert_eq!(c.cgroup_path, "/corten/p1/c1");
         let dests: Vec<(&str, bool)> = c
             .mounts
@@ -141,6 +143,7 @@ mod tests {
         };
         apply_pod(&mut alone, &no_pod);
         assert_eq!(alone.hostname.as_deref(), Some("solo"));
+        assert_eq!(alone.hostname_env.as_deref(), Some("solo"));
         assert_eq!(alone.cgroup_path, "/corten/c2");
         assert!(alone.mounts.is_empty());
     }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use super::{Error, Runtime};
 use crate::cgroups::CgroupStats;
 use crate::container::{ContainerFilter, ContainerRecord, ContainerStats};
-use crate::sandbox::Pod;
+use crate::linux::InterfaceCounters;
+use crate::sandbox::{Namespace, Pod, PodState};
 use crate::ErrorKind;
 
 /// What one container uses.
@@ -28,8 +29,20 @@ pub struct PodStats {
     pub pod: Pod,
     /// Its cgroup's counters; `None` when it has no cgroup (or it is gone).
     pub cgroup: Option<CgroupStats>,
+    /// Its network namespace's traffic; `None` when it has none of its own
+    /// (host network) or it is not running.
+    pub network: Option<NetworkStats>,
     /// Its containers', oldest first.
     pub containers: Vec<ContainerUsage>,
+}
+
+/// The traffic of a pod's network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkStats {
+    /// When the counters were read, Unix nanoseconds.
+    pub timestamp_ns: u64,
+    /// Each interface but loopback, by name.
+    pub interfaces: Vec<InterfaceCounters>,
 }
 
 /// Which pods to list.
@@ -106,20 +119,35 @@ impl Runtime {
     }
 
     async fn stats_of(&self, pod: Pod) -> Result<PodStats, crate::Error> {
-        let cgroup = match &pod.cgroup {
-            Some(path) => {
-                // Reads of cgroupfs files: off the async threads.
-                let plumbing = self.plumbing.clone();
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || plumbing.cgroup_stats(&path))
-                    .await
-                    .map_err(|source| Error::Task {
-                        what: "reading a pod's cgroup",
-                        source,
-                    })??
-            }
-            None => None,
-        };
+        // Reads of cgroupfs and of the pod's netns: off the async threads.
+        let plumbing = self.plumbing.clone();
+        let cgroup_path = pod.cgroup.clone();
+        let netns = pod
+            .namespace_path(Namespace::Net)
+            .filter(|_| pod.state == PodState::Ready);
+        let (cgroup, network) = tokio::task::spawn_blocking(move || {
+            let cgroup = match &cgroup_path {
+                Some(path) => plumbing.cgroup_stats(path)?,
+                None => None,
+            };
+            let network = netns.and_then(|netns| match plumbing.interfaces(&netns) {
+                Ok(interfaces) => Some(NetworkStats {
+                    timestamp_ns: crate::cgroups::now_ns(),
+                    interfaces,
+                }),
+                // Gone meanwhile (the pod stopped): no traffic to report.
+                Err(e) => {
+                    tracing::debug!(netns = %netns.display(), error = %e, "pod network stats");
+                    None
+                }
+            });
+            Ok::<_, crate::Error>((cgroup, network))
+        })
+        .await
+        .map_err(|source| Error::Task {
+            what: "reading a pod's cgroup and network counters",
+            source,
+        })??;
         let filter = ContainerFilter {
             pod_id: Some(pod.id.to_string()),
             ..ContainerFilter::default()
@@ -128,6 +156,7 @@ impl Runtime {
         Ok(PodStats {
             pod,
             cgroup,
+            network,
             containers,
         })
     }

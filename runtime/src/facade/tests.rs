@@ -166,6 +166,14 @@ async fn pod_stats_carry_the_pod_cgroup_and_each_container() {
     assert_eq!(stats.pod.id, web.id);
     // The fake counts the pod's init in its cgroup.
     assert_eq!(stats.cgroup.as_ref().map(|c| c.pids_current), Some(1));
+    // And gives its pinned netns one interface.
+    let network = stats.network.as_ref().expect("network stats");
+    let names: Vec<(&str, u64)> = network
+        .interfaces
+        .iter()
+        .map(|i| (i.name.as_str(), i.rx_bytes))
+        .collect();
+    assert_eq!(names, [("eth0", 100)]);
     let ids: Vec<&str> = stats
         .containers
         .iter()

@@ -50,7 +50,7 @@ pub use error::{Error, HookError, Result};
 pub use exec::{exec_process, ExecOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use init::{spawn_init, Init, Stdio};
 pub use memory::shed_code_pages;
-pub use netns::connect_in_netns;
+pub use netns::{connect_in_netns, interfaces_in_netns, InterfaceCounters};
 pub use pin::{check_pin_options, pin, unpin, PinOptions};
 pub use pod_init::spawn_pod_init;
 pub use pty::{open_pty, open_resize_fifo, resize_pty};

@@ -59,6 +59,8 @@ pub struct LogWriter {
     path: PathBuf,
     file: File,
     pending: [Vec<u8>; 2],
+    /// The stamp of the last line written: every line gets a later one.
+    last: SystemTime,
 }
 
 impl LogWriter {
@@ -69,6 +71,7 @@ impl LogWriter {
             path: path.to_path_buf(),
             file,
             pending: [Vec::new(), Vec::new()],
+            last: SystemTime::UNIX_EPOCH,
         })
     }
 
@@ -90,21 +93,20 @@ impl LogWriter {
         let mut buf = std::mem::take(&mut self.pending[idx]);
         buf.extend_from_slice(data);
         let mut out = Vec::new();
-        let now = SystemTime::now();
         let mut start = 0;
         while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
             let mut line = &buf[start..start + pos];
             while line.len() > MAX_LINE {
-                format_line(&mut out, now, stream, &line[..MAX_LINE], false);
+                format_line(&mut out, self.stamp(), stream, &line[..MAX_LINE], false);
                 line = &line[MAX_LINE..];
             }
-            format_line(&mut out, now, stream, line, true);
+            format_line(&mut out, self.stamp(), stream, line, true);
             start += pos + 1;
         }
         let mut rest = buf.split_off(start);
         while rest.len() >= MAX_LINE {
             let tail = rest.split_off(MAX_LINE);
-            format_line(&mut out, now, stream, &rest, false);
+            format_line(&mut out, self.stamp(), stream, &rest, false);
             rest = tail;
         }
         self.pending[idx] = rest;
@@ -119,8 +121,22 @@ impl LogWriter {
             return Ok(());
         }
         let mut out = Vec::new();
-        format_line(&mut out, SystemTime::now(), stream, &rest, false);
+        let at = self.stamp();
+        format_line(&mut out, at, stream, &rest, false);
         self.emit(&out)
+    }
+
+    /// The time a line is read, as containerd stamps each line: lines that
+    /// arrived in one read still get times of their own, each later than
+    /// the one before, so their order in the file is their order in time.
+    fn stamp(&mut self) -> SystemTime {
+        let now = SystemTime::now();
+        self.last = if now > self.last {
+            now
+        } else {
+            self.last + std::time::Duration::from_nanos(1)
+        };
+        self.last
     }
 
     fn emit(&mut self, out: &[u8]) -> Result<(), Error> {
@@ -204,6 +220,27 @@ mod tests {
         assert_eq!(got.len(), want.len(), "{got:?}");
         for (g, w) in got.iter().zip(want) {
             assert_eq!((g.0.as_str(), g.1.as_str(), g.2.as_str()), w);
+        }
+    }
+
+    #[test]
+    fn lines_read_in_one_chunk_get_times_of_their_own() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("0.log");
+        let mut w = LogWriter::open(&path).expect("open");
+        w.write(Stream::Stdout, b"a\nb\nc\n").expect("w");
+        w.write(Stream::Stderr, b"d\ne\n").expect("w");
+        let stamps: Vec<SystemTime> = std::fs::read_to_string(&path)
+            .expect("read log")
+            .lines()
+            .map(|l| {
+                let stamp = l.split(' ').next().expect("stamp");
+                humantime::parse_rfc3339(stamp).expect("rfc3339")
+            })
+            .collect();
+        assert_eq!(stamps.len(), 5);
+        for pair in stamps.windows(2) {
+            assert!(pair[0] < pair[1], "not increasing: {stamps:?}");
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::{BoxFuture, DnsConfig, Error, Namespace, PodFiles, PodInit, PodPlumbing};
 use crate::cgroups::CgroupStats;
-use crate::linux::PinOptions;
+use crate::linux::{InterfaceCounters, PinOptions};
 use crate::network::{NetworkConfig, PodNetwork};
 
 /// A call that changes something, with its arguments.
@@ -238,6 +238,25 @@ impl PodPlumbing for FakePlumbing {
         let mut w = self.enter(Step::Unpin, Call::Unpin(dir.into()))?;
         w.exists.pins.remove(dir);
         Ok(())
+    }
+
+    fn interfaces(&self, netns: &Path) -> Result<Vec<InterfaceCounters>, crate::Error> {
+        // A pinned netns has the one interface CNI made, with fixed counts.
+        let w = self.world();
+        let pinned = netns.parent().and_then(|dir| w.exists.pins.get(dir));
+        match pinned {
+            Some(ns) if ns.contains(&Namespace::Net) => Ok(vec![InterfaceCounters {
+                name: "eth0".into(),
+                rx_bytes: 100,
+                tx_bytes: 50,
+                ..InterfaceCounters::default()
+            }]),
+            _ => Err(Error::Io {
+                path: netns.to_path_buf(),
+                source: std::io::ErrorKind::NotFound.into(),
+            }
+            .into()),
+        }
     }
 
     fn pinned(&self, dir: &Path, namespaces: &[Namespace]) -> bool {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::{write_pod_files, DnsConfig, Error, Namespace, PodFiles, PodInit, PodNamespaces};
 use crate::cgroups::{Cgroup, CgroupStats, Hierarchy};
-use crate::linux::{self, PinOptions, DEFAULT_SHM_SIZE};
+use crate::linux::{self, InterfaceCounters, PinOptions, DEFAULT_SHM_SIZE};
 use crate::network::{Cni, NetworkConfig, PodNetwork};
 
 /// How long a killed pod init gets to disappear.
@@ -41,6 +41,9 @@ pub trait PodPlumbing: Send + Sync + std::fmt::Debug {
     /// The counters of the cgroup `path`; `None` when it is gone (or pods
     /// get no cgroups). Blocking reads.
     fn cgroup_stats(&self, path: &str) -> Result<Option<CgroupStats>, crate::Error>;
+    /// The traffic counters of the interfaces (loopback left out) of the
+    /// network namespace pinned at `netns`. Blocking reads.
+    fn interfaces(&self, netns: &Path) -> Result<Vec<InterfaceCounters>, crate::Error>;
 
     /// Mounts the pod's /dev/shm at `dir`.
     fn mount_shm(&self, dir: &Path) -> Result<(), crate::Error>;
@@ -198,6 +201,16 @@ impl PodPlumbing for HostPlumbing {
             Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn interfaces(&self, netns: &Path) -> Result<Vec<InterfaceCounters>, crate::Error> {
+        linux::interfaces_in_netns(netns).map_err(|source| {
+            Error::Io {
+                path: netns.to_path_buf(),
+                source,
+            }
+            .into()
+        })
     }
 
     fn mount_shm(&self, dir: &Path) -> Result<(), crate::Error> {

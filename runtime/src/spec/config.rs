@@ -24,6 +24,10 @@ pub struct ContainerConfig {
     pub working_dir: Option<String>,
     /// Hostname, when the container has its own UTS namespace.
     pub hostname: Option<String>,
+    /// `HOSTNAME` in the environment unless the image or the container
+    /// sets one: the pod's hostname in effect (the host's for a pod with
+    /// none), as containerd and CRI-O give every container.
+    pub hostname_env: Option<String>,
     /// Bind mounts from the host.
     pub mounts: Vec<MountConfig>,
     /// Host devices to expose.

@@ -28,7 +28,10 @@ pub fn generate(
     let args = image::process_args(c, image)?;
     let user = user::resolve(sec, image.user.as_deref(), rootfs)?;
 
-    let mut env = image::merge_env(&image.env, &c.env);
+    // HOSTNAME first, so that the image's and the container's win.
+    let hostname = c.hostname_env.iter().map(|h| format!("HOSTNAME={h}"));
+    let base: Vec<String> = hostname.chain(image.env.iter().cloned()).collect();
+    let mut env = image::merge_env(&base, &c.env);
     if !image::has_env(&env, "PATH") {
         env.insert(0, defaults::DEFAULT_PATH.to_string());
     }

@@ -58,7 +58,7 @@ fn fake_v1_files(root: &Path, path: &str) {
             ("memory.usage_in_bytes", "10485760\n"),
             (
                 "memory.stat",
-                "rss 1\ntotal_rss 4194304\ntotal_inactive_file 2097152\n",
+                "rss 1\ntotal_rss 4194304\ntotal_inactive_file 2097152\npgfault 9\ntotal_pgfault 70\ntotal_pgmajfault 7\n",
             ),
             (
                 "memory.oom_control",
@@ -150,6 +150,7 @@ fn v1_create_copies_cpuset_and_applies_limits() {
     assert_eq!(s.memory_usage_bytes, 10 << 20);
     assert_eq!(s.memory_working_set_bytes, 8 << 20);
     assert_eq!(s.memory_rss_bytes, 4 << 20);
+    assert_eq!((s.page_faults, s.major_page_faults), (70, 7));
     assert_eq!(s.memory_limit_bytes, Some(32 << 20));
     assert_eq!((s.oom_kills, s.pids_current), (2, 3));
     assert!(s.timestamp_ns > 0);
@@ -258,7 +259,7 @@ fn v2_enables_controllers_and_applies_limits() {
             ("memory.current", "8388608\n"),
             (
                 "memory.stat",
-                "anon 3145728\nfile 4194304\ninactive_file 1048576\n",
+                "anon 3145728\nfile 4194304\ninactive_file 1048576\npgfault 50\npgmajfault 5\n",
             ),
             ("memory.events", "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n"),
             ("pids.current", "2\n"),
@@ -268,6 +269,7 @@ fn v2_enables_controllers_and_applies_limits() {
     assert_eq!(s.cpu_usage_ns, 1_500_000);
     assert_eq!(s.memory_working_set_bytes, 7 << 20);
     assert_eq!(s.memory_rss_bytes, 3 << 20);
+    assert_eq!((s.page_faults, s.major_page_faults), (50, 5));
     assert_eq!(s.memory_limit_bytes, Some(32 << 20));
     assert_eq!((s.oom_events, s.oom_kills, s.pids_current), (1, 1, 2));
     assert!(cg.oom_killed().unwrap());

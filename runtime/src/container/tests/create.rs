@@ -90,3 +90,37 @@ async fn create_of_a_missing_image_asks_no_shim() {
     assert!(h.images.holds().held().is_empty());
     create(&h, "web").await.expect("the name is free");
 }
+
+#[tokio::test]
+async fn the_status_image_is_the_name_the_user_asked_for() {
+    let h = harness();
+    let id = image_record().id.to_string();
+    let ask = |image: &str, user: Option<&str>| NewContainer {
+        name: format!("c{}", image.len() + user.map_or(0, str::len)),
+        image: image.into(),
+        user_specified_image: user.map(str::to_string),
+        ..NewContainer::default()
+    };
+    let cases = [
+        // kubelet: the id, and the name it resolved.
+        (ask(&id, Some("fake:1.0")), "fake:1.0"),
+        // by id alone (or an id prefix): the image's repo tag.
+        (ask(&id, None), "docker.io/library/fake:latest"),
+        (
+            ask(&id["sha256:".len()..][..12], None),
+            "docker.io/library/fake:latest",
+        ),
+        // by name: that name.
+        (ask(IMAGE, None), IMAGE),
+    ];
+    for (req, want) in cases {
+        let made = h
+            .containers
+            .create(&h.images, &PodContext::default(), req)
+            .await
+            .expect("create");
+        let record = h.record(&made).expect("recorded");
+        assert_eq!(record.image, want);
+        assert_eq!(record.image_id.to_string(), id);
+    }
+}

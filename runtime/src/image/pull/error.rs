@@ -45,13 +45,16 @@ pub enum Error {
         #[source]
         source: Box<OciDistributionError>,
     },
-    /// The configuration names no endpoint for the registry.
-    #[error("pulling {reference} from {endpoint}: no endpoint to pull from")]
+    /// The registry's mirrors are final and it has none.
+    #[error(
+        "pulling {reference}: registry {registry} is only reached through its mirrors \
+         (registry.mirrors_final) and it has none"
+    )]
     NoEndpoint {
         /// The reference pulled.
         reference: String,
-        /// The registry.
-        endpoint: String,
+        /// Its registry.
+        registry: String,
     },
     /// A layer download broke off.
     #[error("downloading layer {layer}: {source}")]
@@ -184,9 +187,8 @@ impl Error {
         match self {
             Error::NotFound { .. } | Error::NoMatchingPlatform { .. } => ErrorKind::NotFound,
             Error::Unauthorized { .. } => ErrorKind::Unauthenticated,
-            Error::Registry { .. } | Error::NoEndpoint { .. } | Error::Download { .. } => {
-                ErrorKind::Unavailable
-            }
+            Error::NoEndpoint { .. } => ErrorKind::FailedPrecondition,
+            Error::Registry { .. } | Error::Download { .. } => ErrorKind::Unavailable,
             Error::BadCredentials { .. }
             | Error::BadManifest { .. }
             | Error::ManifestUnreadable { .. }

@@ -132,7 +132,7 @@ impl Puller {
         Err(failure
             .unwrap_or_else(|| Error::NoEndpoint {
                 reference: reference.to_string(),
-                endpoint: reference.registry().to_string(),
+                registry: reference.registry().to_string(),
             })
             .into())
     }

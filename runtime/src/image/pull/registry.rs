@@ -15,7 +15,12 @@ use super::Error;
 pub struct RegistryConfig {
     /// Mirrors per registry host, tried in order before the registry itself.
     /// An entry is `host[:port]` or `http://host[:port]` / `https://host[:port]`.
+    /// The key `*` gives the mirrors of every registry that has no entry.
     pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Registries (`host[:port]`, or `*` for every one not on loopback)
+    /// whose mirrors are final: the registry itself is never contacted,
+    /// only its mirrors.
+    pub mirrors_final: Vec<String>,
     /// Registries (`host[:port]`) reached over plain HTTP.
     pub insecure: Vec<String>,
     /// PEM files of extra certificate authorities to trust.
@@ -156,18 +161,31 @@ pub enum Scheme {
 }
 
 impl RegistryConfig {
-    /// The endpoints for `registry`: its mirrors in order, then itself.
+    /// The endpoints for `registry`: its mirrors in order, then itself
+    /// unless its mirrors are final (then none at all when it has none).
     pub fn endpoints(&self, registry: &str) -> Vec<Endpoint> {
         let mut out: Vec<Endpoint> = self
             .mirrors
             .get(registry)
+            .or_else(|| self.mirrors.get("*"))
             .into_iter()
             .flatten()
             .map(|m| self.endpoint(m))
             .collect();
-        out.push(self.endpoint(registry));
+        if !self.mirrors_are_final(registry) {
+            out.push(self.endpoint(registry));
+        }
         out.dedup();
         out
+    }
+
+    /// Whether `registry` may only be reached through its mirrors. `*`
+    /// names every registry off this machine: one on loopback never leaves
+    /// it, so it stays reachable.
+    pub fn mirrors_are_final(&self, registry: &str) -> bool {
+        self.mirrors_final
+            .iter()
+            .any(|r| (r == "*" && !is_loopback(registry)) || strip_scheme(r) == registry)
     }
 
     fn endpoint(&self, entry: &str) -> Endpoint {
@@ -257,6 +275,33 @@ mod tests {
             ]
         );
         assert_eq!(config.endpoints("quay.io").len(), 1);
+    }
+
+    #[test]
+    fn final_mirrors_never_fall_back_to_the_registry() {
+        let mut config = RegistryConfig::default();
+        config
+            .mirrors
+            .insert("docker.io".into(), vec!["http://127.0.0.1:5000".into()]);
+        config.mirrors_final.push("docker.io".into());
+        let hosts = |c: &RegistryConfig, r: &str| -> Vec<String> {
+            c.endpoints(r).into_iter().map(|e| e.host).collect()
+        };
+        assert_eq!(hosts(&config, "docker.io"), ["127.0.0.1:5000"]);
+        assert_eq!(hosts(&config, "quay.io"), ["quay.io"]);
+
+        // `*`: every registry, mirrored by the `*` entry unless it has its own.
+        config
+            .mirrors
+            .insert("*".into(), vec!["http://127.0.0.1:6000".into()]);
+        config.mirrors_final = vec!["*".into()];
+        assert_eq!(hosts(&config, "docker.io"), ["127.0.0.1:5000"]);
+        assert_eq!(hosts(&config, "registry.k8s.io"), ["127.0.0.1:6000"]);
+        config.mirrors.remove("*");
+        assert!(hosts(&config, "registry.k8s.io").is_empty());
+        assert_eq!(hosts(&config, "127.0.0.1:7000"), ["127.0.0.1:7000"]);
+        config.mirrors_final.push("127.0.0.1:7000".into());
+        assert!(hosts(&config, "127.0.0.1:7000").is_empty());
     }
 
     #[test]

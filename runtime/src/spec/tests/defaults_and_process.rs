@@ -273,3 +273,37 @@ fn process_user_env_and_workdir() {
     c.working_dir = Some("relative".into());
     assert!(generate(&c, &img, &rootfs()).is_err());
 }
+
+#[test]
+fn hostname_is_in_the_environment_unless_the_image_or_container_sets_it() {
+    let env_of = |c: &ContainerConfig, img: &ImageConfig| -> Vec<String> {
+        let spec = generate(c, img, &rootfs()).expect("generate");
+        spec.process()
+            .as_ref()
+            .and_then(|p| p.env().clone())
+            .expect("env")
+    };
+    let mut c = config();
+    assert!(!env_of(&c, &image())
+        .iter()
+        .any(|e| e.starts_with("HOSTNAME=")));
+    c.hostname_env = Some("web-0".into());
+    let env = env_of(&c, &image());
+    assert_eq!(env.iter().filter(|e| e.starts_with("HOSTNAME=")).count(), 1);
+    assert!(env.contains(&"HOSTNAME=web-0".to_string()), "{env:?}");
+    let img = ImageConfig {
+        env: vec!["HOSTNAME=from-image".into()],
+        ..image()
+    };
+    let env = env_of(&c, &img);
+    assert!(env.contains(&"HOSTNAME=from-image".to_string()), "{env:?}");
+    assert!(!env.contains(&"HOSTNAME=web-0".to_string()), "{env:?}");
+    c.env = vec![("HOSTNAME".into(), "mine".into())];
+    let env = env_of(&c, &img);
+    assert_eq!(
+        env.iter()
+            .filter(|e| e.starts_with("HOSTNAME="))
+            .collect::<Vec<_>>(),
+        vec!["HOSTNAME=mine"]
+    );
+}
