@@ -134,7 +134,7 @@ impl ContainerRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| Error::Shim {
+        let mut child = crate::blocking::spawn(&mut cmd).map_err(|e| Error::Shim {
             id: id.to_string(),
             reason: format!("cannot start {} exec: {e}", self.shim_binary().display()),
         })?;

@@ -89,10 +89,13 @@ pub(super) struct Inner {
     cpu_samples: Mutex<HashMap<String, (u64, u64)>>,
 }
 
+// Record writes wait for the writer lock, which another container's commit
+// (an fsync) holds: they wait off the async worker ([`crate::blocking`]),
+// or the reads queued behind it would wait too.
 impl Inner {
     /// Writes `record` through and keeps it.
     pub(super) fn save(&self, record: ContainerRecord) -> Result<(), crate::Error> {
-        Ok(self.records.put(record)?)
+        Ok(crate::blocking::run(|| self.records.put(record))?)
     }
 
     /// Changes the record of `id` with `edit` and writes it through; the
@@ -102,7 +105,7 @@ impl Inner {
         id: &str,
         edit: impl FnOnce(&mut ContainerRecord) -> bool,
     ) -> Result<Option<ContainerRecord>, crate::Error> {
-        Ok(self.records.update(id, edit)?)
+        Ok(crate::blocking::run(|| self.records.update(id, edit))?)
     }
 
     /// The CPU rate (nano cores) between the previous sample of `id` and
@@ -120,7 +123,7 @@ impl Inner {
     }
 
     pub(super) fn forget(&self, id: &str) -> Result<(), crate::Error> {
-        self.records.delete(id)?;
+        crate::blocking::run(|| self.records.delete(id))?;
         self.cpu_samples
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -118,3 +118,34 @@ fn readers_are_not_held_up_by_a_commit_in_progress() {
         assert_eq!(read, (1, Some("abc".to_string())));
     });
 }
+
+#[test]
+fn a_write_waiting_for_a_commit_does_not_hold_up_reads_on_its_worker() {
+    // On one async worker, a record write that waited for the writer lock
+    // on the worker would stop every task queued behind it, ContainerStatus
+    // included.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(MetaStore::open(&tmp.path().join("m.redb")).expect("store"));
+    let runtime = ContainerRuntime::new(tmp.path(), tmp.path(), Path::new("/bin/false"));
+    let c =
+        Containers::open(store, Arc::new(runtime), Arc::new(LayerHolds::default())).expect("open");
+    c.inner.save(sample("abc", "pod")).expect("save");
+    // Another container's commit in progress.
+    let writing = c.inner.records.writer();
+    let (writer, reader) = (c.clone(), c.clone());
+    let (read, written) = crate::testing::while_blocked(
+        move || writer.inner.save(sample("def", "pod")),
+        move || {
+            let status = reader.status("abc").map(|r| r.id).ok();
+            (status, reader.list(&ContainerFilter::default()).len())
+        },
+        || drop(writing),
+    );
+    assert_eq!(
+        read,
+        (Some("abc".to_string()), 1),
+        "answered during the wait, without the waiting write"
+    );
+    written.expect("the write went through once the commit was done");
+    assert_eq!(c.list(&ContainerFilter::default()).len(), 2);
+}
