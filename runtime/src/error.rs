@@ -2,7 +2,8 @@
 
 use crate::image::pull;
 use crate::{
-    cgroups, container, image, linux, logs, network, sandbox, seccomp, snapshot, spec, store,
+    blocking, cgroups, container, image, linux, logs, network, sandbox, seccomp, snapshot, spec,
+    store,
 };
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
@@ -70,6 +71,9 @@ pub enum Error {
     /// A cgroup could not be created, limited, read or removed.
     #[error(transparent)]
     Cgroups(#[from] cgroups::Error),
+    /// A thread doing blocking work for the daemon failed.
+    #[error(transparent)]
+    Blocking(#[from] blocking::Error),
 }
 
 impl Error {
@@ -115,6 +119,7 @@ impl Error {
             Error::Spec(e) => e.kind(),
             Error::Snapshot(e) => e.kind(),
             Error::Cgroups(e) => e.kind(),
+            Error::Blocking(e) => e.kind(),
         }
     }
 }

@@ -18,15 +18,16 @@ pub(crate) async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut
     }
 }
 
-/// Runs `blocked`, sync code that blocks until `release` is called (as
-/// sync code called from an async fn does), in a task of a runtime with
-/// one async worker, and then `meanwhile` in another task: `meanwhile`
-/// can only run if `blocked` gave the worker up. Returns what `meanwhile`
-/// answered while `blocked` was blocked, and then what `blocked` returned.
-/// Panics, after `release`, if `meanwhile` did not answer (the limit only
-/// turns a hang into a failure).
+/// Runs `blocked`, which blocks until `release` is called (a future whose
+/// first poll goes straight into the blocking call, as sync code called
+/// from an async fn does), in a task of a runtime with one async worker,
+/// and then `meanwhile` in another task: `meanwhile` can only run if
+/// `blocked` left the worker free. Returns what `meanwhile` answered while
+/// `blocked` was blocked, and then what `blocked` returned. Panics, after
+/// `release`, if `meanwhile` did not answer (the limit only turns a hang
+/// into a failure).
 pub(crate) fn while_blocked<T, R>(
-    blocked: impl FnOnce() -> T + Send + 'static,
+    blocked: impl std::future::Future<Output = T> + Send + 'static,
     meanwhile: impl FnOnce() -> R + Send + 'static,
     release: impl FnOnce(),
 ) -> (R, T)
@@ -44,7 +45,7 @@ where
     let task = rt.spawn(async move {
         let _ = started_tx.send(());
         // Nothing yields between the message and the blocking call.
-        blocked()
+        blocked.await
     });
     started.recv_timeout(limit).expect("the blocking task ran");
     let (answer_tx, answer) = std::sync::mpsc::channel();

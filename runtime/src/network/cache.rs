@@ -156,7 +156,7 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
         let cache = Cache::new(tmp.path().to_path_buf());
         let (answer, loaded) = crate::testing::while_blocked(
-            move || cache.load("p"),
+            async move { cache.load("p") },
             || "answered",
             || std::fs::write(&fifo, "{").expect("write the fifo"),
         );

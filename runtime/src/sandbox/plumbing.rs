@@ -330,7 +330,7 @@ mod tests {
         let plumbing = HostPlumbing::new(Path::new("/nonexistent"), cni);
         let pod_dir = dir.path().to_path_buf();
         let (answer, written) = crate::testing::while_blocked(
-            move || plumbing.write_files(&pod_dir, "web-0", None, &[], false),
+            async move { plumbing.write_files(&pod_dir, "web-0", None, &[], false) },
             || "answered",
             || drop(std::fs::read(&fifo).expect("read the fifo")),
         );
