@@ -2,8 +2,8 @@
 
 use crate::image::pull;
 use crate::{
-    cgroups, container, facade, ids, image, linux, logs, network, sandbox, seccomp, snapshot, spec,
-    store,
+    blocking, cgroups, container, facade, ids, image, linux, logs, network, sandbox, seccomp,
+    snapshot, spec, store,
 };
 
 /// What kind of failure an [`Error`] is, independent of any wire protocol.
@@ -77,6 +77,9 @@ pub enum Error {
     /// The runtime could not lay out its directories or finish a task.
     #[error(transparent)]
     Runtime(#[from] facade::Error),
+    /// A thread doing blocking work for the daemon failed.
+    #[error(transparent)]
+    Blocking(#[from] blocking::Error),
 }
 
 impl Error {
@@ -110,6 +113,7 @@ impl Error {
             Error::Cgroups(e) => e.kind(),
             Error::Runtime(e) => e.kind(),
             Error::Id(e) => e.kind(),
+            Error::Blocking(e) => e.kind(),
         }
     }
 }

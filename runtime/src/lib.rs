@@ -4,6 +4,7 @@
 //! (images, snapshots, sandboxes, containers, networks) and reports failures
 //! as [`Error`], whose [`Error::kind`] the CRI layer maps to a gRPC code.
 
+pub mod blocking;
 pub mod cgroups;
 pub mod container;
 pub mod crash;

@@ -100,7 +100,7 @@ pub async fn exec(
             std::process::id(),
             FIFO_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        match corten_runtime::linux::open_resize_fifo(&path) {
+        match corten_runtime::blocking::run(|| corten_runtime::linux::open_resize_fifo(&path)) {
             Ok(file) => Some((path, file)),
             Err(e) => {
                 tracing::warn!(container = %target.container_id, error = %e, "no resize channel for this exec");
@@ -127,7 +127,7 @@ pub async fn exec(
     )
     .await;
     if let Some((path, _)) = &fifo {
-        let _ = std::fs::remove_file(path);
+        let _ = corten_runtime::blocking::run(|| std::fs::remove_file(path));
     }
     finish(ch, result, plain_errors).await;
 }
@@ -154,8 +154,7 @@ async fn run_exec(
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
+    let mut child = corten_runtime::blocking::spawn(&mut cmd)
         .map_err(|e| format!("cannot run the exec helper: {e}"))?;
 
     let mut tasks = Vec::new();

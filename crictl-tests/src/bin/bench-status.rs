@@ -5,9 +5,11 @@
 //! of both and the ratio. Target: p99 under 5 ms with the writers running,
 //! on an idle machine (reads never wait for another container's commit).
 //!
-//! Run: `cargo run --release -p crictl-tests --bin bench-status [-- SAMPLES]`
-//! as root, with crictl-tests/run.sh's dependencies installed (a release
-//! cortend is built unless `CORTEND_BIN` names one).
+//! Run: `cargo run --release -p crictl-tests --bin bench-status [-- SAMPLES
+//! [WRITERS]]` as root, with crictl-tests/run.sh's dependencies installed (a
+//! release cortend is built unless `CORTEND_BIN` names one). Fewer writers
+//! show how the loaded figures follow the machine's load: each writer keeps
+//! a shim and a container starting and stopping.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,13 +20,18 @@ use crictl_tests::{
 };
 use k8s_cri::v1 as k8s;
 
+/// Writers unless the command line says otherwise.
 const WRITERS: usize = 10;
 
 fn main() -> anyhow::Result<()> {
-    let samples: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(2000);
+    let arg = |n: usize, default: usize| {
+        std::env::args()
+            .nth(n)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(default)
+    };
+    let samples = arg(1, 2000);
+    let writers_wanted = arg(2, WRITERS);
     tools::use_release_cortend().map_err(anyhow::Error::msg)?;
     let reg = Registry::start(RegistryOptions::plain())?;
     let image = ImageBuilder::busybox().build(Compression::Gzip)?;
@@ -46,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
         let writes = Arc::new(AtomicUsize::new(0));
         let mut writers = Vec::new();
-        for w in 0..WRITERS {
+        for w in 0..writers_wanted {
             let (socket, stop, writes) = (socket.clone(), stop.clone(), writes.clone());
             writers.push(tokio::spawn(async move {
                 let mut c = cri::runtime(&socket).await?;
@@ -70,7 +77,7 @@ fn main() -> anyhow::Result<()> {
             }));
         }
         // The writers under way before the sampling starts.
-        while writes.load(Ordering::SeqCst) < WRITERS * 4 {
+        while writes.load(Ordering::SeqCst) < writers_wanted * 4 {
             tokio::task::yield_now().await;
         }
         let started = Instant::now();
@@ -84,7 +91,7 @@ fn main() -> anyhow::Result<()> {
         println!("ContainerStatus latency, {samples} samples each (ms):");
         println!("{:<28} {:>8} {:>8} {:>8}", "", "p50", "p99", "max");
         print_row("idle daemon", &idle);
-        print_row(&format!("{WRITERS} writers running"), &loaded);
+        print_row(&format!("{writers_wanted} writers running"), &loaded);
         println!(
             "writers: {done} writes in total ({:.0}/s while sampling)",
             done as f64 / elapsed.as_secs_f64().max(1e-9)

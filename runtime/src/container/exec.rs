@@ -134,7 +134,7 @@ impl ContainerRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        let mut child = crate::blocking::spawn(&mut cmd).map_err(|source| Error::Spawn {
             id: id.to_string(),
             action: format!("cannot start {} exec", self.shim_binary().display()),
             source,

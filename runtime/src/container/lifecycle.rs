@@ -42,12 +42,16 @@ impl Containers {
                 exit: Some(exit), ..
             })) = &end
             {
-                record_exit(&self.inner, &id, exit);
+                record_exit(&self.inner, &id, exit).await;
                 let message = e.to_string();
-                if let Err(e) = self.inner.update(&id, |r| {
-                    r.message = message;
-                    true
-                }) {
+                let noted = self
+                    .inner
+                    .update(&id, move |r| {
+                        r.message = message;
+                        true
+                    })
+                    .await;
+                if let Err(e) = noted {
                     tracing::warn!(container = %id, error = %e, "cannot record why the start failed");
                 }
             }
@@ -63,16 +67,19 @@ impl Containers {
                 (0, 0)
             }
         };
-        let saved = self.inner.update(&id, |r| {
-            r.state = ContainerState::Running;
-            r.started_at_ns = if started_at_ns > 0 {
-                started_at_ns
-            } else {
-                now_ns()
-            };
-            r.pid = pid;
-            true
-        });
+        let saved = self
+            .inner
+            .update(&id, move |r| {
+                r.state = ContainerState::Running;
+                r.started_at_ns = if started_at_ns > 0 {
+                    started_at_ns
+                } else {
+                    now_ns()
+                };
+                r.pid = pid;
+                true
+            })
+            .await;
         watch(self.inner.clone(), id.to_string());
         if let Some(r) = saved? {
             tracing::info!(container = %id, pid, "container started");
@@ -115,7 +122,7 @@ impl Containers {
         crate::crash::point("container.remove.after_stop");
         self.inner.backend.delete(&id).await?;
         crate::crash::point("container.remove.after_delete");
-        self.inner.forget(&id)?;
+        self.inner.forget(&id).await?;
         self.inner.holds.release(&id);
         tracing::info!(container = %id, "container removed");
         self.inner.emit(EventKind::Deleted, &record);
@@ -168,7 +175,7 @@ impl Containers {
             match inner.backend.state(&r.id).await {
                 Ok(State {
                     exit: Some(exit), ..
-                }) => record_exit(inner, &r.id, &exit),
+                }) => record_exit(inner, &r.id, &exit).await,
                 Ok(State {
                     status: Status::Running,
                     pid,
@@ -176,19 +183,21 @@ impl Containers {
                     ..
                 }) => {
                     if r.state != ContainerState::Running {
-                        inner.update(&r.id, |rec| {
-                            rec.state = ContainerState::Running;
-                            rec.pid = pid;
-                            rec.started_at_ns = started_at_ns;
-                            true
-                        })?;
+                        inner
+                            .update(&r.id, move |rec| {
+                                rec.state = ContainerState::Running;
+                                rec.pid = pid;
+                                rec.started_at_ns = started_at_ns;
+                                true
+                            })
+                            .await?;
                     }
                     watch(inner.clone(), r.id.to_string());
                 }
                 Ok(_) => {} // Created, still waiting for its start.
                 Err(e) => {
                     tracing::warn!(container = %r.id, error = %e, "container lost");
-                    record_unknown_exit(inner, &r.id, &e.to_string());
+                    record_unknown_exit(inner, &r.id, &e.to_string()).await;
                 }
             }
         }
@@ -226,7 +235,7 @@ async fn stop_locked(inner: &Inner, id: &str, timeout: Duration) -> Result<(), c
         }
         if let Ok(Ok(state)) = tokio::time::timeout(timeout, backend.wait(id)).await {
             if let Some(exit) = &state.exit {
-                record_exit(inner, id, exit);
+                record_exit(inner, id, exit).await;
                 return Ok(());
             }
         }
@@ -240,7 +249,7 @@ async fn stop_locked(inner: &Inner, id: &str, timeout: Duration) -> Result<(), c
         Ok(Ok(State {
             exit: Some(exit), ..
         })) => {
-            record_exit(inner, id, &exit);
+            record_exit(inner, id, &exit).await;
             Ok(())
         }
         Ok(Ok(_)) => Err(Error::Shim {
@@ -250,7 +259,7 @@ async fn stop_locked(inner: &Inner, id: &str, timeout: Duration) -> Result<(), c
         .into()),
         Ok(Err(e)) if e.kind() == crate::ErrorKind::Internal => {
             // The shim is gone and left nothing: nothing runs any more.
-            record_unknown_exit(inner, id, &e.to_string());
+            record_unknown_exit(inner, id, &e.to_string()).await;
             Ok(())
         }
         Ok(Err(e)) => Err(e.into()),
@@ -268,7 +277,7 @@ fn watch(inner: std::sync::Arc<Inner>, id: String) {
         match inner.backend.wait(&id).await {
             Ok(State {
                 exit: Some(exit), ..
-            }) => record_exit(&inner, &id, &exit),
+            }) => record_exit(&inner, &id, &exit).await,
             Ok(_) => tracing::warn!(container = %id, "the shim answered wait without an exit"),
             Err(e) if e.kind() == crate::ErrorKind::NotFound => {} // removed meanwhile
             Err(e) => {
@@ -277,8 +286,8 @@ fn watch(inner: std::sync::Arc<Inner>, id: String) {
                 match inner.backend.state(&id).await {
                     Ok(State {
                         exit: Some(exit), ..
-                    }) => record_exit(&inner, &id, &exit),
-                    _ => record_unknown_exit(&inner, &id, &e.to_string()),
+                    }) => record_exit(&inner, &id, &exit).await,
+                    _ => record_unknown_exit(&inner, &id, &e.to_string()).await,
                 }
             }
         }
@@ -286,8 +295,9 @@ fn watch(inner: std::sync::Arc<Inner>, id: String) {
 }
 
 /// Records the exit of `id` once, and announces it.
-pub(super) fn record_exit(inner: &Inner, id: &str, exit: &ExitStatus) {
-    match inner.update(id, |r| r.set_exited(exit)) {
+pub(super) async fn record_exit(inner: &Inner, id: &str, exit: &ExitStatus) {
+    let ended = exit.clone();
+    match inner.update(id, move |r| r.set_exited(&ended)).await {
         Ok(Some(r)) => {
             tracing::info!(container = %id, code = exit.code, oom = exit.oom_killed, "container exited");
             inner.emit(EventKind::Stopped, &r);
@@ -297,7 +307,7 @@ pub(super) fn record_exit(inner: &Inner, id: &str, exit: &ExitStatus) {
     }
 }
 
-fn record_unknown_exit(inner: &Inner, id: &str, why: &str) {
+async fn record_unknown_exit(inner: &Inner, id: &str, why: &str) {
     tracing::warn!(container = %id, reason = why, "container ended unseen; exit code unknown");
     let exit = ExitStatus {
         code: UNKNOWN_EXIT,
@@ -306,14 +316,18 @@ fn record_unknown_exit(inner: &Inner, id: &str, why: &str) {
         finished_at_ns: now_ns(),
         shim_lost: None,
     };
-    match inner.update(id, |r| {
-        let changed = r.set_exited(&exit);
-        if changed {
-            r.reason = "Unknown".into();
-            r.message = why.to_string();
-        }
-        changed
-    }) {
+    let why = why.to_string();
+    let marked = inner
+        .update(id, move |r| {
+            let changed = r.set_exited(&exit);
+            if changed {
+                r.reason = "Unknown".into();
+                r.message = why;
+            }
+            changed
+        })
+        .await;
+    match marked {
         Ok(Some(r)) => inner.emit(EventKind::Stopped, &r),
         Ok(None) => {}
         Err(e) => tracing::error!(container = %id, error = %e, "cannot record the exit"),

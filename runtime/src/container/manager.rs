@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use super::pod::{apply_pod, create_missing_sources, own_oom_score_adj};
 use super::record::{ContainerFilter, ContainerRecord, ContainerState, ProcessUser};
 use super::{CreateRequest, Error, ShimBackend};
+use crate::blocking::SerialThread;
 use crate::ids::{ContainerId, SandboxId};
 use crate::image::{Images, LayerHolds};
 use crate::locks::KeyedLocks;
@@ -84,7 +85,12 @@ pub(super) struct Inner {
     pub(super) backend: Arc<dyn ShimBackend>,
     pub(super) holds: Arc<LayerHolds>,
     /// The records: readers never wait for another container's commit.
-    pub(super) records: Records<ContainerRecord>,
+    pub(super) records: Arc<Records<ContainerRecord>>,
+    /// Where record writes run: each waits for the writer lock, which the
+    /// commit (an fsync) before it holds, so they are serialised anyway;
+    /// on a thread of their own no async worker waits for one, and the
+    /// reads queued on the workers do not wait behind them.
+    writes: SerialThread,
     /// Names being created (`pod/name/attempt`), not yet recorded.
     reserved: Mutex<HashSet<String>>,
     pub(super) locks: KeyedLocks,
@@ -95,18 +101,20 @@ pub(super) struct Inner {
 
 impl Inner {
     /// Writes `record` through and keeps it.
-    pub(super) fn save(&self, record: ContainerRecord) -> Result<(), crate::Error> {
-        Ok(self.records.put(record)?)
+    pub(super) async fn save(&self, record: ContainerRecord) -> Result<(), crate::Error> {
+        let records = self.records.clone();
+        Ok(self.writes.run(move || records.put(record)).await??)
     }
 
     /// Changes the record of `id` with `edit` and writes it through; the
     /// edit says whether anything changed. Returns the record as saved.
-    pub(super) fn update(
+    pub(super) async fn update(
         &self,
         id: &str,
-        edit: impl FnOnce(&mut ContainerRecord) -> bool,
+        edit: impl FnOnce(&mut ContainerRecord) -> bool + Send + 'static,
     ) -> Result<Option<ContainerRecord>, crate::Error> {
-        Ok(self.records.update(id, edit)?)
+        let (records, id) = (self.records.clone(), id.to_string());
+        Ok(self.writes.run(move || records.update(&id, edit)).await??)
     }
 
     /// The CPU rate (nano cores) between the previous sample of `id` and
@@ -123,8 +131,9 @@ impl Inner {
         u64::try_from(u128::from(delta) * 1_000_000_000 / u128::from(elapsed)).ok()
     }
 
-    pub(super) fn forget(&self, id: &str) -> Result<(), crate::Error> {
-        self.records.delete(id)?;
+    pub(super) async fn forget(&self, id: &str) -> Result<(), crate::Error> {
+        let (records, gone) = (self.records.clone(), id.to_string());
+        self.writes.run(move || records.delete(&gone)).await??;
         self.cpu_samples
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -174,7 +183,7 @@ impl Containers {
         backend: Arc<dyn ShimBackend>,
         holds: Arc<LayerHolds>,
     ) -> Result<Containers, crate::Error> {
-        let records = Records::<ContainerRecord>::load(store.clone())?;
+        let records = Arc::new(Records::<ContainerRecord>::load(store.clone())?);
         for r in records.filtered(|_| true) {
             holds.hold(&r.id, r.chain_ids.clone());
         }
@@ -184,6 +193,7 @@ impl Containers {
                 backend,
                 holds,
                 records,
+                writes: SerialThread::start("ctr-records")?,
                 reserved: Mutex::new(HashSet::new()),
                 locks: KeyedLocks::default(),
                 events,
@@ -380,7 +390,7 @@ impl Containers {
             pod: pod.clone(),
             config,
         };
-        if let Err(e) = inner.save(record.clone()) {
+        if let Err(e) = inner.save(record.clone()).await {
             if let Err(d) = inner.backend.delete(&id).await {
                 tracing::warn!(container = %id, error = %d, "cannot undo a container creation");
             }

@@ -63,9 +63,12 @@ impl Containers {
             record.state,
             ContainerState::Running | ContainerState::Created
         ) {
-            let hierarchy = cgroups::detect()?;
-            let cgroup = Cgroup::open(&hierarchy, &record.config.cgroup_path)?;
-            cgroup.apply(&linux_resources(&resources))?;
+            // cgroupfs reads and writes: off the async workers.
+            crate::blocking::run(|| {
+                let hierarchy = cgroups::detect()?;
+                let cgroup = Cgroup::open(&hierarchy, &record.config.cgroup_path)?;
+                cgroup.apply(&linux_resources(&resources))
+            })?;
         } else {
             return Err(Error::Refused {
                 id: id.to_string(),
@@ -76,10 +79,12 @@ impl Containers {
             }
             .into());
         }
-        self.inner.update(&id, |r| {
-            r.config.resources = resources;
-            true
-        })?;
+        self.inner
+            .update(&id, move |r| {
+                r.config.resources = resources;
+                true
+            })
+            .await?;
         tracing::info!(container = %id, "container resources updated");
         Ok(())
     }

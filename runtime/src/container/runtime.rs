@@ -81,10 +81,13 @@ impl ContainerRuntime {
         ids
     }
 
-    /// The OCI spec container `id` was created with, as JSON.
+    /// The OCI spec container `id` was created with, as JSON (read and
+    /// parsed off the async workers: it grows with the request).
     pub fn spec_json(&self, id: &str) -> Option<serde_json::Value> {
-        let text = std::fs::read(self.bundle(id).join(files::SPEC)).ok()?;
-        serde_json::from_slice(&text).ok()
+        crate::blocking::run(|| {
+            let text = std::fs::read(self.bundle(id).join(files::SPEC)).ok()?;
+            serde_json::from_slice(&text).ok()
+        })
     }
 
     /// The `corten-shim` binary this runtime starts.
@@ -203,17 +206,16 @@ impl ContainerRuntime {
         if req.stdin_once {
             command.arg("--stdin-once");
         }
-        let mut child = command
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                id: id.clone(),
-                action: format!("creating it: cannot start {}", self.shim.display()),
-                source,
-            })?;
+            .kill_on_drop(false);
+        let mut child = crate::blocking::spawn(&mut command).map_err(|source| Error::Spawn {
+            id: id.clone(),
+            action: format!("creating it: cannot start {}", self.shim.display()),
+            source,
+        })?;
         let stdout = child.stdout.take();
         // The shim forks away at once; its first process exits and is reaped here.
         let _ = child.wait().await;
@@ -246,7 +248,8 @@ impl ContainerRuntime {
                 ))
             }
             None => {
-                let log = std::fs::read_to_string(&shim_log).unwrap_or_default();
+                let log =
+                    crate::blocking::run(|| std::fs::read_to_string(&shim_log)).unwrap_or_default();
                 Err(Error::Create {
                     id: id.clone(),
                     reason: format!("the shim exited without a word: {}", log.trim()),
@@ -450,7 +453,9 @@ impl ContainerRuntime {
     /// unknown container succeeds (CRI removal is idempotent).
     pub async fn delete(&self, id: &str) -> Result<(), Error> {
         check_id(id)?;
-        if !self.bundle(id).exists() && !self.writable_layer(id).exists() {
+        let on_disk =
+            crate::blocking::run(|| self.bundle(id).exists() || self.writable_layer(id).exists());
+        if !on_disk {
             return Ok(());
         }
         if let Ok(state) = self.state(id).await {
@@ -481,9 +486,11 @@ impl ContainerRuntime {
         }
     }
 
+    /// Removes the bundle and the writable layer (a tree of files: off
+    /// the async workers).
     fn remove_files(&self, id: &str) {
         for dir in [self.bundle(id), self.writable_layer(id)] {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if let Err(e) = crate::blocking::run(|| std::fs::remove_dir_all(&dir)) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(container = id, dir = %dir.display(), error = %e, "cannot remove");
                 }

@@ -1,6 +1,7 @@
 //! The per-pod CNI cache: `<cache_dir>/<pod id>.json`, holding the network
 //! configuration ADD ran with, the pod's CNI arguments and (once ADD is done)
 //! the result, so DEL replays exactly that even if the conf dir changed.
+//! Its files are read and written off the async workers ([`crate::blocking`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -75,7 +76,7 @@ impl Cache {
     /// Reads a pod's entry; `None` when there is none.
     pub fn load(&self, pod_id: &str) -> Result<Option<Entry>, Error> {
         let path = self.path(pod_id);
-        match std::fs::read(&path) {
+        match crate::blocking::run(|| std::fs::read(&path)) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|e| Self::err(&path, "invalid cache file", e)),
@@ -84,10 +85,10 @@ impl Cache {
         }
     }
 
-    /// Writes a pod's entry atomically (temp file, fsync, rename).
+    /// Writes a pod's entry atomically (temp file, fsync, rename), off
+    /// the async workers.
     pub fn store(&self, pod_id: &str, entry: &Entry) -> Result<(), Error> {
         let path = self.path(pod_id);
-        std::fs::create_dir_all(&self.dir).map_err(|e| Self::err(&self.dir, "cannot create", e))?;
         let bytes = serde_json::to_vec(entry).map_err(|e| Self::err(&path, "cannot encode", e))?;
         let tmp = self.dir.join(format!(".{pod_id}.json.tmp"));
         let write = || -> std::io::Result<()> {
@@ -96,16 +97,20 @@ impl Cache {
             f.sync_all()?;
             std::fs::rename(&tmp, &path)
         };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Self::err(&path, "cannot write", e)
+        crate::blocking::run(|| {
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| Self::err(&self.dir, "cannot create", e))?;
+            write().map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                Self::err(&path, "cannot write", e)
+            })
         })
     }
 
     /// Removes a pod's entry; a missing one is fine.
     pub fn remove(&self, pod_id: &str) -> Result<(), Error> {
         let path = self.path(pod_id);
-        match std::fs::remove_file(&path) {
+        match crate::blocking::run(|| std::fs::remove_file(&path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Self::err(&path, "cannot remove", e)),
@@ -146,6 +151,22 @@ mod tests {
         cache.remove("p1").expect("remove");
         cache.remove("p1").expect("remove twice");
         assert_eq!(cache.load("p1").expect("load"), None);
+    }
+
+    #[test]
+    fn a_read_that_blocks_does_not_hold_up_the_worker() {
+        // The entry is a FIFO: reading it blocks until someone writes.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fifo = tmp.path().join("p.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let cache = Cache::new(tmp.path().to_path_buf());
+        let (answer, loaded) = crate::testing::while_blocked(
+            async move { cache.load("p") },
+            || "answered",
+            || std::fs::write(&fifo, "{").expect("write the fifo"),
+        );
+        assert_eq!(answer, "answered");
+        assert!(loaded.is_err(), "what was written is no entry");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Running a network's plugin chain for a pod, per the CNI spec 1.0/1.1:
 //! ADD in chain order with each plugin's result as the next one's
 //! `prevResult`, DEL in reverse order with the cached result, CHECK in
-//! order. Plugins run as child processes (tokio), each under a timeout.
+//! order. Plugins run as child processes (tokio), each under a timeout,
+//! started off the async workers ([`crate::blocking::spawn`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -64,9 +65,10 @@ impl Cni {
         self
     }
 
-    /// The network configuration ADD would use now.
+    /// The network configuration ADD would use now (the conf dir is read
+    /// off the async workers).
     pub fn network(&self) -> Result<NetworkConfig, Error> {
-        find_network(&self.conf_dir, &self.bin_dirs)
+        crate::blocking::run(|| find_network(&self.conf_dir, &self.bin_dirs))
     }
 
     /// Attaches the pod to the network. On failure the plugins already run
@@ -256,15 +258,17 @@ impl Cni {
 
     fn plugin_path(&self, config: &NetworkConfig, plugin: &Value) -> Result<PathBuf, Error> {
         let ty = plugin_type(Some(plugin));
-        self.bin_dirs
-            .iter()
-            .map(|d| d.join(&ty))
-            .find(|p| !ty.is_empty() && !ty.contains('/') && p.is_file())
-            .ok_or_else(|| Error::PluginNotFound {
-                network: config.name.clone(),
-                plugin: ty,
-                dirs: self.bin_dirs.clone(),
-            })
+        crate::blocking::run(|| {
+            self.bin_dirs
+                .iter()
+                .map(|d| d.join(&ty))
+                .find(|p| !ty.is_empty() && !ty.contains('/') && p.is_file())
+        })
+        .ok_or_else(|| Error::PluginNotFound {
+            network: config.name.clone(),
+            plugin: ty,
+            dirs: self.bin_dirs.clone(),
+        })
     }
 
     /// Runs one plugin; its parsed stdout on success (`None` when empty).
@@ -288,7 +292,8 @@ impl Cni {
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
         })?;
         tracing::debug!(plugin = %ty, command = call.command, pod = call.id, "running CNI plugin");
-        let mut child = tokio::process::Command::new(&path)
+        let mut command = tokio::process::Command::new(&path);
+        command
             .env("CNI_COMMAND", call.command)
             .env("CNI_CONTAINERID", call.id)
             .env("CNI_NETNS", &call.netns)
@@ -298,12 +303,11 @@ impl Cni {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| Error::Exec {
-                path: path.clone(),
-                source,
-            })?;
+            .kill_on_drop(true);
+        let mut child = crate::blocking::spawn(&mut command).map_err(|source| Error::Exec {
+            path: path.clone(),
+            source,
+        })?;
         let pipe = child.stdin.take();
         let run = async move {
             if let Some(mut pipe) = pipe {
@@ -351,7 +355,7 @@ impl Cni {
 /// /proc), rather than an empty file left where one was.
 fn is_netns(path: &Path) -> bool {
     use nix::sys::statfs::{statfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
-    statfs(path).is_ok_and(|s| {
+    crate::blocking::run(|| statfs(path)).is_ok_and(|s| {
         let t = s.filesystem_type();
         t == NSFS_MAGIC || t == PROC_SUPER_MAGIC
     })

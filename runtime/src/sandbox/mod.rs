@@ -137,13 +137,12 @@ impl PodNamespaces {
     /// undoes its own work; this unpins once more in case it was killed).
     pub async fn create(shim_binary: &Path, dir: &Path, opts: &PinOptions) -> Result<Self, Error> {
         linux::check_pin_options(opts).map_err(Error::Invalid)?;
-        let output = tokio::process::Command::new(shim_binary)
+        let mut command = tokio::process::Command::new(shim_binary);
+        command
             .args(command_line(dir, opts))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .output()
+            .kill_on_drop(true);
+        let output = crate::blocking::output(&mut command)
             .await
             .map_err(|source| Error::Spawn {
                 binary: shim_binary.to_owned(),
@@ -158,7 +157,7 @@ impl PodNamespaces {
         let kind = kind_of_exit(output.status.code());
         if kind != ErrorKind::AlreadyExists {
             // Files found already there belong to someone else: leave them.
-            let _ = linux::unpin(dir);
+            let _ = crate::blocking::run(|| linux::unpin(dir));
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
         let line = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");

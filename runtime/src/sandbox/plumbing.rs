@@ -99,6 +99,8 @@ pub trait PodPlumbing: Send + Sync + std::fmt::Debug {
 }
 
 /// The real plumbing: this host's cgroups, mounts, `corten-shim` and CNI.
+/// Its file system work (cgroupfs, mounts, the pod's files) runs off the
+/// async workers ([`crate::blocking`]).
 #[derive(Debug)]
 pub struct HostPlumbing {
     shim: PathBuf,
@@ -131,12 +133,8 @@ impl HostPlumbing {
         if let Some(path) = cgroup {
             command.arg("--cgroup").arg(path);
         }
-        let out = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .output()
+        command.stdin(Stdio::null()).kill_on_drop(true);
+        let out = crate::blocking::output(&mut command)
             .await
             .map_err(|source| Error::Spawn {
                 binary: self.shim.clone(),
@@ -165,14 +163,16 @@ impl PodPlumbing for HostPlumbing {
     }
 
     fn cgroup_exists(&self, path: &str) -> bool {
-        self.cgroups
-            .as_ref()
-            .is_some_and(|h| Cgroup::open(h, path).is_ok())
+        crate::blocking::run(|| {
+            self.cgroups
+                .as_ref()
+                .is_some_and(|h| Cgroup::open(h, path).is_ok())
+        })
     }
 
     fn create_cgroup(&self, path: &str) -> Result<(), crate::Error> {
         if let Some(h) = &self.cgroups {
-            Cgroup::create(h, path)?;
+            crate::blocking::run(|| Cgroup::create(h, path))?;
         }
         Ok(())
     }
@@ -181,7 +181,7 @@ impl PodPlumbing for HostPlumbing {
         let Some(h) = &self.cgroups else {
             return Ok(());
         };
-        match Cgroup::open(h, path) {
+        crate::blocking::run(|| match Cgroup::open(h, path) {
             Ok(cg) => {
                 cg.kill_all()?;
                 cg.destroy()?;
@@ -189,7 +189,7 @@ impl PodPlumbing for HostPlumbing {
             }
             Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
-        }
+        })
     }
 
     fn cgroup_stats(&self, path: &str) -> Result<Option<CgroupStats>, crate::Error> {
@@ -214,11 +214,13 @@ impl PodPlumbing for HostPlumbing {
     }
 
     fn mount_shm(&self, dir: &Path) -> Result<(), crate::Error> {
-        Ok(linux::mount_shm(dir, DEFAULT_SHM_SIZE)?)
+        Ok(crate::blocking::run(|| {
+            linux::mount_shm(dir, DEFAULT_SHM_SIZE)
+        })?)
     }
 
     fn unmount_shm(&self, dir: &Path) -> Result<(), crate::Error> {
-        Ok(linux::unmount_shm(dir)?)
+        Ok(crate::blocking::run(|| linux::unmount_shm(dir))?)
     }
 
     fn pin<'a>(
@@ -234,16 +236,18 @@ impl PodPlumbing for HostPlumbing {
     }
 
     fn unpin(&self, dir: &Path) -> Result<(), crate::Error> {
-        Ok(linux::unpin(dir)?)
+        Ok(crate::blocking::run(|| linux::unpin(dir))?)
     }
 
     fn pinned(&self, dir: &Path, namespaces: &[Namespace]) -> bool {
-        let Ok(dir_dev) = std::fs::metadata(dir).map(|m| m.dev()) else {
-            return false;
-        };
-        namespaces.iter().all(|ns| {
-            // A pinned file is a bind mount of nsfs: another device than its dir.
-            std::fs::metadata(dir.join(ns.name())).is_ok_and(|m| m.dev() != dir_dev)
+        crate::blocking::run(|| {
+            let Ok(dir_dev) = std::fs::metadata(dir).map(|m| m.dev()) else {
+                return false;
+            };
+            namespaces.iter().all(|ns| {
+                // A pinned file is a bind mount of nsfs: another device than its dir.
+                std::fs::metadata(dir.join(ns.name())).is_ok_and(|m| m.dev() != dir_dev)
+            })
         })
     }
 
@@ -289,17 +293,19 @@ impl PodPlumbing for HostPlumbing {
         ips: &[IpAddr],
         host_network: bool,
     ) -> Result<PodFiles, crate::Error> {
-        let files = write_pod_files(dir, hostname, dns, ips).map_err(Error::Files)?;
-        if host_network {
-            // The host's names, as containerd and CRI-O give host-network pods.
-            if let Ok(hosts) = std::fs::read("/etc/hosts") {
-                std::fs::write(&files.hosts, hosts).map_err(|source| Error::Io {
-                    path: files.hosts.clone(),
-                    source,
-                })?;
+        crate::blocking::run(|| {
+            let files = write_pod_files(dir, hostname, dns, ips).map_err(Error::Files)?;
+            if host_network {
+                // The host's names, as containerd and CRI-O give host-network pods.
+                if let Ok(hosts) = std::fs::read("/etc/hosts") {
+                    std::fs::write(&files.hosts, hosts).map_err(|source| Error::Io {
+                        path: files.hosts.clone(),
+                        source,
+                    })?;
+                }
             }
-        }
-        Ok(files)
+            Ok(files)
+        })
     }
 }
 
@@ -339,6 +345,29 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(start_time(me).is_some_and(|t| t > 0));
         assert_eq!(start_time(i32::MAX), None);
+    }
+
+    #[test]
+    fn writing_the_pod_files_does_not_hold_up_the_worker() {
+        // hosts' temp file is a FIFO: writing it blocks until someone reads.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("hosts.tmp");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let cni = Cni::new(dir.path(), vec![], dir.path().join("cache"));
+        let plumbing = HostPlumbing::new(Path::new("/nonexistent"), cni);
+        let pod_dir = dir.path().to_path_buf();
+        let (answer, written) = crate::testing::while_blocked(
+            async move { plumbing.write_files(&pod_dir, "web-0", None, &[], false) },
+            || "answered",
+            || drop(std::fs::read(&fifo).expect("read the fifo")),
+        );
+        assert_eq!(answer, "answered");
+        // (hosts is the FIFO, renamed into place.)
+        let files = written.expect("the files are written");
+        assert_eq!(
+            std::fs::read_to_string(files.hostname).expect("hostname"),
+            "web-0\n"
+        );
     }
 
     #[test]

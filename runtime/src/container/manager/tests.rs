@@ -54,13 +54,15 @@ fn open_loads_records_holds_their_layers_and_resolves_prefixes() {
     assert_eq!(c.list(&exited).len(), 1);
 
     // Changes are written through.
-    c.inner
-        .update("aaa111", |r| {
-            r.state = ContainerState::Running;
-            true
-        })
-        .expect("update");
-    c.inner.forget("aaa222").expect("forget");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(c.inner.update("aaa111", |r| {
+        r.state = ContainerState::Running;
+        true
+    }))
+    .expect("update");
+    rt.block_on(c.inner.forget("aaa222")).expect("forget");
     let stored: Vec<(String, ContainerRecord)> = store.load_all(Table::Containers).expect("load");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].1.state, ContainerState::Running);
@@ -92,7 +94,7 @@ fn readers_are_not_held_up_by_a_commit_in_progress() {
     let runtime = ContainerRuntime::new(tmp.path(), tmp.path(), Path::new("/bin/false"));
     let c =
         Containers::open(store, Arc::new(runtime), Arc::new(LayerHolds::default())).expect("open");
-    c.inner.save(sample("abc", "pod")).expect("save");
+    c.inner.records.put(sample("abc", "pod")).expect("save");
     // A writer mid-commit holds the write lock (here: for as long as the
     // readers below take). Readers must not need it.
     let writing = c.inner.records.writer();
@@ -109,4 +111,35 @@ fn readers_are_not_held_up_by_a_commit_in_progress() {
         let read = read.expect("ListContainers and ContainerStatus answered during a commit");
         assert_eq!(read, (1, Some("abc".to_string())));
     });
+}
+
+#[test]
+fn a_write_waiting_for_a_commit_does_not_hold_up_reads_on_its_worker() {
+    // On one async worker, a record write that waited for the writer lock
+    // on the worker would stop every task queued behind it, ContainerStatus
+    // included.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(MetaStore::open(&tmp.path().join("m.redb")).expect("store"));
+    let runtime = ContainerRuntime::new(tmp.path(), tmp.path(), Path::new("/bin/false"));
+    let c =
+        Containers::open(store, Arc::new(runtime), Arc::new(LayerHolds::default())).expect("open");
+    c.inner.records.put(sample("abc", "pod")).expect("save");
+    // Another container's commit in progress.
+    let writing = c.inner.records.writer();
+    let (writer, reader) = (c.clone(), c.clone());
+    let (read, written) = crate::testing::while_blocked(
+        async move { writer.inner.save(sample("def", "pod")).await },
+        move || {
+            let status = reader.status("abc").map(|r| r.id.to_string()).ok();
+            (status, reader.list(&ContainerFilter::default()).len())
+        },
+        || drop(writing),
+    );
+    assert_eq!(
+        read,
+        (Some("abc".to_string()), 1),
+        "answered during the wait, without the waiting write"
+    );
+    written.expect("the write went through once the commit was done");
+    assert_eq!(c.list(&ContainerFilter::default()).len(), 2);
 }

@@ -83,7 +83,7 @@ impl Harness {
     fn given(&self, id: &str, state: ContainerState, fake: Option<FakeContainer>) {
         let mut record = sample(id, "pod");
         record.state = state;
-        self.containers.inner.save(record).expect("save");
+        self.containers.inner.records.put(record).expect("save");
         if let Some(c) = fake {
             self.fake.insert(id, c);
         }

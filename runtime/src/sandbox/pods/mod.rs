@@ -81,10 +81,27 @@ impl Pods {
                     tracing::warn!(pod = %pod.id, error = %e, "cleaning up the lost pod");
                 }
                 pod.state = PodState::NotReady;
-                pods.records.put(pod)?;
+                pods.save(pod)?;
             }
         }
         Ok(pods)
+    }
+
+    /// Writes `pod` through and keeps it. A record write waits for the
+    /// writer lock, which another pod's commit (an fsync) holds: it waits
+    /// off the async worker ([`crate::blocking`]), as do the writes below.
+    fn save(&self, pod: Pod) -> Result<(), crate::store::Error> {
+        crate::blocking::run(|| self.records.put(pod))
+    }
+
+    /// Writes `pod` to disk only (see [`Records::persist`]).
+    fn persist(&self, pod: &Pod) -> Result<(), crate::store::Error> {
+        crate::blocking::run(|| self.records.persist(pod))
+    }
+
+    /// Deletes the record of `id`.
+    fn forget(&self, id: &str) -> Result<(), crate::store::Error> {
+        crate::blocking::run(|| self.records.delete(id))
     }
 
     /// Whether what the record says is there is still there.

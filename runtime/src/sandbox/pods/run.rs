@@ -30,14 +30,14 @@ impl Pods {
             ..Pod::default()
         };
         self.plan(&mut pod);
-        self.records.persist(&pod)?;
+        self.persist(&pod)?;
         crate::crash::point("pod.run.after_record");
         match self.make(&mut pod).await {
             Ok(()) => {
                 pod.state = PodState::Ready;
                 pod.creating = false;
                 crate::crash::point("pod.run.before_ready");
-                if let Err(e) = self.records.put(pod.clone()) {
+                if let Err(e) = self.save(pod.clone()) {
                     self.discard(&mut pod).await;
                     return Err(e.into());
                 }
@@ -109,8 +109,10 @@ impl Pods {
             let path = path.to_owned();
             move |source| Error::Io { path, source }
         };
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        std::fs::create_dir(&pod.dir).map_err(io(&pod.dir))?;
+        crate::blocking::run(|| {
+            std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+            std::fs::create_dir(&pod.dir).map_err(io(&pod.dir))
+        })?;
         let config = pod.config.clone();
         pod.hostname = if config.hostname.is_empty() {
             nix::unistd::gethostname()

@@ -17,7 +17,7 @@ impl Pods {
         let result = self.teardown(&mut pod, false).await;
         pod.state = PodState::NotReady;
         crate::crash::point("pod.stop.before_record");
-        self.records.put(pod.clone())?;
+        self.save(pod.clone())?;
         result?;
         tracing::info!(pod = %pod.id, "pod stopped");
         Ok(pod)
@@ -39,7 +39,7 @@ impl Pods {
             // Keep what is left findable for a retry, recorded as it now
             // is (torn down, or partly).
             pod.state = PodState::NotReady;
-            self.records.put(pod.clone())?;
+            self.save(pod.clone())?;
             return Err(e);
         }
         tracing::info!(pod = %pod.id, "pod removed");
@@ -51,7 +51,7 @@ impl Pods {
         if let (Some(path), true) = (&pod.cgroup, pod.cgroup_created) {
             self.plumbing.remove_cgroup(path)?;
         }
-        match std::fs::remove_dir_all(&pod.dir) {
+        match crate::blocking::run(|| std::fs::remove_dir_all(&pod.dir)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(Error::Io {
                     path: pod.dir.clone(),
@@ -62,7 +62,7 @@ impl Pods {
             _ => {}
         }
         crate::crash::point("pod.remove.after_files");
-        self.records.delete(&pod.id)?;
+        self.forget(&pod.id)?;
         Ok(())
     }
 
