@@ -1,8 +1,6 @@
 //! Resource usage of a container: its cgroup's counters and the disk its
 //! writable layer takes.
 
-use oci_spec::runtime::Spec;
-
 use super::{ContainerRuntime, Error};
 use crate::cgroups::{self, Cgroup, CgroupStats};
 use crate::shim::protocol::files;
@@ -25,9 +23,9 @@ impl ContainerRuntime {
             return Err(Error::NotFound { id: id.to_string() }.into());
         }
         let spec_path = bundle.join(files::SPEC);
-        let spec = Spec::load(&spec_path).map_err(|e| Error::Shim {
+        let spec = files::read_spec(&spec_path).map_err(|reason| Error::Shim {
             id: id.to_string(),
-            reason: format!("{}: {e}", spec_path.display()),
+            reason,
         })?;
         let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
             Some(path) => {

@@ -362,8 +362,7 @@ fn spawn(
 }
 
 fn read_spec(bundle: &Path) -> Result<Spec, String> {
-    let path = bundle.join(files::SPEC);
-    Spec::load(&path).map_err(|e| format!("{}: {e}", path.display()))
+    files::read_spec(&bundle.join(files::SPEC))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
