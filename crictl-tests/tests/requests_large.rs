@@ -145,7 +145,7 @@ fn ten_thousand_mounts_are_all_made() {
             "sh",
             "-c",
             "ls /m | wc -l; grep -c ' /m/[0-9]* ro,' /proc/self/mountinfo; \
-             cat /m/0/marker /m/9999/marker; \
+             cat /m/0/marker /m/9999/marker; echo; \
              for i in 0 4321 9999; do touch /m/$i/new 2>/dev/null || echo refused; done",
         ])
         .ok();
