@@ -135,6 +135,7 @@ fn ten_thousand_mounts_are_all_made() {
         daemon_time(&env, "CreateContainer")
     );
     env.d.crictl(&["start", &id]).ok();
+    // Every one a mount of its own, read-only, showing the source.
     let out = env
         .d
         .crictl(&[
@@ -143,13 +144,18 @@ fn ten_thousand_mounts_are_all_made() {
             &id,
             "sh",
             "-c",
-            "ls /m | wc -l; cat /m/0/marker /m/9999/marker",
+            "ls /m | wc -l; grep -c ' /m/[0-9]* ro,' /proc/self/mountinfo; \
+             cat /m/0/marker /m/9999/marker; echo; \
+             for i in 0 4321 9999; do touch /m/$i/new 2>/dev/null || echo refused; done",
         ])
         .ok();
+    let mounts = MOUNTS.to_string();
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>(),
-        [&MOUNTS.to_string(), "herehere"]
+        [&mounts, &mounts, "herehere", "refused", "refused", "refused"],
+        "{out}"
     );
+    assert!(!source.join("new").exists(), "a write reached the source");
 }
 
 /// The CRI config of a container named `name` with `vars` variables.

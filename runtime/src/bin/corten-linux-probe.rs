@@ -10,7 +10,9 @@
 //! Usage: corten-linux-probe SPEC.json ROOTFS UPPER WORK LOWER...
 //! (UPPER and WORK may be `-` for a read-only rootfs of the lower layers).
 //! With `CORTEN_PROBE_DENY_MKDIR=1` a seccomp filter makes mkdir(at) fail
-//! with EPERM.
+//! with EPERM. With `CORTEN_PROBE_OLD_KERNEL=1` the probe itself (and so
+//! the container setup) runs under a filter that answers ENOSYS to the
+//! descriptor-based mount calls, as a kernel before 5.2 would.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -65,6 +67,17 @@ fn run(args: &[String]) -> Result<String, String> {
         Some(_) => Some(deny_mkdir()?),
         None => None,
     };
+    if std::env::var_os("CORTEN_PROBE_OLD_KERNEL").is_some() {
+        let filter = errno_filter(
+            &[
+                libc::SYS_open_tree,
+                libc::SYS_move_mount,
+                libc::SYS_mount_setattr,
+            ],
+            libc::ENOSYS,
+        )?;
+        seccompiler::apply_filter(&filter).map_err(|e| format!("error: seccomp apply: {e}"))?;
+    }
     let init = spawn_init(&spec, &rootfs, stdio, seccomp, &mut |_pid| Ok(()))
         .map_err(|e| format!("spawn error: {e} [{:?}]", e.kind()))?;
     let pid = Pid::from_raw(init.pid());
@@ -85,18 +98,24 @@ fn run(args: &[String]) -> Result<String, String> {
 
 /// A filter that fails mkdir and mkdirat with EPERM and allows the rest.
 fn deny_mkdir() -> Result<seccompiler::BpfProgram, String> {
-    use seccompiler::{SeccompAction, SeccompFilter};
-    let mut rules = std::collections::BTreeMap::new();
-    rules.insert(libc::SYS_mkdirat, vec![]);
     #[cfg(target_arch = "x86_64")]
-    rules.insert(libc::SYS_mkdir, vec![]);
+    let calls = [libc::SYS_mkdirat, libc::SYS_mkdir];
+    #[cfg(not(target_arch = "x86_64"))]
+    let calls = [libc::SYS_mkdirat];
+    errno_filter(&calls, libc::EPERM)
+}
+
+/// A filter that fails `calls` with `errno` and allows the rest.
+fn errno_filter(calls: &[libc::c_long], errno: i32) -> Result<seccompiler::BpfProgram, String> {
+    use seccompiler::{SeccompAction, SeccompFilter};
+    let rules = calls.iter().map(|c| (*c, vec![])).collect();
     let arch = std::env::consts::ARCH
         .try_into()
         .map_err(|e| format!("error: seccomp arch: {e}"))?;
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Errno(errno as u32),
         arch,
     )
     .map_err(|e| format!("error: seccomp filter: {e}"))?;

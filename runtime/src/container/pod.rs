@@ -58,7 +58,12 @@ pub(super) fn apply_pod(config: &mut ContainerConfig, pod: &PodContext) {
 /// Creates the host directories of bind mounts that do not exist yet, as
 /// containerd and kubelet do (a missing source would fail the mount).
 pub(super) fn create_missing_sources(id: &str, mounts: &[MountConfig]) -> Result<(), Error> {
+    // Each source once: 10,000 mounts of one directory are one lookup.
+    let mut seen = std::collections::HashSet::new();
     for m in mounts {
+        if !seen.insert(m.host_path.as_path()) {
+            continue;
+        }
         if std::fs::symlink_metadata(&m.host_path).is_err() {
             std::fs::create_dir_all(&m.host_path).map_err(|source| Error::Io {
                 id: id.to_string(),

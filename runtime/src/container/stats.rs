@@ -1,8 +1,6 @@
 //! Resource usage of a container: its cgroup's counters and the disk its
 //! writable layer takes.
 
-use oci_spec::runtime::Spec;
-
 use super::{ContainerRuntime, Error};
 use crate::cgroups::{self, Cgroup, CgroupStats};
 use crate::shim::protocol::files;
@@ -25,7 +23,7 @@ impl ContainerRuntime {
             return Err(Error::NotFound { id: id.to_string() }.into());
         }
         let spec_path = bundle.join(files::SPEC);
-        let spec = Spec::load(&spec_path).map_err(|source| Error::Spec {
+        let spec = files::read_spec(&spec_path).map_err(|source| Error::Spec {
             id: id.to_string(),
             path: spec_path.clone(),
             source,

@@ -32,6 +32,7 @@ mod exec;
 mod exec_child;
 mod init;
 mod memory;
+mod mount_api;
 mod mounts;
 mod namespaces;
 mod netns;
@@ -45,6 +46,7 @@ mod rootfs;
 mod shm;
 mod sync;
 mod sysctl;
+mod targets;
 
 pub use error::{Error, HookError, Result};
 pub use exec::{exec_process, ExecOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};

@@ -2,13 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
-use nix::sys::stat::stat;
+use nix::sys::stat::{fstat, stat, FileStat};
 use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
 use oci_spec::runtime::Mount;
 
 use super::confined::{proc_path, Kind, Root};
 use super::error::{Context, Error, Result};
+use super::mount_api::{self, Attr};
+use super::targets::{Target, Targets};
 
 /// A mount's options, split into flags, propagation and filesystem data.
 #[derive(Debug, PartialEq, Eq)]
@@ -113,8 +116,9 @@ fn flag(word: &str) -> Option<(MsFlags, MsFlags)> {
     })
 }
 
-/// Makes one spec mount inside `root`.
-pub(super) fn mount_one(root: &Root, m: &Mount) -> Result<()> {
+/// Makes one spec mount inside the rootfs of `targets`.
+pub(super) fn mount_one(targets: &mut Targets<'_>, m: &Mount) -> Result<()> {
+    let root = targets.root();
     let dest = m.destination();
     if !dest.is_absolute() {
         return Err(Error::InvalidSpec(format!(
@@ -124,13 +128,18 @@ pub(super) fn mount_one(root: &Root, m: &Mount) -> Result<()> {
     }
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("");
-    let shown = root.show(dest);
+    let shown = Shown { root, dest };
     if opts.bind || typ == "bind" {
-        bind(root, m, &opts, &shown)?;
-    } else if typ == "cgroup" || typ == "cgroup2" {
-        cgroup(root, dest, &opts, &shown)?;
+        // Flags and propagation included.
+        return bind(targets, m, &opts, &shown);
+    }
+    if typ == "cgroup" || typ == "cgroup2" {
+        cgroup(targets, dest, &opts, &shown)?;
     } else {
-        let target = root.ensure(dest, Kind::Dir)?;
+        let target = targets
+            .ensure(dest, Kind::Dir)?
+            .into_fd()
+            .ctx(|| format!("open mount target {shown}"))?;
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
         mount(
@@ -156,14 +165,116 @@ pub(super) fn mount_one(root: &Root, m: &Mount) -> Result<()> {
     Ok(())
 }
 
-fn bind(root: &Root, m: &Mount, opts: &Options, shown: &str) -> Result<()> {
+/// A destination as the host names it (`/…/rootfs/m/0`), for messages:
+/// formatted only when one is made.
+struct Shown<'a> {
+    root: &'a Root,
+    dest: &'a Path,
+}
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.root.show(self.dest))
+    }
+}
+
+/// A bind mount: a detached copy of the source moved onto the target, its
+/// flags and propagation set through its descriptor (see [`mount_api`]);
+/// with `mount(2)` and paths where the kernel has no such calls.
+fn bind(targets: &mut Targets<'_>, m: &Mount, opts: &Options, shown: &Shown<'_>) -> Result<()> {
     let source = m
         .source()
         .as_ref()
         .ok_or_else(|| Error::InvalidSpec(format!("bind mount on {shown} has no source")))?;
+    let tree = match mount_api::clone_tree(source, opts.recursive) {
+        Ok(tree) => tree,
+        Err(Errno::ENOSYS) => return bind_classic(targets, m, source, opts, shown),
+        Err(e) => {
+            return Err(Error::Sys {
+                op: format!("bind {} on {shown}", source.display()),
+                source: e,
+            })
+        }
+    };
+    let meta = fstat(&tree).ctx(|| format!("stat bind source {}", source.display()))?;
+    let moved = match targets.ensure(m.destination(), kind_of(&meta))? {
+        Target::Open(fd) => mount_api::move_tree(&tree, &fd, c""),
+        Target::Made { dir, name } => mount_api::move_tree(&tree, dir, &name),
+    };
+    moved.ctx(|| format!("bind {} on {shown}", source.display()))?;
+    // As the classic calls do, after the mount is in place: the flags on
+    // its top, `rro` and a recursive propagation on all of it.
+    let (propagation, recursive) = Attr::propagation(opts.propagation);
+    let extra = opts.flags & !MsFlags::MS_REMOUNT;
+    let mut top = if extra.is_empty() {
+        Attr::default()
+    } else {
+        Attr::remount(extra)
+    };
+    let mut all = if opts.recursive_readonly {
+        Attr::readonly()
+    } else {
+        Attr::default()
+    };
+    if recursive {
+        all.propagation = propagation.propagation;
+    } else {
+        top.propagation = propagation.propagation;
+    }
+    for (attr, rec) in [(top, false), (all, true)] {
+        if attr.is_empty() {
+            continue;
+        }
+        match mount_api::set_attr(&tree, rec, &attr) {
+            Ok(()) => {}
+            Err(Errno::ENOSYS) if !(rec && opts.recursive_readonly) => {
+                let flags = if rec { MsFlags::empty() } else { extra };
+                let prop = if rec == recursive {
+                    opts.propagation
+                } else {
+                    MsFlags::empty()
+                };
+                classic_attrs(&proc_path(&tree), flags, prop, shown)?;
+            }
+            Err(e) => {
+                let beneath = if rec {
+                    " and the mounts beneath it"
+                } else {
+                    ""
+                };
+                return Err(Error::Sys {
+                    op: format!("set {attr:?} on {shown}{beneath}"),
+                    source: e,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn kind_of(meta: &FileStat) -> Kind {
+    if meta.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        Kind::Dir
+    } else {
+        Kind::File
+    }
+}
+
+/// [`bind`] with `mount(2)` on `/proc/self/fd` paths, for kernels without
+/// `open_tree` (before 5.2).
+fn bind_classic(
+    targets: &mut Targets<'_>,
+    m: &Mount,
+    source: &Path,
+    opts: &Options,
+    shown: &Shown<'_>,
+) -> Result<()> {
+    let root = targets.root();
     let meta = stat(source).ctx(|| format!("stat bind source {}", source.display()))?;
-    let is_dir = meta.st_mode & libc::S_IFMT == libc::S_IFDIR;
-    let target = root.ensure(m.destination(), if is_dir { Kind::Dir } else { Kind::File })?;
+    let target = targets
+        .ensure(m.destination(), kind_of(&meta))?
+        .into_fd()
+        .ctx(|| format!("open mount target {shown}"))?;
     let mut flags = MsFlags::MS_BIND;
     if opts.recursive {
         flags |= MsFlags::MS_REC;
@@ -176,64 +287,40 @@ fn bind(root: &Root, m: &Mount, opts: &Options, shown: &str) -> Result<()> {
         None::<&str>,
     )
     .ctx(|| format!("bind {} on {shown}", source.display()))?;
+    // The remount must reach the new mount, not the dentry under it.
+    let top = root.resolve(m.destination())?;
     let extra = opts.flags & !MsFlags::MS_REMOUNT;
-    if !extra.is_empty() {
-        // The remount must reach the new mount, not the dentry under it.
-        let top = root.resolve(m.destination())?;
-        mount(
-            None::<&str>,
-            &proc_path(&top),
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
-            None::<&str>,
-        )
-        .ctx(|| format!("remount bind {shown} with {extra:?}"))?;
-    }
+    classic_attrs(&proc_path(&top), extra, MsFlags::empty(), shown)?;
     if opts.recursive_readonly {
-        let top = root.resolve(m.destination())?;
-        set_readonly_recursively(&proc_path(&top))
+        mount_api::set_attr_at(&proc_path(&top), true, &Attr::readonly())
             .ctx(|| format!("make {shown} read-only recursively"))?;
     }
-    Ok(())
+    classic_attrs(&proc_path(&top), MsFlags::empty(), opts.propagation, shown)
 }
 
-/// `struct mount_attr` of mount_setattr(2).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-/// MOUNT_ATTR_RDONLY on the mount at `path` and every mount beneath it.
-fn set_readonly_recursively(path: &Path) -> nix::Result<()> {
-    const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
-    let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| nix::errno::Errno::EINVAL)?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr reads a NUL-terminated path and `size` bytes of
-    // `attr`, both live for the call; it writes nothing back.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            cpath.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+/// A bind remount with `flags` (when any) and a propagation change (when
+/// asked) of the mount at `path`, with `mount(2)`.
+fn classic_attrs(
+    path: &Path,
+    flags: MsFlags,
+    propagation: MsFlags,
+    shown: &Shown<'_>,
+) -> Result<()> {
+    if !flags.is_empty() {
+        mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            None::<&str>,
         )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(nix::errno::Errno::last())
+        .ctx(|| format!("remount bind {shown} with {flags:?}"))?;
     }
+    if !propagation.is_empty() {
+        mount(None::<&str>, path, None::<&str>, propagation, None::<&str>)
+            .ctx(|| format!("set propagation of {shown}"))?;
+    }
+    Ok(())
 }
 
 /// Mounts the container's view of the cgroup hierarchies.
@@ -242,9 +329,13 @@ fn set_readonly_recursively(path: &Path) -> nix::Result<()> {
 /// container's cgroup its root). On v1 or hybrid hosts a tmpfs with a fresh
 /// mount of each v1 hierarchy found on the host (again rooted at the
 /// namespace) and the unified hierarchy, then the tmpfs is made read-only.
-fn cgroup(root: &Root, dest: &Path, opts: &Options, shown: &str) -> Result<()> {
+fn cgroup(targets: &mut Targets<'_>, dest: &Path, opts: &Options, shown: &Shown<'_>) -> Result<()> {
+    let root = targets.root();
     let flags = opts.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let target = root.ensure(dest, Kind::Dir)?;
+    let target = targets
+        .ensure(dest, Kind::Dir)?
+        .into_fd()
+        .ctx(|| format!("open mount target {shown}"))?;
     let v2 = statfs("/sys/fs/cgroup")
         .map(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC)
         .unwrap_or(false);

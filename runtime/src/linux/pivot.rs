@@ -13,6 +13,7 @@ use oci_spec::runtime::Spec;
 use super::confined::{Kind, Root};
 use super::error::{Context, Error, Result};
 use super::mounts;
+use super::targets::Targets;
 
 /// Parses `linux.rootfsPropagation` (default `rprivate`).
 pub(super) fn propagation(spec: &Spec) -> Result<MsFlags> {
@@ -83,10 +84,12 @@ pub(super) fn enter_rootfs(spec: &Spec, rootfs: &Path, cwd: &Path, terminal: boo
 
     let root = Root::open(rootfs)?;
     let mut dev_mounted = false;
+    let mut targets = Targets::new(&root);
     for m in spec.mounts().as_deref().unwrap_or_default() {
-        mounts::mount_one(&root, m)?;
+        mounts::mount_one(&mut targets, m)?;
         dev_mounted |= m.destination() == Path::new("/dev");
     }
+    drop(targets);
     if dev_mounted {
         super::dev::populate(&root, spec, terminal)?;
     }

@@ -7,8 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Spec;
-
 use super::protocol::{files, State};
 use crate::cgroups::{self, Cgroup};
 use crate::linux::{self, ExecOptions, EXIT_SETUP_FAILED};
@@ -84,7 +82,8 @@ fn run(args: Args) -> Result<i32, (i32, String)> {
     let bundle = &args.bundle;
     let init_pid = running_init(bundle).map_err(fail)?;
     let spec_path = bundle.join(files::SPEC);
-    let spec = Spec::load(&spec_path).map_err(|e| fail(format!("{}: {e}", spec_path.display())))?;
+    let spec =
+        files::read_spec(&spec_path).map_err(|e| fail(format!("{}: {e}", spec_path.display())))?;
     let linux_cfg = spec.linux().as_ref();
     let seccomp = match linux_cfg.and_then(|l| l.seccomp().as_ref()) {
         Some(profile) => Some(crate::seccomp::compile(profile).map_err(|e| fail(e.to_string()))?),

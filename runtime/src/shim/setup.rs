@@ -331,7 +331,7 @@ fn spawn(
 
 fn read_spec(bundle: &Path) -> Result<Spec, Error> {
     let path = bundle.join(files::SPEC);
-    Spec::load(&path).map_err(|source| Error::Spec { path, source })
+    files::read_spec(&path).map_err(|source| Error::Spec { path, source })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {

@@ -12,7 +12,7 @@ use crate::common::wait;
 pub const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "ls", "ps", "hostname", "cat", "mount", "id", "echo", "wc", "kill", "sleep", "touch",
-    "test", "mkdir",
+    "test", "mkdir", "grep",
 ];
 
 /// A busybox image layer, an upper/work pair and a mount point.
