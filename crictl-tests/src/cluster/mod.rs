@@ -17,8 +17,8 @@
 //!
 //! Images come from the kubelet fixture's registry, under outside names
 //! (`busybox`, `docker.io/library/busybox:1.36`, `registry.k8s.io/...`):
-//! cortend's final mirrors resolve them to it, and no pull leaves the
-//! machine.
+//! cortend's final mirrors of docker.io and registry.k8s.io resolve them
+//! to it, and no pull leaves the machine.
 //!
 //! Dropping a [`Cluster`] stops the scheduler and the controller manager,
 //! then the kubelet fixture (kubelet, every pod through cortend, cortend,
@@ -145,6 +145,7 @@ impl Cluster {
 
         let kubelet = kubelet(
             KubeletBuilder::new()
+                .mirror("registry.k8s.io")
                 .kubeconfig(&kubeconfig)
                 .node_name(NODE)
                 .config("featureGates", json!({"PodAndContainerStatsFromCRI": true})),
@@ -271,6 +272,19 @@ impl Cluster {
             &format!("/api/v1/nodes/{NODE}/proxy/stats/summary"),
         ])
         .json()
+    }
+
+    /// Builds a busybox image with a layer of its own (`/etc/corten-marker`
+    /// holding `repo:tag`) and pushes it to the registry behind cortend's
+    /// mirrors as `repo:tag` (`library/busybox` is `busybox` of docker.io,
+    /// `e2e-test-images/x` is `registry.k8s.io/e2e-test-images/x`); returns
+    /// its manifest digest.
+    pub fn push_busybox(&self, repo: &str, tag: &str) -> String {
+        crate::ImageBuilder::busybox()
+            .marker(&format!("{repo}:{tag}"))
+            .and_then(|b| b.build(crate::Compression::Gzip))
+            .and_then(|img| img.push(self.kubelet.registry(), repo, tag))
+            .unwrap_or_else(|e| panic!("push {repo}:{tag} to the test registry: {e:#}"))
     }
 
     /// The node's name.
