@@ -2,11 +2,16 @@
 //! manager, the scheduler, kubelet on cortend) driven by the real kubectl:
 //! a Deployment rolls out, scales up and down and rolls to a new image; a
 //! Job runs to completion; pods show the image names their manifests
-//! asked for; deleting a pod honours its termination grace period.
+//! asked for; deleting a pod honours its termination grace period. The
+//! control plane listens on loopback only, and a failing test leaves
+//! nothing behind.
 
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use crictl_tests::{wait, Cluster};
+use crictl_tests::{cgroups, wait, Cluster};
 use serde_json::{json, Value};
 
 /// Pulls, pod starts and controller loops on a loaded 2-core machine.
@@ -291,4 +296,87 @@ fn deleting_a_pod_honours_its_grace_period_and_its_sigterm_trap() {
         assert_eq!(status["exitCode"], 0, "{status}");
     }
     assert!(in_cortend(&c, "ps", "running", label).is_empty());
+}
+
+/// The addresses process `pid` listens on (TCP and UDP), from `ss`.
+fn listening(pid: u32) -> Vec<String> {
+    let ss = std::process::Command::new("ss")
+        .args(["-H", "-ltnup"])
+        .output()
+        .expect("run ss (iproute2)");
+    let mine = format!("pid={pid},");
+    String::from_utf8_lossy(&ss.stdout)
+        .lines()
+        .filter(|l| l.contains(&mine))
+        .filter_map(|l| l.split_whitespace().nth(4).map(String::from))
+        .collect()
+}
+
+#[test]
+fn a_failing_cluster_test_leaves_nothing_behind_and_listened_on_loopback_only() {
+    struct Seen {
+        pids: Vec<u32>,
+        in_pods: Vec<i32>,
+        cgroup_root: String,
+        dirs: Vec<PathBuf>,
+    }
+    let seen: Mutex<Option<Seen>> = Mutex::new(None);
+    let failed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut c = Cluster::start();
+        c.apply(&deployment("doomed", 2, "busybox"));
+        c.kubectl(&["rollout", "status", "deployment/doomed", ROLLOUT_FLAG])
+            .ok();
+        assert!(c.control_plane_running());
+        let k = c.kubelet();
+        let mut pids = c.control_plane_pids();
+        assert_eq!(pids.len(), 4, "etcd, API server, controllers, scheduler");
+        // etcd (client and peer), the API server: loopback only; the
+        // controller manager and the scheduler serve nothing.
+        for pid in &pids {
+            for addr in listening(*pid) {
+                assert!(addr.starts_with("127.0.0.1:"), "{pid} listens on {addr}");
+            }
+        }
+        assert_eq!(listening(pids[0]).len(), 2, "etcd's client and peer ports");
+        assert_eq!(
+            listening(pids[1]),
+            vec![format!("127.0.0.1:{}", c.api_port())]
+        );
+        assert!(listening(pids[2]).is_empty() && listening(pids[3]).is_empty());
+        pids.push(k.pid().expect("kubelet runs"));
+        pids.push(k.daemon().pid().expect("cortend runs"));
+        let in_pods = k.cgroup_root().processes();
+        assert!(in_pods.len() >= 2, "the two pods' processes: {in_pods:?}");
+        *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Seen {
+            pids,
+            in_pods,
+            cgroup_root: k.cgroup_root().path().to_string(),
+            dirs: vec![
+                c.dir().to_path_buf(),
+                k.dir().to_path_buf(),
+                k.daemon().dir().to_path_buf(),
+            ],
+        });
+        panic!("the test fails with everything running");
+    }));
+    assert!(failed.is_err());
+    let seen = seen
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .expect("the test got as far as its failure");
+    let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists();
+    for pid in &seen.pids {
+        assert!(!alive(*pid as i32), "process {pid} left running");
+    }
+    for pid in &seen.in_pods {
+        assert!(!alive(*pid), "pod process {pid} left running");
+    }
+    assert!(
+        cgroups::dirs(&seen.cgroup_root).is_empty(),
+        "{} left",
+        seen.cgroup_root
+    );
+    for d in &seen.dirs {
+        assert!(!d.exists(), "{} left", d.display());
+    }
 }
