@@ -263,15 +263,18 @@ impl Cluster {
             .unwrap_or_default()
     }
 
-    /// The Summary API of the node, through the API server's node proxy
-    /// (`/api/v1/nodes/<node>/proxy/stats/summary`).
+    /// The Summary API of the node: `/stats/summary` of the kubelet (its
+    /// read-only port). The API server's node proxy
+    /// (`/api/v1/nodes/<node>/proxy/...`) refuses a node on loopback
+    /// ("address not allowed"); logs, exec, attach and port-forward do not
+    /// go through it.
     pub fn summary(&self) -> Value {
-        self.kubectl(&[
-            "get",
-            "--raw",
-            &format!("/api/v1/nodes/{NODE}/proxy/stats/summary"),
-        ])
-        .json()
+        let body = self
+            .kubelet
+            .get("/stats/summary")
+            .unwrap_or_else(|e| panic!("the kubelet's /stats/summary: {e:#}"));
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("/stats/summary is not JSON ({e}): {body}"))
     }
 
     /// Builds a busybox image with a layer of its own (`/etc/corten-marker`
