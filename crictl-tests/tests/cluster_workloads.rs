@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crictl_tests::cluster::Streamed;
 use crictl_tests::{cgroups, wait, Cluster};
 use serde_json::{json, Value};
 
@@ -272,6 +273,22 @@ fn deleting_a_pod_honours_its_grace_period_and_its_sigterm_trap() {
     assert_eq!(running.len(), 1, "{running:?}");
     let id = running[0].clone();
 
+    // The pod's statuses from now on, as kubelet reports them.
+    let mut watch = Streamed::spawn(
+        c.kubectl_command(&[
+            "get",
+            "pod",
+            "graceful",
+            "--watch",
+            "--output-watch-events",
+            "-o",
+            "json",
+        ]),
+        "kubectl get --watch",
+    );
+    watch.wait_stdout("the watch's first event", ROLLOUT, |o| {
+        o.contains("\"ADDED\"")
+    });
     c.kubectl(&["delete", "pod", "graceful", "--wait=false"])
         .ok();
     wait::until("SIGTERM trapped", ROLLOUT, || read() == "up\nterm\n");
@@ -288,7 +305,28 @@ fn deleting_a_pod_honours_its_grace_period_and_its_sigterm_trap() {
             .stderr()
             .contains("NotFound")
     });
-    // Its container exited by itself, 0 (if kubelet has not removed it yet).
+    // Its container exited by itself, 0, as kubelet reported before the
+    // pod went; and as cortend has it, if kubelet has not removed it yet.
+    watch.wait_stdout("the watch to see the deletion", ROLLOUT, |o| {
+        o.contains("\"DELETED\"")
+    });
+    let events: Vec<Value> = serde_json::Deserializer::from_str(&watch.stdout())
+        .into_iter::<Value>()
+        .map(|e| e.expect("a watch event"))
+        .collect();
+    let terminated: Vec<&Value> = events
+        .iter()
+        .map(|e| &e["object"]["status"]["containerStatuses"][0]["state"]["terminated"])
+        .filter(|t| t.is_object())
+        .collect();
+    assert!(
+        !terminated.is_empty(),
+        "no terminated state seen: {events:?}"
+    );
+    for t in terminated {
+        assert_eq!(t["exitCode"], 0, "{t}");
+        assert_eq!(t["reason"], "Completed", "{t}");
+    }
     let inspect = c.kubelet().daemon().crictl(&["inspect", &id]);
     if inspect.output.status.success() {
         let status = &inspect.json()["status"];
