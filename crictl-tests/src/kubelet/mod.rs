@@ -1,6 +1,7 @@
 //! A real kubelet (v1.34, built by `crictl-tests/k8s-tools.sh`) driving a
 //! test cortend, standalone: no API server, pods come from static pod
-//! manifests the test writes. Everything is the test's own: a registry
+//! manifests the test writes (or, given a kubeconfig, as the node of a
+//! [`crate::cluster::Cluster`]). Everything is the test's own: a registry
 //! with busybox (cortend's docker.io mirror; the image is pulled before
 //! kubelet starts and manifests never pull), a cortend with a test network,
 //! kubelet's root, manifest, pod log and plugin dirs, its config, a cgroup
