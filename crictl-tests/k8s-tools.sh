@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Kubernetes parts of the test suite, pinned, built with the Go toolchain
 # from the Go module proxy into .test-tools/bin: kubelet, kube-apiserver,
-# kubectl, etcd, agnhost and the node e2e test binary (e2e_node.test).
+# kubectl, kube-controller-manager, kube-scheduler (the one-node cluster
+# tests need the controllers: Deployments, Jobs, service accounts), etcd,
+# agnhost and the node e2e test binary (e2e_node.test).
 # run.sh calls it; it also runs alone: `bash crictl-tests/k8s-tools.sh`.
 # A binary already there at the right version is kept (checked with
 # `go version -m`), so a second run only costs the checks.
@@ -17,7 +19,9 @@
 # cold Go build cache 24 min wall (880 s of CPU: module download 20 s,
 # the five commands 760 s, e2e_node.test 694 s); warm cache 75 s (30 s
 # of CPU: resolving 10 s, commands 42 s, e2e_node.test 22 s); all present
-# 1 s (the checks alone).
+# 1 s (the checks alone). kube-controller-manager and kube-scheduler,
+# added to a warm cache: 161 s wall at load 8 (80 s of CPU), the extra
+# their own packages and links cost on a cold cache too.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -54,6 +58,8 @@ declare -A mains=(
     [kubelet]=k8s.io/kubernetes/cmd/kubelet
     [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
     [kubectl]=k8s.io/kubernetes/cmd/kubectl
+    [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
+    [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
     [agnhost]=k8s.io/kubernetes/test/images/agnhost
 )
 E2E_NODE=k8s.io/kubernetes/test/e2e_node
@@ -95,6 +101,7 @@ echo "== resolving Kubernetes $K8S_VERSION and etcd $ETCD_VERSION modules"
 # -t: also what the e2e_node test files import.
 go get -t "k8s.io/kubernetes/cmd/kubelet@$K8S_VERSION" "$E2E_NODE@$K8S_VERSION" \
     "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-scheduler@$K8S_VERSION" \
     "k8s.io/kubernetes/test/images/agnhost@$K8S_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
 
 # The version stamps of hack/lib/version.sh; the date is the tag's.

@@ -9,6 +9,7 @@
 
 pub mod cgroups;
 pub mod client;
+pub mod cluster;
 pub mod cri;
 pub mod critest;
 pub mod daemon;
@@ -27,6 +28,7 @@ pub mod tools;
 pub mod wait;
 
 pub use client::RegistryClient;
+pub use cluster::Cluster;
 pub use daemon::{Daemon, DaemonBuilder};
 pub use images::{Image, ImageBuilder};
 pub use index::ImageIndex;

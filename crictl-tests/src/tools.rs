@@ -71,8 +71,9 @@ pub fn crictl() -> PathBuf {
     );
 }
 
-/// A Kubernetes binary (`kubelet`, `kube-apiserver`, `kubectl`, `etcd`,
-/// `agnhost`, `e2e_node.test`): `$K8S_BIN_DIR/<name>`, else the copy
+/// A Kubernetes binary (`kubelet`, `kube-apiserver`, `kubectl`,
+/// `kube-controller-manager`, `kube-scheduler`, `etcd`, `agnhost`,
+/// `e2e_node.test`): `$K8S_BIN_DIR/<name>`, else the copy
 /// `crictl-tests/k8s-tools.sh` builds under `.test-tools/bin`. Panics with
 /// what to run when it is not there: a test must not pass without it.
 pub fn k8s_binary(name: &str) -> PathBuf {

@@ -1,6 +1,7 @@
 //! A real kubelet (v1.34, built by `crictl-tests/k8s-tools.sh`) driving a
 //! test cortend, standalone: no API server, pods come from static pod
-//! manifests the test writes. Everything is the test's own: a registry
+//! manifests the test writes (or, given a kubeconfig, as the node of a
+//! [`crate::cluster::Cluster`]). Everything is the test's own: a registry
 //! with busybox (cortend's docker.io mirror; the image is pulled before
 //! kubelet starts and manifests never pull), a cortend with a test network,
 //! kubelet's root, manifest, pod log and plugin dirs, its config, a cgroup
@@ -57,6 +58,21 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 #[derive(Default)]
 pub struct KubeletBuilder {
     rotation: Option<LogRotation>,
+    cluster: ClusterOptions,
+}
+
+/// What a kubelet of a cluster ([`crate::cluster`]) gets on top of the
+/// standalone defaults.
+#[derive(Default, Clone)]
+struct ClusterOptions {
+    /// `--kubeconfig`: kubelet registers itself as a node of that API server.
+    kubeconfig: Option<PathBuf>,
+    /// The node name (`--hostname-override`), instead of a generated one.
+    node_name: Option<String>,
+    /// KubeletConfiguration keys set over the defaults.
+    config: serde_json::Map<String, Value>,
+    /// Registries (besides docker.io) that cortend mirrors to the test registry.
+    mirrors: Vec<String>,
 }
 
 impl KubeletBuilder {
@@ -72,6 +88,35 @@ impl KubeletBuilder {
             max_files,
             monitor_interval: "3s".into(),
         });
+        self
+    }
+
+    /// kubelet registers itself as a node with the API server of
+    /// `kubeconfig` (and reads pods from it besides its manifests).
+    pub fn kubeconfig(mut self, kubeconfig: &std::path::Path) -> Self {
+        self.cluster.kubeconfig = Some(kubeconfig.to_path_buf());
+        self
+    }
+
+    /// The node's name (`--hostname-override`). An IP address there is also
+    /// the node's InternalIP, the one address kubelet takes unchecked (its
+    /// `--node-ip` refuses loopback): `127.0.0.1` lets an API server on
+    /// loopback reach the kubelet's server.
+    pub fn node_name(mut self, name: &str) -> Self {
+        self.cluster.node_name = Some(name.to_string());
+        self
+    }
+
+    /// Sets KubeletConfiguration key `key` (e.g. `featureGates`) to `value`.
+    pub fn config(mut self, key: &str, value: Value) -> Self {
+        self.cluster.config.insert(key.to_string(), value);
+        self
+    }
+
+    /// cortend also mirrors `registry` (e.g. `registry.k8s.io`) to the test
+    /// registry, finally (no pull leaves the machine).
+    pub fn mirror(mut self, registry: &str) -> Self {
+        self.cluster.mirrors.push(registry.to_string());
         self
     }
 
@@ -94,7 +139,10 @@ impl KubeletBuilder {
             .build(Compression::Gzip)
             .and_then(|img| img.push(&registry, "library/busybox", "latest"))
             .expect("push busybox to the test registry");
-        let builder = DaemonBuilder::new().mirror("docker.io", &registry.url());
+        let mut builder = DaemonBuilder::new().mirror("docker.io", &registry.url());
+        for other in &self.cluster.mirrors {
+            builder = builder.mirror(other, &registry.url());
+        }
         let net = TestNetwork::new(&builder);
         let daemon = builder.start().expect("cortend starts");
         daemon.crictl(&["pull", "busybox"]).ok();
@@ -114,7 +162,8 @@ impl KubeletBuilder {
             net,
             registry,
             binary,
-            node: name,
+            node: self.cluster.node_name.clone().unwrap_or(name),
+            cluster: self.cluster.clone(),
             ports: Ports {
                 secure: free_port(),
                 read_only: free_port(),
@@ -166,6 +215,7 @@ pub struct Kubelet {
     registry: Registry,
     binary: PathBuf,
     node: String,
+    cluster: ClusterOptions,
     ports: Ports,
     host_tunables: Vec<(String, String)>,
     dir: TempDir,
@@ -206,8 +256,16 @@ impl Kubelet {
             volume_plugins: &self.path("plugins"),
             resolv_conf: &self.path("resolv.conf"),
         };
-        let config =
+        let mut config =
             config::kubelet_configuration(&paths, self.ports, self.cgroup.path(), rotation);
+        if let Some(obj) = config.as_object_mut() {
+            if self.cluster.kubeconfig.is_some() {
+                obj.insert("registerNode".into(), Value::Bool(true));
+            }
+            for (key, value) in &self.cluster.config {
+                obj.insert(key.clone(), value.clone());
+            }
+        }
         let text = serde_json::to_string_pretty(&config).context("render config")?;
         std::fs::write(self.path("config.json"), text).context("write config.json")
     }
@@ -239,6 +297,12 @@ impl Kubelet {
             .arg(format!("--root-dir={}", self.path("root").display()))
             .arg(format!("--cert-dir={}", self.path("certs").display()))
             .arg(format!("--hostname-override={}", self.node))
+            .args(
+                self.cluster
+                    .kubeconfig
+                    .iter()
+                    .map(|k| format!("--kubeconfig={}", k.display())),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log)
@@ -506,7 +570,7 @@ impl Drop for Kubelet {
 }
 
 /// A plain HTTP GET on loopback; the body of a 200.
-fn http_get(url: &str) -> Result<String> {
+pub(crate) fn http_get(url: &str) -> Result<String> {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
