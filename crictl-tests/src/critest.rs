@@ -62,7 +62,7 @@ pub fn dynamic_busybox() -> Option<PathBuf> {
 
 /// A layer holding `binary` at `dest` (mode `mode`) with the libraries it
 /// needs at their host paths; with `dest` empty, the libraries only.
-fn program_layer(binary: &Path, dest: &str, mode: u32) -> Result<Vec<u8>> {
+pub fn program_layer(binary: &Path, dest: &str, mode: u32) -> Result<Vec<u8>> {
     let mut l = LayerBuilder::new();
     let mut dirs: Vec<String> = Vec::new();
     let mut add_dirs = |l: &mut LayerBuilder, path: &str| -> Result<()> {

@@ -21,6 +21,7 @@ pub struct DaemonBuilder {
     dir: TempDir,
     config: toml::Table,
     args: Vec<String>,
+    prefix: Vec<String>,
 }
 
 impl DaemonBuilder {
@@ -61,6 +62,7 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
             dir,
             config,
             args: Vec::new(),
+            prefix: Vec::new(),
         }
     }
 
@@ -121,6 +123,15 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
         self
     }
 
+    /// Starts cortend through `prefix`, a command that ends by exec-ing the
+    /// rest of its command line (the cortend command) in the same process,
+    /// such as `nsenter --target PID --mount --`: cortend runs in that
+    /// process, so the daemon's pid and signals stay cortend's.
+    pub fn command_prefix(mut self, prefix: Vec<String>) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
     /// Writes the config and starts cortend, waiting until its socket answers.
     pub fn start(self) -> Result<Daemon, String> {
         let config_path = self.dir.path().join("config.toml");
@@ -141,6 +152,7 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
             crictl_config,
             config_path,
             args: self.args,
+            prefix: self.prefix,
             dir: self.dir,
         };
         daemon.spawn()?;
@@ -177,6 +189,7 @@ pub struct Daemon {
     crictl_config: PathBuf,
     config_path: PathBuf,
     args: Vec<String>,
+    prefix: Vec<String>,
     dir: TempDir,
 }
 
@@ -189,7 +202,15 @@ impl Daemon {
             .open(&self.log_path)
             .map_err(|e| format!("cannot open the daemon log: {e}"))?;
         let err_log = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(tools::cortend())
+        let mut cmd = match self.prefix.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(tools::cortend());
+                cmd
+            }
+            None => Command::new(tools::cortend()),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&self.config_path)
             .args(&self.args)

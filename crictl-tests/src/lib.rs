@@ -20,6 +20,7 @@ pub mod index;
 pub mod kubelet;
 pub mod layers;
 pub mod network;
+pub mod node_e2e;
 pub mod oci;
 pub mod proxy;
 pub mod registry;

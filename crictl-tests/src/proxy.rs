@@ -19,7 +19,17 @@ impl SlowProxy {
     /// Relays to `upstream` ("127.0.0.1:PORT"), answers at about
     /// `bytes_per_second`.
     pub fn start(upstream: &str, bytes_per_second: usize) -> std::io::Result<SlowProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on("127.0.0.1:0", upstream, bytes_per_second)
+    }
+
+    /// A relay listening on `listen` ("ADDRESS:PORT"); with
+    /// `bytes_per_second` `usize::MAX`, one that does not slow anything.
+    pub fn start_on(
+        listen: &str,
+        upstream: &str,
+        bytes_per_second: usize,
+    ) -> std::io::Result<SlowProxy> {
+        let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let upstream = upstream.to_string();

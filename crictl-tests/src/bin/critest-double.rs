@@ -9,6 +9,14 @@
 //!   for it in the log) and serves HTTP on PORT (80).
 //! * `critest-double nnp` — prints `Effective uid: N` (installed setuid
 //!   root, it shows whether no_new_privs kept the privilege from it).
+//! * `critest-double pause`, or the program installed as `/pause` — what
+//!   the pause image's program does: waits for SIGINT or SIGTERM and exits
+//!   0, reaping the children it inherits meanwhile (it is the init of a pod
+//!   that shares its pid namespace).
+//!
+//! Without a mode argument the mode is the program's file name (`nnp`).
+//!
+//! The node e2e suite's images (`crictl_tests::node_e2e`) use them too.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
@@ -18,7 +26,18 @@ const TITLE: &str = "nginx: master process nginx -g daemon off;";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let mode = args.get(1).map(String::as_str).unwrap_or("");
+    // Installed as `/pause` it is pause whatever its arguments; otherwise the
+    // mode is the first argument, or the program's name without one.
+    let name = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let mode = match args.get(1) {
+        _ if name == "pause" => "pause",
+        Some(m) => m.as_str(),
+        None => name,
+    };
     let port = |default: u16| {
         args.get(2)
             .and_then(|p| p.parse::<u16>().ok())
@@ -51,9 +70,42 @@ fn main() {
         "nnp" => {
             println!("Effective uid: {}", nix::unistd::geteuid());
         }
+        "pause" => pause(),
         other => {
-            eprintln!("critest-double: unknown mode {other:?} (nginx, httpd or nnp)");
+            eprintln!("critest-double: unknown mode {other:?} (nginx, httpd, nnp or pause)");
             std::process::exit(2);
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM, then exits 0; reaps exited children on
+/// SIGCHLD. The signals are blocked and taken with sigwait, so they reach
+/// it even as a pid namespace's init (which ignores default-handled ones).
+fn pause() -> ! {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGCHLD] {
+        set.add(s);
+    }
+    if let Err(e) = set.thread_block() {
+        eprintln!("critest-double: block signals: {e}");
+        std::process::exit(1);
+    }
+    loop {
+        match set.wait() {
+            Ok(Signal::SIGCHLD) => {
+                while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    if status == WaitStatus::StillAlive {
+                        break;
+                    }
+                }
+            }
+            Ok(_) => std::process::exit(0),
+            Err(e) => {
+                eprintln!("critest-double: sigwait: {e}");
+                std::process::exit(1);
+            }
         }
     }
 }

@@ -1,0 +1,119 @@
+//! Kubernetes' node conformance suite: the `[NodeConformance]` specs of
+//! `e2e_node.test` (k8s.io/kubernetes v1.34.3, built by
+//! `crictl-tests/k8s-tools.sh`), Serial ones included, against cortend on a
+//! node of the test's own ([`crictl_tests::node_e2e`]). Every spec must
+//! pass, except those in [`SKIPS`], each skipped by its full name for a
+//! reason of this machine's, never corten's.
+//!
+//! `CORTEN_NODE_E2E_FOCUS` (a regex over spec names) narrows the run, to
+//! work on a few specs; the skip list applies still.
+
+use std::fmt::Write as _;
+
+use crictl_tests::node_e2e::report::regex_escape;
+use crictl_tests::node_e2e::{Node, Outcome, Run, Selection};
+
+/// The specs that cannot pass on these machines, by full name, with why.
+const SKIPS: &[(&str, &str)] = &[];
+
+/// The suite's focus: every node conformance spec.
+const FOCUS: &str = r"\[NodeConformance\]";
+
+#[test]
+fn node_conformance() {
+    let node = match Node::start() {
+        Ok(node) => node,
+        Err(e) => panic!("the node for the conformance suite does not start: {e:#}"),
+    };
+    let focus = std::env::var("CORTEN_NODE_E2E_FOCUS").unwrap_or_else(|_| FOCUS.to_string());
+    let skip = SKIPS
+        .iter()
+        .map(|(name, _)| format!("^{}$", regex_escape(name)))
+        .collect::<Vec<_>>()
+        .join("|");
+    let selection = Selection {
+        focus,
+        skip,
+        feature_gates: Vec::new(),
+    };
+    let run = match node.run(&selection) {
+        Ok(run) => run,
+        Err(e) => panic!("the node conformance suite did not run: {e:#}"),
+    };
+    let text = describe(&run);
+    eprintln!("{text}");
+    let summary = run.report.summary();
+    let mut problems = Vec::new();
+    if summary.failed > 0 || !run.report.suite_failures.is_empty() {
+        problems.push(format!(
+            "{} specs failed, {} suite nodes failed",
+            summary.failed,
+            run.report.suite_failures.len()
+        ));
+    }
+    if summary.ran == 0 {
+        problems.push("no spec ran".into());
+    }
+    if !run.status.success() && summary.failed == 0 {
+        problems.push(format!("the suite exited with {}", run.status));
+    }
+    for change in &run.host_changes {
+        problems.push(format!("the machine changed: {change}"));
+    }
+    for (name, _) in SKIPS {
+        if run.report.spec(name).is_none() {
+            problems.push(format!("the skip list names no spec of the suite: {name}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "node conformance: {}\n(suite log: {}, kubelet log: {})",
+        problems.join("; "),
+        run.log.display(),
+        run.report_dir.join("kubelet.log").display()
+    );
+}
+
+/// The run in words: counts, wall time, every failure with its message,
+/// every skip with its reason.
+fn describe(run: &Run) -> String {
+    let s = run.report.summary();
+    let mut out = String::new();
+    let skipped_by_name = run
+        .report
+        .with(Outcome::NotSelected)
+        .filter(|spec| SKIPS.iter().any(|(n, _)| *n == spec.name))
+        .count();
+    let _ = writeln!(
+        out,
+        "node conformance: {} specs ran: {} passed, {} failed, {} skipped themselves; \
+         {} skipped by name; wall time {:.0?}",
+        s.ran, s.passed, s.failed, s.skipped_itself, skipped_by_name, run.wall
+    );
+    for spec in run.report.with(Outcome::Failed) {
+        let _ = writeln!(
+            out,
+            "FAILED [{}] {} ({:.0?})\n    {}\n    at {}",
+            spec.state,
+            spec.name,
+            spec.run_time,
+            spec.message.trim().replace('\n', "\n    "),
+            spec.location
+        );
+    }
+    for failure in &run.report.suite_failures {
+        let _ = writeln!(out, "SUITE FAILED {failure}");
+    }
+    for spec in run.report.with(Outcome::SkippedItself) {
+        let _ = writeln!(
+            out,
+            "skipped itself: {}\n    {}",
+            spec.name,
+            spec.message.trim()
+        );
+    }
+    for (name, why) in SKIPS {
+        let _ = writeln!(out, "skipped by name: {name}\n    {why}");
+    }
+    out
+}
