@@ -489,13 +489,15 @@ impl ContainerRuntime {
     /// Removes the bundle and the writable layer (a tree of files: off
     /// the async workers).
     fn remove_files(&self, id: &str) {
-        for dir in [self.bundle(id), self.writable_layer(id)] {
-            if let Err(e) = crate::blocking::run(|| std::fs::remove_dir_all(&dir)) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(container = id, dir = %dir.display(), error = %e, "cannot remove");
+        crate::blocking::run(|| {
+            for dir in [self.bundle(id), self.writable_layer(id)] {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(container = id, dir = %dir.display(), error = %e, "cannot remove");
+                    }
                 }
             }
-        }
+        });
     }
 
     fn client(&self, id: &str) -> Result<ShimClient, Error> {
