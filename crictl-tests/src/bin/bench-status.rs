@@ -41,10 +41,17 @@ fn main() -> anyhow::Result<()> {
     let d = builder.start().map_err(anyhow::Error::msg)?;
     d.crictl(&["pull", "busybox"]).ok();
     let socket = d.socket().to_path_buf();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The sampler has a thread and runtime of its own, so that what it
+    // measures is the daemon, not the writers' tasks queued before it on a
+    // shared client executor.
+    let sampler = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let spawner = load.handle().clone();
+    sampler.block_on(async move {
         let mut client = cri::runtime(&socket).await?;
         let pod = cri::run_pod(&mut client, cri::pod_config("target", "bench")).await?;
         let target = cri::run_container(&mut client, &pod, cri::sleeper("target")).await?;
@@ -55,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         let mut writers = Vec::new();
         for w in 0..writers_wanted {
             let (socket, stop, writes) = (socket.clone(), stop.clone(), writes.clone());
-            writers.push(tokio::spawn(async move {
+            writers.push(spawner.spawn(async move {
                 let mut c = cri::runtime(&socket).await?;
                 let pod =
                     cri::run_pod(&mut c, cri::pod_config(&format!("writer{w}"), "bench")).await?;
@@ -78,7 +85,7 @@ fn main() -> anyhow::Result<()> {
         }
         // The writers under way before the sampling starts.
         while writes.load(Ordering::SeqCst) < writers_wanted * 4 {
-            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let started = Instant::now();
         let loaded = measure(&mut client, &target, samples).await?;
