@@ -226,6 +226,35 @@ async fn log_content_is_identical() {
     assert_eq!(outcomes[0], outcomes[1], "built-in vs runc");
 }
 
+/// Whoever hears of the exit finds the whole output in the log: the shim
+/// drains the pipes before it publishes the exit (kubelet reads the logs of
+/// a container that printed and exited the moment it sees the exit).
+#[tokio::test]
+async fn the_log_is_complete_when_the_exit_is_heard() {
+    // More than a pipe holds, on both streams, written at the very end.
+    let script = "seq 1 20000; seq 1 20000 >&2";
+    for (name, env) in envs() {
+        for round in 0..5 {
+            let (exit, log) = run(
+                &env,
+                &format!("end-{name}-{round}"),
+                &["sh", "-c", script],
+                |_| {},
+            )
+            .await;
+            assert_eq!(exit.code, 0, "{name}");
+            let count = |stream: &str| log.iter().filter(|l| l.starts_with(stream)).count();
+            assert_eq!(
+                (count("stdout"), count("stderr")),
+                (20000, 20000),
+                "{name}, round {round}: lines in the log when the exit was heard"
+            );
+            let last = "stdout F 20000".to_string();
+            assert!(log.contains(&last), "{name}, round {round}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn runc_refuses_a_tty_cleanly() {
     let env = Env::with_oci_runtime(Some(PathBuf::from(RUNC)));

@@ -161,7 +161,7 @@ impl Supervisor {
             }
             for (i, (stream, slot)) in outputs.into_iter().enumerate() {
                 if ready[2 + i] {
-                    self.drain(stream, slot);
+                    let _ = self.drain(stream, slot);
                 }
             }
             let attached: Vec<usize> = (0..first_client - first_attached)
@@ -189,28 +189,67 @@ impl Supervisor {
         }
     }
 
-    /// Reads one readable output into the log.
-    fn drain(&mut self, stream: Stream, slot: usize) {
+    /// Reads what every output holds into the log, until it is empty or
+    /// closed. Run at the init's exit, before the exit is published: when
+    /// the init of a pid namespace is reaped, every other process of it is
+    /// gone too, so the pipes hold all the container wrote and then EOF,
+    /// and whoever hears of the exit (kubelet reading the logs of a
+    /// container that printed and exited) finds its whole output. Where a
+    /// writer lives on (a shared pid namespace), the rest comes as before.
+    fn drain_all_now(&mut self) {
+        let outputs = [
+            (Stream::Stdout, 0),
+            (Stream::Stderr, 1),
+            (Stream::Stdout, 2),
+        ];
+        for (stream, slot) in outputs {
+            let fd = match slot {
+                0 => self.stdout.as_ref(),
+                1 => self.stderr.as_ref(),
+                _ => self.tty_master.as_ref(),
+            };
+            let Some(fd) = fd else { continue };
+            if set_nonblocking(fd).is_err() {
+                continue;
+            }
+            // Each read takes up to 32 KiB; a pipe holds 64 KiB by default,
+            // but bound the loop whatever it holds.
+            for _ in 0..1024 {
+                if !self.drain(stream, slot) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Reads one readable output into the log; false when there is nothing
+    /// more to read now (EOF, an error, or an empty non-blocking pipe).
+    fn drain(&mut self, stream: Stream, slot: usize) -> bool {
         let fd = match slot {
             0 => &mut self.stdout,
             1 => &mut self.stderr,
             _ => &mut self.tty_master,
         };
-        let Some(owned) = fd.as_ref() else { return };
+        let Some(owned) = fd.as_ref() else {
+            return false;
+        };
         let mut buf = [0u8; 32 * 1024];
         match nix::unistd::read(owned, &mut buf) {
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => false,
             Ok(0) | Err(_) => {
                 // EOF (or EIO on a tty whose other side closed).
                 *fd = None;
                 if let Err(e) = self.log.flush_partial(stream) {
                     eprintln!("corten-shim: {e}");
                 }
+                false
             }
             Ok(n) => {
                 if let Err(e) = self.log.write(stream, &buf[..n]) {
                     eprintln!("corten-shim: {e}");
                 }
                 self.attach.broadcast(stream, &buf[..n]);
+                true
             }
         }
     }
@@ -334,6 +373,7 @@ impl Supervisor {
             .and_then(|cg| cg.oom_killed().ok())
             .unwrap_or(false);
         self.init = None;
+        self.drain_all_now();
         self.exit = Some(ExitStatus {
             code,
             signal,
@@ -374,6 +414,12 @@ impl Supervisor {
         }
         let _ = std::fs::remove_file(self.bundle.join(files::SOCKET));
     }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(drop)
 }
 
 pub(crate) fn reply(stream: &mut UnixStream, response: &Response) {
