@@ -3,7 +3,8 @@
 # from the Go module proxy into .test-tools/bin: kubelet, kube-apiserver,
 # kubectl, kube-controller-manager, kube-scheduler (the one-node cluster
 # tests need the controllers: Deployments, Jobs, service accounts), etcd,
-# agnhost and the node e2e test binary (e2e_node.test).
+# agnhost, the node e2e test binary (e2e_node.test) and the ginkgo CLI that
+# runs it on several processes.
 # run.sh calls it; it also runs alone: `bash crictl-tests/k8s-tools.sh`.
 # A binary already there at the right version is kept (checked with
 # `go version -m`), so a second run only costs the checks.
@@ -52,6 +53,11 @@ etcd_ok() {
     [ -n "${ETCD_VERSION:-}" ] || return 1
     go version -m "$1" 2>/dev/null | grep -qE "(mod|dep)\s+go.etcd.io/etcd/server/v3\s+$ETCD_VERSION\b"
 }
+# The ginkgo CLI at the version of the library kubernetes' tests use.
+ginkgo_ok() {
+    [ -n "${GINKGO_VERSION:-}" ] || return 1
+    go version -m "$1" 2>/dev/null | grep -qE "mod\s+github.com/onsi/ginkgo/v2\s+$GINKGO_VERSION\b"
+}
 
 # main packages, by the file name they get in $BIN
 declare -A mains=(
@@ -74,10 +80,13 @@ k8s_ok "$BIN/e2e_node.test" || need_e2e=1
 # kubernetes' go.mod, which a previous build left in the module cache).
 kmod="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$K8S_VERSION.mod"
 [ -f "$kmod" ] && ETCD_VERSION="$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2 }' "$kmod")"
+[ -f "$kmod" ] && GINKGO_VERSION="$(awk '$1 == "github.com/onsi/ginkgo/v2" { print $2 }' "$kmod")"
 need_etcd=0
 etcd_ok "$BIN/etcd" || need_etcd=1
-if [ ${#need_mains[@]} -eq 0 ] && [ $need_e2e -eq 0 ] && [ $need_etcd -eq 0 ]; then
-    echo "== Kubernetes $K8S_VERSION binaries and etcd $ETCD_VERSION already built"
+need_ginkgo=0
+ginkgo_ok "$BIN/ginkgo" || need_ginkgo=1
+if [ ${#need_mains[@]} -eq 0 ] && [ $need_e2e -eq 0 ] && [ $need_etcd -eq 0 ] && [ $need_ginkgo -eq 0 ]; then
+    echo "== Kubernetes $K8S_VERSION binaries, etcd $ETCD_VERSION and ginkgo $GINKGO_VERSION already built"
     exit 0
 fi
 
@@ -96,6 +105,8 @@ done
 ETCD_VERSION="$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2 }' "$kmod")"
 [ -n "$ETCD_VERSION" ] || { echo "kubernetes $K8S_VERSION requires no etcd server?" >&2; exit 1; }
 etcd_ok "$BIN/etcd" && need_etcd=0
+GINKGO_VERSION="$(awk '$1 == "github.com/onsi/ginkgo/v2" { print $2 }' "$kmod")"
+[ -n "$GINKGO_VERSION" ] || { echo "kubernetes $K8S_VERSION requires no ginkgo?" >&2; exit 1; }
 
 echo "== resolving Kubernetes $K8S_VERSION and etcd $ETCD_VERSION modules"
 # -t: also what the e2e_node test files import.
@@ -135,5 +146,12 @@ if [ $need_e2e -eq 1 ]; then
     echo "== building $E2E_NODE (go test -c)"
     start=$SECONDS
     go test -c -ldflags "$ldflags" -o "$BIN/e2e_node.test" "$E2E_NODE"
+    echo "== built in $((SECONDS - start)) s"
+fi
+if [ $need_ginkgo -eq 1 ]; then
+    # A module of its own: its tool dependencies stay out of kubernetes' graph.
+    echo "== building the ginkgo CLI $GINKGO_VERSION"
+    start=$SECONDS
+    GOBIN="$BIN" go install "github.com/onsi/ginkgo/v2/ginkgo@$GINKGO_VERSION"
     echo "== built in $((SECONDS - start)) s"
 fi

@@ -7,6 +7,7 @@
 //!
 //! `CORTEN_NODE_E2E_FOCUS` (a regex over spec names) narrows the run, to
 //! work on a few specs; the skip list applies still.
+//! `CORTEN_NODE_E2E_PROCS` sets the number of suite processes.
 
 use std::fmt::Write as _;
 
@@ -18,6 +19,11 @@ const SKIPS: &[(&str, &str)] = &[];
 
 /// The suite's focus: every node conformance spec.
 const FOCUS: &str = r"\[NodeConformance\]";
+
+/// Suite processes for the parallel specs (`CORTEN_NODE_E2E_PROCS` says
+/// otherwise): most of a spec's time is spent waiting for pods, so more
+/// processes than the machine's 2 cores pay.
+const PROCS: usize = 4;
 
 // Ignored until its failures are triaged (issue 13): the harness runs, but
 // not every spec passes yet, and the full run's wall time on CI's 2 cores
@@ -36,10 +42,15 @@ fn node_conformance() {
         .map(|(name, _)| format!("^{}$", regex_escape(name)))
         .collect::<Vec<_>>()
         .join("|");
+    let procs = std::env::var("CORTEN_NODE_E2E_PROCS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(PROCS);
     let selection = Selection {
         focus,
         skip,
         feature_gates: Vec::new(),
+        procs,
     };
     let run = match node.run(&selection) {
         Ok(run) => run,

@@ -54,12 +54,46 @@ fn agnhost_layer(agnhost: &Path) -> Result<Vec<u8>> {
     l.file("agnhost", 0o755, &binary)?;
     l.symlink("agnhost-2", "agnhost")?;
     l.dir("uploads", 0o755)?;
+    // The image's TLS pair (netexec --tls-cert-file /localhost.crt, as in
+    // the lifecycle hook specs); made here, self-signed for localhost.
+    let (cert, key) = localhost_tls()?;
+    l.file("localhost.crt", 0o644, cert.as_bytes())?;
+    l.file("localhost.key", 0o600, key.as_bytes())?;
     l.dir("etc", 0o755)?;
     l.file("etc/passwd", 0o644, AGNHOST_PASSWD.as_bytes())?;
     l.file("etc/group", 0o644, AGNHOST_GROUP.as_bytes())?;
     l.dir("home", 0o755)?;
     l.dir_owned("home/user-defined-in-image", 0o755, 1000, 1000)?;
     l.finish()
+}
+
+/// Debian's busybox has no `nmeter` applet, which the specs of
+/// container_lifecycle_pod_construction.go call as `nmeter -d0 '%3t' | head
+/// -n1` for the time of day with milliseconds. This stand-in prints that
+/// line (UTC, as the specs read it) from the shell's `$EPOCHREALTIME`.
+const NMETER: &str = "#!/bin/sh\n\
+# Stand-in for busybox's nmeter: one line, the time as HH:MM:SS.mmm (UTC).\n\
+t=$EPOCHREALTIME\n\
+s=${t%.*}\n\
+f=${t#*.}000\n\
+echo \"$(date -u -d @$s +%H:%M:%S).$(echo $f | cut -c1-3)\"\n";
+
+/// Debian's busybox-static root filesystem with [`NMETER`] as /bin/nmeter.
+fn e2e_busybox() -> Result<ImageBuilder> {
+    let mut l = LayerBuilder::new();
+    l.dir("bin", 0o755)?;
+    l.file("bin/nmeter", 0o755, NMETER.as_bytes())?;
+    Ok(ImageBuilder::busybox().layer(l.finish()?))
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1 and its key (PEM).
+fn localhost_tls() -> Result<(String, String)> {
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .context("localhost certificate params")?;
+    let key = rcgen::KeyPair::generate().context("localhost key")?;
+    let cert = params.self_signed(&key).context("self-sign localhost")?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Builds every image and pushes it to `reg` under its upstream path (the
@@ -79,11 +113,15 @@ pub fn push_images(reg: &Registry, agnhost: &Path, double: &Path) -> Result<Vec<
         });
         Ok(())
     };
-    let busybox = ImageBuilder::busybox();
+    let busybox = e2e_busybox()?;
     push(&busybox, &format!("{E2E}/busybox:1.37.0-1"))?;
 
-    let agnhost = ImageBuilder::busybox()
+    let agnhost = e2e_busybox()?
         .layer(agnhost_layer(agnhost)?)
+        // Upstream's image adds Alpine's curl and netcat-openbsd, which the
+        // networking and lifecycle hook specs call (busybox's nc has no -u).
+        .layer(program_layer(double, "/usr/local/bin/curl", 0o755)?)
+        .layer(program_layer(double, "/usr/local/bin/nc", 0o755)?)
         .entrypoint(&["/agnhost"])
         .cmd(&["pause"]);
     push(&agnhost, &format!("{E2E}/agnhost:2.56"))?;
@@ -103,12 +141,12 @@ pub fn push_images(reg: &Registry, agnhost: &Path, double: &Path) -> Result<Vec<
     )?;
 
     let double_layer = |dest: &str, mode: u32| program_layer(double, dest, mode);
-    let nginx = ImageBuilder::busybox()
+    let nginx = e2e_busybox()?
         .layer(double_layer("/usr/sbin/nginx", 0o755)?)
         .cmd(&["nginx", "nginx", "80"]);
     push(&nginx, &format!("{E2E}/nginx:1.14-4"))?;
     push(&nginx.marker("nginx 1.15")?, &format!("{E2E}/nginx:1.15-4"))?;
-    let httpd = ImageBuilder::busybox()
+    let httpd = e2e_busybox()?
         .layer(double_layer("/usr/local/bin/httpd", 0o755)?)
         .cmd(&["httpd", "httpd", "80"]);
     push(&httpd, &format!("{E2E}/httpd:2.4.38-4"))?;
@@ -117,13 +155,13 @@ pub fn push_images(reg: &Registry, agnhost: &Path, double: &Path) -> Result<Vec<
         &format!("{E2E}/httpd:2.4.39-4"),
     )?;
     push(
-        &ImageBuilder::busybox()
+        &e2e_busybox()?
             .layer(double_layer("/usr/local/bin/nnp", 0o4755)?)
             .cmd(&["/usr/local/bin/nnp", "nnp"]),
         &format!("{E2E}/nonewprivs:1.3"),
     )?;
     push(
-        &ImageBuilder::busybox().marker("nonroot")?.user("1234"),
+        &e2e_busybox()?.marker("nonroot")?.user("1234"),
         &format!("{E2E}/nonroot:1.4"),
     )?;
     Ok(pushed)

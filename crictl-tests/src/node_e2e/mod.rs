@@ -110,6 +110,9 @@ pub struct Selection {
     pub skip: String,
     /// Feature gates for kubelet and the suite (`--feature-gates`).
     pub feature_gates: Vec<(String, bool)>,
+    /// Suite processes running parallel specs at once (Serial specs run
+    /// alone whatever this says).
+    pub procs: usize,
 }
 
 impl Node {
@@ -117,6 +120,7 @@ impl Node {
     pub fn start() -> Result<Node> {
         // First, so that what is missing fails before anything starts.
         tools::k8s_binary("e2e_node.test");
+        tools::k8s_binary("ginkgo");
         tools::k8s_binary("kubelet");
         let agnhost = tools::k8s_binary("agnhost");
         tools::crictl();
@@ -241,15 +245,24 @@ impl Node {
             .parent()
             .map(Path::to_path_buf)
             .context("the Kubernetes binary dir")?;
-        let mut args = vec![
-            format!("--ginkgo.focus={}", selection.focus),
-            "--ginkgo.no-color".into(),
+        // ginkgo's CLI runs the suite binary on `procs` processes: the
+        // first starts the services (etcd, kube-apiserver, kubelet) for
+        // all, the parallel specs are shared out, and the Serial ones run
+        // after them on the first process alone. It merges the processes'
+        // reports into one.
+        let mut ginkgo = vec![
+            format!("--procs={}", selection.procs.max(1)),
+            format!("--focus={}", selection.focus),
+            "--no-color".into(),
             // The suite's own limit, not ours: far above what a run takes.
-            "--ginkgo.timeout=6h".into(),
-            format!(
-                "--ginkgo.json-report={}",
-                report_dir.join("report.json").display()
-            ),
+            "--timeout=6h".into(),
+            format!("--json-report={}", report_dir.join("report.json").display()),
+            format!("--output-dir={}", report_dir.display()),
+        ];
+        if !selection.skip.is_empty() {
+            ginkgo.push(format!("--skip={}", selection.skip));
+        }
+        let mut args = vec![
             format!("--report-dir={}", report_dir.display()),
             format!("--k8s-bin-dir={}", bin_dir.display()),
             format!("--container-runtime-endpoint={endpoint}"),
@@ -270,9 +283,6 @@ impl Node {
                 self.runtime_cgroup.path()
             ),
         ];
-        if !selection.skip.is_empty() {
-            args.push(format!("--ginkgo.skip={}", selection.skip));
-        }
         if !selection.feature_gates.is_empty() {
             let gates: Vec<String> = selection
                 .feature_gates
@@ -286,7 +296,10 @@ impl Node {
         let started = Instant::now();
         let status = Command::new(&prefix[0])
             .args(&prefix[1..])
+            .arg(tools::k8s_binary("ginkgo"))
+            .args(&ginkgo)
             .arg(tools::k8s_binary("e2e_node.test"))
+            .arg("--")
             .args(&args)
             .stdin(Stdio::null())
             .stdout(log)

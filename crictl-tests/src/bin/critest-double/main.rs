@@ -14,9 +14,14 @@
 //!   0, reaping the children it inherits meanwhile (it is the init of a pod
 //!   that shares its pid namespace).
 //!
+//! * installed as `curl` or `nc`: the subsets of those the node e2e suite's
+//!   commands use ([`net`]).
+//!
 //! Without a mode argument the mode is the program's file name (`nnp`).
 //!
 //! The node e2e suite's images (`crictl_tests::node_e2e`) use them too.
+
+mod net;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
@@ -33,6 +38,11 @@ fn main() {
         .and_then(|a| std::path::Path::new(a).file_name())
         .and_then(|n| n.to_str())
         .unwrap_or("");
+    match name {
+        "curl" => std::process::exit(net::curl(&args[1..])),
+        "nc" => std::process::exit(net::nc(&args[1..])),
+        _ => {}
+    }
     let mode = match args.get(1) {
         _ if name == "pause" => "pause",
         Some(m) => m.as_str(),
