@@ -15,7 +15,53 @@ use crictl_tests::node_e2e::report::regex_escape;
 use crictl_tests::node_e2e::{Node, Outcome, Run, Selection};
 
 /// The specs that cannot pass on these machines, by full name, with why.
-const SKIPS: &[(&str, &str)] = &[];
+const SKIPS: &[(&str, &str)] = &[
+    (
+        "[sig-node] PrivilegedPod [NodeConformance] should enable privileged commands [LinuxOnly]",
+        "it runs `ip link add dummy1 type dummy`: this machine's kernel has no dummy link type \
+         (`ip link add x type dummy` says \"Unknown device type\" on the host too)",
+    ),
+    (
+        "[sig-node] OOMKiller [LinuxOnly] [NodeConformance] [Serial] single process container \
+         The containers terminated by OOM killer should have the reason set to OOMKilled",
+        "it changes kubelet's configuration and restarts kubelet with `sudo systemctl restart \
+         kubelet-*` (test/e2e_node/util.go); these machines have neither systemd nor sudo, and \
+         the suite's kubelet is not a unit",
+    ),
+    (
+        "[sig-node] POD Resources API [Serial] [Feature:PodResourcesAPI] when querying /metrics \
+         [NodeConformance] should report the values for the podresources metrics",
+        "it changes kubelet's configuration and restarts kubelet with `sudo systemctl`: no \
+         systemd or sudo on these machines",
+    ),
+    (
+        "[sig-node] Summary API [NodeConformance] when querying /stats/summary should report \
+         resource usage through the stats api",
+        "on a host without systemd it expects the `misc` system container, which kubelet has \
+         only with --system-cgroups; with that flag kubelet moves every process of the \
+         machine's root cgroup into it, so the node runs with it empty (the Summary API's pod \
+         and container stats are checked by cluster_stats)",
+    ),
+    (
+        "[sig-node] Swap [LinuxOnly] [Feature:NodeSwap] [Serial] [NodeConformance] with a \
+         critical pod - should avoid swap",
+        "it reads cgroup v2's memory.swap.max and, unlike the swap specs beside it, does not \
+         skip itself on cgroup v1; this machine mounts cgroup v1",
+    ),
+];
+
+/// Specs that fail because corten lacks something yet, by full name, with
+/// the issue that builds it. They are not run (so that the rest guards
+/// against regressions in CI) and are printed on every run: this list is
+/// a debt, not a reason. A name here that the suite does not have fails
+/// the test, as for [`SKIPS`].
+const OWED: &[(&str, &str)] = &[(
+    "[sig-node] ContainerMetrics [LinuxOnly] [NodeConformance] when querying /metrics/cadvisor \
+     should report container metrics",
+    "issue 16: the container series of /metrics/cadvisor are labelled by cAdvisor's own \
+     containerd/CRI-O handlers; for another runtime kubelet needs PodAndContainerStatsFromCRI \
+     and the CRI's ListMetricDescriptors/ListPodSandboxMetrics, which corten does not serve yet",
+)];
 
 /// The suite's focus: every node conformance spec.
 const FOCUS: &str = r"\[NodeConformance\]";
@@ -39,6 +85,7 @@ fn node_conformance() {
     let focus = std::env::var("CORTEN_NODE_E2E_FOCUS").unwrap_or_else(|_| FOCUS.to_string());
     let skip = SKIPS
         .iter()
+        .chain(OWED)
         .map(|(name, _)| format!("^{}$", regex_escape(name)))
         .collect::<Vec<_>>()
         .join("|");
@@ -76,7 +123,7 @@ fn node_conformance() {
     for change in &run.host_changes {
         problems.push(format!("the machine changed: {change}"));
     }
-    for (name, _) in SKIPS {
+    for (name, _) in SKIPS.iter().chain(OWED) {
         if run.report.spec(name).is_none() {
             problems.push(format!("the skip list names no spec of the suite: {name}"));
         }
@@ -100,11 +147,16 @@ fn describe(run: &Run) -> String {
         .with(Outcome::NotSelected)
         .filter(|spec| SKIPS.iter().any(|(n, _)| *n == spec.name))
         .count();
+    let owed = run
+        .report
+        .with(Outcome::NotSelected)
+        .filter(|spec| OWED.iter().any(|(n, _)| *n == spec.name))
+        .count();
     let _ = writeln!(
         out,
         "node conformance: {} specs ran: {} passed, {} failed, {} skipped themselves; \
-         {} skipped by name; wall time {:.0?}",
-        s.ran, s.passed, s.failed, s.skipped_itself, skipped_by_name, run.wall
+         {} skipped by name; {} owed (not run); wall time {:.0?}",
+        s.ran, s.passed, s.failed, s.skipped_itself, skipped_by_name, owed, run.wall
     );
     for spec in run.report.with(Outcome::Failed) {
         let _ = writeln!(
@@ -130,6 +182,9 @@ fn describe(run: &Run) -> String {
     }
     for (name, why) in SKIPS {
         let _ = writeln!(out, "skipped by name: {name}\n    {why}");
+    }
+    for (name, owed) in OWED {
+        let _ = writeln!(out, "OWED, not run: {name}\n    {owed}");
     }
     out
 }

@@ -6,7 +6,7 @@
 //!
 //! They are stand-ins made of Debian parts, with what the specs call:
 //!
-//! - busybox: Debian's busybox-static root filesystem;
+//! - busybox: Debian's dynamically linked busybox and its libraries;
 //! - agnhost: busybox with the agnhost binary built from the same
 //!   Kubernetes module as the suite, `/agnhost` (and the `agnhost-2` link
 //!   the entrypoint specs run), `/uploads`, and the user and group the
@@ -78,12 +78,24 @@ s=${t%.*}\n\
 f=${t#*.}000\n\
 echo \"$(date -u -d @$s +%H:%M:%S).$(echo $f | cut -c1-3)\"\n";
 
-/// Debian's busybox-static root filesystem with [`NMETER`] as /bin/nmeter.
+/// The root filesystem of the stand-in images: Debian's dynamically linked
+/// busybox with its libraries (its shell runs what PATH finds, where
+/// busybox-static's prefers its own applets: the specs' `nc -u` must reach
+/// the `nc` stand-in in /usr/local/bin, not busybox's), and [`NMETER`] as
+/// /bin/nmeter.
 fn e2e_busybox() -> Result<ImageBuilder> {
+    let bb = crate::critest::dynamic_busybox().context(
+        "Debian's dynamic busybox is not unpacked: crictl-tests/run.sh puts it in \
+         .test-tools/busybox, or set CRITEST_BUSYBOX",
+    )?;
     let mut l = LayerBuilder::new();
     l.dir("bin", 0o755)?;
     l.file("bin/nmeter", 0o755, NMETER.as_bytes())?;
-    Ok(ImageBuilder::busybox().layer(l.finish()?))
+    Ok(ImageBuilder::new()
+        .busybox_path(&bb)
+        .busybox_layer()
+        .layer(program_layer(&bb, "", 0)?)
+        .layer(l.finish()?))
 }
 
 /// A self-signed certificate for localhost and 127.0.0.1 and its key (PEM).

@@ -257,7 +257,6 @@ impl Node {
             // The suite's own limit, not ours: far above what a run takes.
             "--timeout=6h".into(),
             format!("--json-report={}", report_dir.join("report.json").display()),
-            format!("--output-dir={}", report_dir.display()),
         ];
         if !selection.skip.is_empty() {
             ginkgo.push(format!("--skip={}", selection.skip));
