@@ -78,6 +78,9 @@ s=${t%.*}\n\
 f=${t#*.}000\n\
 echo \"$(date -u -d @$s +%H:%M:%S).$(echo $f | cut -c1-3)\"\n";
 
+/// The host's bash (Debian's), the stand-in images' /bin/sh.
+const HOST_BASH: &str = "/bin/bash";
+
 /// The root filesystem of the stand-in images: Debian's dynamically linked
 /// busybox with its libraries (its shell runs what PATH finds, where
 /// busybox-static's prefers its own applets: the specs' `nc -u` must reach
@@ -95,7 +98,13 @@ fn e2e_busybox() -> Result<ImageBuilder> {
         .busybox_path(&bb)
         .busybox_layer()
         .layer(program_layer(&bb, "", 0)?)
-        .layer(l.finish()?))
+        .layer(l.finish()?)
+        // Debian's busybox ash (1.35) drops environment variables whose
+        // names are not shell identifiers (`data-1`, which the ConfigMap
+        // and Secret envFrom specs print with `sh -c env`); upstream's
+        // busybox 1.37 keeps them, and so does bash, which stands in as
+        // /bin/sh.
+        .layer(program_layer(Path::new(HOST_BASH), "/bin/sh", 0o755)?))
 }
 
 /// A self-signed certificate for localhost and 127.0.0.1 and its key (PEM).
