@@ -108,8 +108,9 @@ pub fn log_path(path: &str) -> Result<String, Status> {
 /// in all at most (the kernel's limit).
 ///
 /// Not a single label: kubelet sends the pod name when no hostname is set
-/// (a DNS-1123 subdomain, dots allowed, cut to 63), and the FQDN (up to 64)
-/// when `setHostnameAsFQDN` is on. Nothing Kubernetes validates is refused.
+/// (a DNS-1123 subdomain, dots allowed, cut to 63), and the FQDN (up to 64,
+/// with a trailing dot when the cluster domain is empty) when
+/// `setHostnameAsFQDN` is on. Nothing Kubernetes validates is refused.
 pub fn hostname(h: &str) -> Result<(), Status> {
     const FIELD: &str = "PodSandboxConfig.hostname";
     if h.is_empty() {
@@ -128,7 +129,11 @@ pub fn hostname(h: &str) -> Result<(), Status> {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    if !h.split('.').all(label_ok) {
+    // An absolute name's one trailing dot: kubelet's FQDN is
+    // `<pod>.<subdomain>.<ns>.svc.<cluster domain>`, which ends in a dot
+    // when the cluster domain is empty (as on the node e2e suite's node).
+    let labels = h.strip_suffix('.').unwrap_or(h);
+    if !labels.split('.').all(label_ok) {
         return Err(invalid(
             FIELD,
             format_args!(
@@ -258,7 +263,20 @@ mod tests {
     fn hostnames_are_what_kubernetes_sends() {
         let fqdn = format!("{}.sub.ns.svc.cluster.local", "a".repeat(39));
         assert_eq!(fqdn.len(), 64);
-        for ok in ["", "web-0", "a", "0abc", "pod.name", &"a".repeat(63), &fqdn] {
+        // The FQDN of a node without a cluster domain (node conformance's
+        // "FQDN is set as hostname" spec).
+        let no_domain = "hostfqdn-182917.t.hostfqdn-5175.svc.";
+        for ok in [
+            "",
+            "web-0",
+            "a",
+            "0abc",
+            "pod.name",
+            "a.",
+            no_domain,
+            &"a".repeat(63),
+            &fqdn,
+        ] {
             assert!(hostname(ok).is_ok(), "{ok:?}");
         }
         for bad in [
@@ -268,7 +286,8 @@ mod tests {
             "a_b",
             "a..b",
             ".a",
-            "a.",
+            ".",
+            "a..",
             "a b",
             "a\nb",
             &"a".repeat(64),
