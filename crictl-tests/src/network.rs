@@ -57,7 +57,7 @@ impl TestNetwork {
         let net = TestNetwork {
             name: format!("corten-e2e-{pid}-{n}"),
             bridge: format!("ctc{}x{n}", pid % 100_000),
-            octet: (pid * 11 + n * 17) % 250 + 2,
+            octet: free_octet((pid * 11 + n * 17) % 250 + 2),
             ipam_dir: builder.dir().join("ipam"),
             conf_dir: builder.dir().join("net.d"),
         };
@@ -165,4 +165,30 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .filter(|m| m.starts_with(&prefix))
         .map(str::to_string)
         .collect()
+}
+
+/// The first third octet from `start` (2..=251, wrapping) whose
+/// 10.210.<octet>.0/24 no interface of the machine has an address in: a
+/// bridge left by a test process that was killed keeps its gateway
+/// address, and a second bridge with the same /24 takes the host's route
+/// to the pods away (kubelet's HTTP hooks then saw "no route to host").
+fn free_octet(start: u32) -> u32 {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let used: Vec<u32> = out
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("10.210."))
+        .filter_map(|rest| rest.split('.').next()?.parse().ok())
+        .collect();
+    let mut octet = start;
+    for _ in 0..250 {
+        if !used.contains(&octet) {
+            return octet;
+        }
+        octet = (octet - 2 + 1) % 250 + 2;
+    }
+    start
 }
