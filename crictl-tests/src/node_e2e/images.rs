@@ -134,10 +134,13 @@ pub fn push_images(reg: &Registry, agnhost: &Path, double: &Path) -> Result<Vec<
         });
         Ok(())
     };
+    // Built once (it reads busybox, bash and their libraries); every image
+    // starts from a copy.
     let busybox = e2e_busybox()?;
     push(&busybox, &format!("{E2E}/busybox:1.37.0-1"))?;
 
-    let agnhost = e2e_busybox()?
+    let agnhost = busybox
+        .clone()
         .layer(agnhost_layer(agnhost)?)
         // Upstream's image adds Alpine's curl and netcat-openbsd, which the
         // networking and lifecycle hook specs call (busybox's nc has no -u).
@@ -162,12 +165,14 @@ pub fn push_images(reg: &Registry, agnhost: &Path, double: &Path) -> Result<Vec<
     )?;
 
     let double_layer = |dest: &str, mode: u32| program_layer(double, dest, mode);
-    let nginx = e2e_busybox()?
+    let nginx = busybox
+        .clone()
         .layer(double_layer("/usr/sbin/nginx", 0o755)?)
         .cmd(&["nginx", "nginx", "80"]);
     push(&nginx, &format!("{E2E}/nginx:1.14-4"))?;
     push(&nginx.marker("nginx 1.15")?, &format!("{E2E}/nginx:1.15-4"))?;
-    let httpd = e2e_busybox()?
+    let httpd = busybox
+        .clone()
         .layer(double_layer("/usr/local/bin/httpd", 0o755)?)
         .cmd(&["httpd", "httpd", "80"]);
     push(&httpd, &format!("{E2E}/httpd:2.4.38-4"))?;
@@ -176,13 +181,14 @@ pub fn push_images(reg: &Registry, agnhost: &Path, double: &Path) -> Result<Vec<
         &format!("{E2E}/httpd:2.4.39-4"),
     )?;
     push(
-        &e2e_busybox()?
+        &busybox
+            .clone()
             .layer(double_layer("/usr/local/bin/nnp", 0o4755)?)
             .cmd(&["/usr/local/bin/nnp", "nnp"]),
         &format!("{E2E}/nonewprivs:1.3"),
     )?;
     push(
-        &e2e_busybox()?.marker("nonroot")?.user("1234"),
+        &busybox.clone().marker("nonroot")?.user("1234"),
         &format!("{E2E}/nonroot:1.4"),
     )?;
     Ok(pushed)

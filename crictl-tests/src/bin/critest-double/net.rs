@@ -50,16 +50,15 @@ pub fn curl(args: &[String]) -> i32 {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let host_port = if authority.starts_with('[')
-        || authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        if authority.starts_with('[') && !authority.contains("]:") {
-            format!("{authority}:80")
-        } else {
-            authority.to_string()
+    // No port given: HTTP's. resolve() takes [v6]:port and host:port.
+    let has_port = match authority.rsplit_once(':') {
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok() && (!host.starts_with('[') || host.ends_with(']'))
         }
+        None => false,
+    };
+    let host_port = if has_port {
+        authority.to_string()
     } else {
         format!("{authority}:80")
     };
