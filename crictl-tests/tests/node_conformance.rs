@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use crictl_tests::node_e2e::report::regex_escape;
+use crictl_tests::node_e2e::report::exactly;
 use crictl_tests::node_e2e::{Node, Outcome, Run, Selection};
 
 /// The specs that cannot pass on these machines, by full name, with why.
@@ -91,7 +91,7 @@ fn node_conformance() {
     let skip = SKIPS
         .iter()
         .chain(OWED)
-        .map(|(name, _)| format!("^{}$", regex_escape(name)))
+        .map(|(name, _)| exactly(name))
         .collect::<Vec<_>>()
         .join("|");
     let procs = std::env::var("CORTEN_NODE_E2E_PROCS")
@@ -129,8 +129,12 @@ fn node_conformance() {
         problems.push(format!("the machine changed: {change}"));
     }
     for (name, _) in SKIPS.iter().chain(OWED) {
-        if run.report.spec(name).is_none() {
-            problems.push(format!("the skip list names no spec of the suite: {name}"));
+        match run.report.spec(name) {
+            None => problems.push(format!("the skip list names no spec of the suite: {name}")),
+            Some(spec) if spec.outcome != Outcome::NotSelected => {
+                problems.push(format!("a spec skipped by name ran all the same: {name}"))
+            }
+            Some(_) => {}
         }
     }
     assert!(

@@ -245,3 +245,91 @@ fn a_creation_abandoned_by_its_client_is_recorded_and_removable() {
     let left = env.d.crictl(&["ps", "-a", "-q"]).ok();
     assert!(left.trim().is_empty(), "{left}");
 }
+
+/// The CRI config of a container named `name` with `n` read-only bind
+/// mounts of `source`.
+fn mounts_config(name: &str, source: &std::path::Path, n: usize) -> k8s::ContainerConfig {
+    k8s::ContainerConfig {
+        mounts: (0..n)
+            .map(|i| k8s::Mount {
+                container_path: format!("/m/{i}"),
+                host_path: source.display().to_string(),
+                readonly: true,
+                ..Default::default()
+            })
+            .collect(),
+        ..grpc_config(name, FITTING_VARS)
+    }
+}
+
+#[test]
+fn other_callers_are_answered_while_a_huge_creation_runs() {
+    need_root();
+    let env = Env::new();
+    let pod = env.pod("busy");
+    let other = env.create(
+        &pod,
+        "busy",
+        &env.container_config("other", &["sleep", "3600"]),
+    );
+    let source = env.dir.path().join("shared");
+    std::fs::create_dir_all(&source).expect("source");
+    let socket = env.d.socket().to_path_buf();
+    // While a creation of 10,000 mounts and 50,000 variables is under way
+    // on one connection, a second one lists, asks statuses and the
+    // version. Were the creation's work on the daemon's async workers (or
+    // under a lock these readers need), their answers would queue behind
+    // it: the check is on order (answers given before the creation ends),
+    // not on time.
+    let (answered, created) = cri::block_on(async {
+        let mut creator = cri::runtime(&socket).await.expect("connect");
+        let mut reader = cri::runtime(&socket).await.expect("connect");
+        let call = creator.create_container(k8s::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(mounts_config("huge", &source, MOUNTS)),
+            sandbox_config: None,
+        });
+        tokio::pin!(call);
+        let mut answered = 0usize;
+        loop {
+            let read = async {
+                reader
+                    .list_containers(k8s::ListContainersRequest::default())
+                    .await?;
+                reader
+                    .container_status(k8s::ContainerStatusRequest {
+                        container_id: other.clone(),
+                        verbose: false,
+                    })
+                    .await?;
+                reader
+                    .pod_sandbox_status(k8s::PodSandboxStatusRequest {
+                        pod_sandbox_id: pod.clone(),
+                        verbose: false,
+                    })
+                    .await?;
+                reader.version(k8s::VersionRequest::default()).await?;
+                Ok::<_, tonic::Status>(())
+            };
+            tokio::select! {
+                biased;
+                created = &mut call => return (answered, created),
+                read = read => {
+                    read.expect("a reader's call failed");
+                    answered += 1;
+                }
+            }
+        }
+    });
+    let created = created.expect("the huge creation").into_inner();
+    println!(
+        "{answered} rounds of ListContainers, ContainerStatus, PodSandboxStatus and Version \
+         were answered during a CreateContainer of {MOUNTS} mounts ({} in the daemon)",
+        daemon_time(&env, "CreateContainer")
+    );
+    assert!(
+        answered >= 3,
+        "only {answered} rounds of readers' calls were answered while the creation ran"
+    );
+    assert_eq!(env.state(&created.container_id), "CONTAINER_CREATED");
+}

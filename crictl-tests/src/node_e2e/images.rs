@@ -78,15 +78,16 @@ s=${t%.*}\n\
 f=${t#*.}000\n\
 echo \"$(date -u -d @$s +%H:%M:%S).$(echo $f | cut -c1-3)\"\n";
 
-/// The host's bash (Debian's), the stand-in images' /bin/sh.
+/// The host's bash (Debian's), for the stand-in images' shell.
 const HOST_BASH: &str = "/bin/bash";
 
 /// The root filesystem of the stand-in images: Debian's dynamically linked
 /// busybox with its libraries (its shell runs what PATH finds, where
 /// busybox-static's prefers its own applets: the specs' `nc -u` must reach
 /// the `nc` stand-in in /usr/local/bin, not busybox's), and [`NMETER`] as
-/// /bin/nmeter.
-fn e2e_busybox() -> Result<ImageBuilder> {
+/// /bin/nmeter; its /bin/sh is `double`'s shell mode (busybox ash, or
+/// bash where ash would drop variables: see `critest-double`).
+fn e2e_busybox(double: &Path) -> Result<ImageBuilder> {
     let bb = crate::critest::dynamic_busybox().context(
         "Debian's dynamic busybox is not unpacked: crictl-tests/run.sh puts it in \
          .test-tools/busybox, or set CRITEST_BUSYBOX",
@@ -102,9 +103,15 @@ fn e2e_busybox() -> Result<ImageBuilder> {
         // Debian's busybox ash (1.35) drops environment variables whose
         // names are not shell identifiers (`data-1`, which the ConfigMap
         // and Secret envFrom specs print with `sh -c env`); upstream's
-        // busybox 1.37 keeps them, and so does bash, which stands in as
-        // /bin/sh.
-        .layer(program_layer(Path::new(HOST_BASH), "/bin/sh", 0o755)?))
+        // busybox 1.37 keeps them, and so does bash, which the shell
+        // stand-in runs then. Otherwise it is ash, whose messages the
+        // specs compare.
+        .layer(program_layer(
+            Path::new(HOST_BASH),
+            "/usr/lib/corten/bash",
+            0o755,
+        )?)
+        .layer(program_layer(double, "/bin/sh", 0o755)?))
 }
 
 /// A self-signed certificate for localhost and 127.0.0.1 and its key (PEM).
@@ -136,7 +143,7 @@ pub fn push_images(reg: &Registry, agnhost: &Path, double: &Path) -> Result<Vec<
     };
     // Built once (it reads busybox, bash and their libraries); every image
     // starts from a copy.
-    let busybox = e2e_busybox()?;
+    let busybox = e2e_busybox(double)?;
     push(&busybox, &format!("{E2E}/busybox:1.37.0-1"))?;
 
     let agnhost = busybox

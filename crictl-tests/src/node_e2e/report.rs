@@ -160,6 +160,15 @@ pub fn regex_escape(s: &str) -> String {
     out
 }
 
+/// A regex for `--ginkgo.focus`/`--ginkgo.skip` that matches the spec
+/// named `name` and no other. Ginkgo matches against more than the name
+/// (the text it matches has something before the name: `^` alone selects
+/// nothing, as a dry run of `e2e_node.test` shows), so the start is
+/// anchored at the text's start or a blank.
+pub fn exactly(name: &str) -> String {
+    format!(r"(^|\s){}$", regex_escape(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +229,6 @@ mod tests {
             regex_escape("a [Serial] (x) 1.2 *?"),
             r"a \[Serial\] \(x\) 1\.2 \*\?"
         );
+        assert_eq!(exactly("a [b]"), r"(^|\s)a \[b\]$");
     }
 }

@@ -16,6 +16,7 @@
 //!
 //! * installed as `curl` or `nc`: the subsets of those the node e2e suite's
 //!   commands use ([`net`]).
+//! * installed as `sh`: the node e2e suite's busybox shell ([`shell`]).
 //!
 //! Without a mode argument the mode is the program's file name (`nnp`).
 //!
@@ -26,6 +27,37 @@ mod net;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt as _;
+
+/// Where the node e2e images put bash for [`shell`].
+const BASH: &str = "/usr/lib/corten/bash";
+
+/// The shell of upstream's busybox 1.37 image, as far as the node e2e
+/// specs look: busybox's ash (its messages, such as "can't create /file:
+/// Read-only file system", are what the specs compare), except that it
+/// keeps environment variables whose names are not shell identifiers
+/// (`data-1`, which the ConfigMap and Secret envFrom specs print with
+/// `sh -c env`). Debian's ash 1.35 drops those; bash keeps them, so with
+/// such a name in the environment the shell is bash. Both get the argv0
+/// this was called by (busybox picks its applet by that name), which their
+/// messages start with.
+fn shell() -> ! {
+    let identifier = |name: &std::ffi::OsStr| {
+        let b = name.as_encoded_bytes();
+        !b.is_empty()
+            && !b[0].is_ascii_digit()
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    };
+    let keep_odd_names = std::env::vars_os().any(|(name, _)| !identifier(&name));
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| "sh".into());
+    let program = if keep_odd_names { BASH } else { "/bin/busybox" };
+    let err = std::process::Command::new(program)
+        .arg0(&argv0)
+        .args(args)
+        .exec();
+    eprintln!("{}: {program}: {err}", argv0.to_string_lossy());
+    std::process::exit(127)
+}
 
 const TITLE: &str = "nginx: master process nginx -g daemon off;";
 
@@ -41,6 +73,7 @@ fn main() {
     match name {
         "curl" => std::process::exit(net::curl(&args[1..])),
         "nc" => std::process::exit(net::nc(&args[1..])),
+        "sh" => shell(),
         _ => {}
     }
     let mode = match args.get(1) {
