@@ -36,6 +36,18 @@ const SKIPS: &[(&str, &str)] = &[
          systemd or sudo on these machines",
     ),
     (
+        "[sig-node] OOMKiller [LinuxOnly] [NodeConformance] [Serial] init container \
+         The containers terminated by OOM killer should have the reason set to OOMKilled",
+        "as the single process container spec: it restarts kubelet with `sudo systemctl`",
+    ),
+    (
+        "[sig-node] MirrorPod when recreating a static pod it should launch successfully even \
+         if it temporarily failed termination due to volume failing to unmount \
+         [NodeConformance] [Serial]",
+        "it serves an NFS volume from a pod (image volume/nfs) and mounts it on the node: this \
+         machine's kernel has neither the nfs nor the nfsd filesystem (/proc/filesystems)",
+    ),
+    (
         // (two blanks after "mirror pod": the suite's text has them)
         "[sig-node] MirrorPodWithGracePeriod when create a mirror pod  and the container \
          runtime is temporarily down during pod termination [NodeConformance] [Serial] \
