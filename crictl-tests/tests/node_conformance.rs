@@ -106,12 +106,9 @@ const FOCUS: &str = r"\[NodeConformance\]";
 /// processes than the machine's 2 cores pay.
 const PROCS: usize = 4;
 
-// Ignored until its failures are triaged (issue 13): the harness runs, but
-// not every spec passes yet, and the full run's wall time on CI's 2 cores
-// is still to be fitted. Run it with
-// `cargo test -p crictl-tests --test node_conformance -- --ignored --nocapture`.
+// About 30 minutes on 2 cores (4 suite processes); run alone with
+// `cargo test -p crictl-tests --test node_conformance -- --nocapture`.
 #[test]
-#[ignore = "issue 13: node conformance specs not all passing yet; run with --ignored"]
 fn node_conformance() {
     let node = match Node::start() {
         Ok(node) => node,

@@ -95,6 +95,12 @@ fn e2e_busybox(double: &Path) -> Result<ImageBuilder> {
     let mut l = LayerBuilder::new();
     l.dir("bin", 0o755)?;
     l.file("bin/nmeter", 0o755, NMETER.as_bytes())?;
+    // The shell stand-in's ash: a link named sh, so that the process's
+    // name (comm) is `sh`, as with upstream's /bin/sh link.
+    l.dir("usr", 0o755)?;
+    l.dir("usr/lib", 0o755)?;
+    l.dir("usr/lib/corten", 0o755)?;
+    l.symlink("usr/lib/corten/sh", "/bin/busybox")?;
     Ok(ImageBuilder::new()
         .busybox_path(&bb)
         .busybox_layer()

@@ -30,6 +30,8 @@ use std::os::unix::process::CommandExt as _;
 
 /// Where the node e2e images put bash for [`shell`].
 const BASH: &str = "/usr/lib/corten/bash";
+/// ... and busybox's ash: a link to busybox named `sh` (the process's name).
+const ASH: &str = "/usr/lib/corten/sh";
 
 /// The shell of upstream's busybox 1.37 image, as far as the node e2e
 /// specs look: busybox's ash (its messages, such as "can't create /file:
@@ -50,7 +52,7 @@ fn shell() -> ! {
     let keep_odd_names = std::env::vars_os().any(|(name, _)| !identifier(&name));
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_else(|| "sh".into());
-    let program = if keep_odd_names { BASH } else { "/bin/busybox" };
+    let program = if keep_odd_names { BASH } else { ASH };
     let err = std::process::Command::new(program)
         .arg0(&argv0)
         .args(args)
