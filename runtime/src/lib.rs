@@ -29,7 +29,8 @@ mod testing;
 
 pub use error::{Error, ErrorKind, Result};
 pub use facade::{
-    ContainerUsage, NetworkStats, PidNamespace, PodFilter, PodStats, Runtime, RuntimeConfig, Seams,
+    ContainerUsage, NetworkStats, PidNamespace, PodFilter, PodMetrics, PodStats, Runtime,
+    RuntimeConfig, Seams,
 };
 pub use ids::{ContainerId, ImageId, SandboxId};
 pub use layout::Layout;

@@ -2,6 +2,7 @@
 
 pub mod container;
 pub mod image;
+pub mod metrics;
 pub mod pod;
 pub mod stats;
 pub mod validate;

@@ -305,14 +305,27 @@ impl RuntimeService for CriService {
         &self,
         _: Request<ListMetricDescriptorsRequest>,
     ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
-        Err(unimplemented("ListMetricDescriptors"))
+        Ok(Response::new(ListMetricDescriptorsResponse {
+            descriptors: crate::convert::metrics::descriptors(),
+        }))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _: Request<ListPodSandboxMetricsRequest>,
     ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxMetrics"))
+        let pods = self
+            .state
+            .runtime
+            .list_pod_metrics()
+            .await
+            .map_err(crate::error::CriError)?;
+        Ok(Response::new(ListPodSandboxMetricsResponse {
+            pod_metrics: pods
+                .iter()
+                .map(crate::convert::metrics::pod_metrics)
+                .collect(),
+        }))
     }
 
     async fn runtime_config(

@@ -100,6 +100,11 @@ impl Cgroup {
             .map(|(_, d)| d.as_path())
     }
 
+    /// Whether the host is pure v2 (resources live in the unified directory).
+    pub(crate) fn is_pure_v2(&self) -> bool {
+        self.pure_v2
+    }
+
     /// The directory in the unified hierarchy, if any.
     pub fn unified_dir(&self) -> Option<&std::path::Path> {
         self.unified.as_deref()

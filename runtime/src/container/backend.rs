@@ -5,7 +5,10 @@
 
 use async_trait::async_trait;
 
-use super::{ContainerRuntime, ContainerStats, CreateRequest, Error, ExecOutput, ExecRequest};
+use super::{
+    ContainerMetrics, ContainerRuntime, ContainerStats, CreateRequest, Error, ExecOutput,
+    ExecRequest,
+};
 use crate::shim::State;
 
 /// What the container manager needs from the shims of its containers.
@@ -32,6 +35,8 @@ pub trait ShimBackend: Send + Sync + std::fmt::Debug {
     async fn reopen_log(&self, id: &str) -> Result<(), Error>;
     /// The container's resource usage (cgroup counters, writable layer).
     async fn stats(&self, id: &str) -> Result<ContainerStats, crate::Error>;
+    /// The container's metrics (cgroup, processes, writable layer).
+    async fn metrics(&self, id: &str) -> Result<ContainerMetrics, crate::Error>;
     /// The ids of the containers with files on disk, recorded or not.
     fn ids_on_disk(&self) -> Vec<String>;
     /// The OCI spec the container was created with, as JSON.
@@ -80,6 +85,18 @@ impl ShimBackend for ContainerRuntime {
             .map_err(|source| Error::Task {
                 id: id.to_string(),
                 what: "reading its stats",
+                source,
+            })?
+    }
+
+    async fn metrics(&self, id: &str) -> Result<ContainerMetrics, crate::Error> {
+        // cgroupfs, /proc and a walk of the writable layer: blocking work.
+        let (runtime, owned) = (self.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || ContainerRuntime::metrics(&runtime, &owned))
+            .await
+            .map_err(|source| Error::Task {
+                id: id.to_string(),
+                what: "reading its metrics",
                 source,
             })?
     }

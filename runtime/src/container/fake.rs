@@ -8,7 +8,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{ContainerStats, CreateRequest, Error, ExecOutput, ExecRequest, ShimBackend};
+use super::{
+    ContainerMetrics, ContainerStats, CreateRequest, Error, ExecOutput, ExecRequest, ShimBackend,
+};
 use crate::shim::{ExitStatus, State, Status};
 use crate::ErrorKind;
 
@@ -51,6 +53,9 @@ pub(crate) enum Call {
     Stats {
         id: String,
     },
+    Metrics {
+        id: String,
+    },
     IdsOnDisk,
     SpecJson {
         id: String,
@@ -69,6 +74,7 @@ pub(crate) enum CallKind {
     ExecSync,
     ReopenLog,
     Stats,
+    Metrics,
     IdsOnDisk,
     SpecJson,
 }
@@ -85,6 +91,7 @@ impl Call {
             Call::ExecSync { .. } => CallKind::ExecSync,
             Call::ReopenLog { .. } => CallKind::ReopenLog,
             Call::Stats { .. } => CallKind::Stats,
+            Call::Metrics { .. } => CallKind::Metrics,
             Call::IdsOnDisk => CallKind::IdsOnDisk,
             Call::SpecJson { .. } => CallKind::SpecJson,
         }
@@ -101,6 +108,7 @@ impl Call {
             | Call::ExecSync { id, .. }
             | Call::ReopenLog { id }
             | Call::Stats { id }
+            | Call::Metrics { id }
             | Call::SpecJson { id } => Some(id),
             Call::IdsOnDisk => None,
         }
@@ -430,6 +438,12 @@ impl ShimBackend for FakeShims {
             writable_layer: crate::snapshot::Usage::default(),
         })
         .map_err(Into::into)
+    }
+
+    async fn metrics(&self, id: &str) -> Result<ContainerMetrics, crate::Error> {
+        self.record(Call::Metrics { id: id.into() })?;
+        self.with(id, |_| ContainerMetrics::default())
+            .map_err(Into::into)
     }
 
     fn ids_on_disk(&self) -> Vec<String> {

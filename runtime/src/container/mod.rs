@@ -11,6 +11,7 @@ mod exec;
 pub(crate) mod fake;
 mod lifecycle;
 mod manager;
+mod metrics;
 mod ops;
 mod pod;
 mod record;
@@ -22,6 +23,7 @@ mod tests;
 pub use backend::ShimBackend;
 pub use exec::{stop_exec, ExecOutput, ExecRequest};
 pub use manager::{ContainerEvent, Containers, EventKind, NewContainer};
+pub use metrics::{BlockDevice, ContainerMetrics, ProcessCounts};
 pub use record::{
     reason, stop_signal, ContainerFilter, ContainerRecord, ContainerState, ProcessUser,
 };

@@ -4,7 +4,7 @@
 use super::lifecycle::state_word;
 use super::manager::Containers;
 use super::record::{ContainerRecord, ContainerState};
-use super::{ContainerStats, Error, ExecOutput, ExecRequest};
+use super::{ContainerMetrics, ContainerStats, Error, ExecOutput, ExecRequest};
 use crate::cgroups::{self, Cgroup};
 use crate::ids::ContainerId;
 use crate::spec::{linux_resources, Resources};
@@ -102,6 +102,16 @@ impl Containers {
                 .cpu_rate(&record.id, c.timestamp_ns, c.cpu_usage_ns)
         });
         Ok((record, stats, rate))
+    }
+
+    /// The container's record and metrics.
+    pub async fn metrics(
+        &self,
+        id_or_prefix: &str,
+    ) -> Result<(ContainerRecord, ContainerMetrics), crate::Error> {
+        let record = self.status(id_or_prefix)?;
+        let metrics = self.inner.backend.metrics(&record.id).await?;
+        Ok((record, metrics))
     }
 
     /// The OCI spec the container was created with, as JSON.

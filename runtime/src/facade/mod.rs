@@ -16,7 +16,7 @@ mod stats;
 mod tests;
 
 pub use open::{RuntimeConfig, Seams};
-pub use stats::{ContainerUsage, NetworkStats, PodFilter, PodStats};
+pub use stats::{ContainerUsage, NetworkStats, PodFilter, PodMetrics, PodStats};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use super::{Error, Runtime};
 use crate::cgroups::CgroupStats;
-use crate::container::{ContainerFilter, ContainerRecord, ContainerStats};
+use crate::container::{
+    ContainerFilter, ContainerMetrics, ContainerRecord, ContainerState, ContainerStats,
+};
 use crate::linux::InterfaceCounters;
-use crate::sandbox::{Namespace, Pod, PodState};
+use crate::sandbox::{Namespace, Pod, PodPlumbing, PodState};
 use crate::ErrorKind;
 
 /// What one container uses.
@@ -43,6 +45,17 @@ pub struct NetworkStats {
     pub timestamp_ns: u64,
     /// Each interface but loopback, by name.
     pub interfaces: Vec<InterfaceCounters>,
+}
+
+/// The metrics of one ready pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodMetrics {
+    /// The pod.
+    pub pod: Pod,
+    /// Its network namespace's traffic, as for [`PodStats`].
+    pub network: Option<NetworkStats>,
+    /// Its running containers' metrics, oldest first.
+    pub containers: Vec<(ContainerRecord, ContainerMetrics)>,
 }
 
 /// Which pods to list.
@@ -118,6 +131,51 @@ impl Runtime {
         Ok(out)
     }
 
+    /// The metrics of every ready pod and its running containers, by pod
+    /// id (what kubelet's /metrics/cadvisor shows, through the CRI). A
+    /// container or pod removed meanwhile is left out.
+    pub async fn list_pod_metrics(&self) -> Result<Vec<PodMetrics>, crate::Error> {
+        let mut pods: Vec<Pod> = self
+            .pods
+            .list()
+            .into_iter()
+            .filter(|p| p.state == PodState::Ready)
+            .collect();
+        pods.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut out = Vec::with_capacity(pods.len());
+        for pod in pods {
+            let plumbing = self.plumbing.clone();
+            let netns = pod.namespace_path(Namespace::Net);
+            let network = tokio::task::spawn_blocking(move || {
+                netns.and_then(|netns| read_network(&*plumbing, &netns))
+            })
+            .await
+            .map_err(|source| Error::Task {
+                what: "reading a pod's network counters",
+                source,
+            })?;
+            let filter = ContainerFilter {
+                pod_id: Some(pod.id.to_string()),
+                state: Some(ContainerState::Running),
+                ..ContainerFilter::default()
+            };
+            let mut containers = Vec::new();
+            for r in self.containers.list(&filter) {
+                match self.containers.metrics(&r.id).await {
+                    Ok(m) => containers.push(m),
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            out.push(PodMetrics {
+                pod,
+                network,
+                containers,
+            });
+        }
+        Ok(out)
+    }
+
     async fn stats_of(&self, pod: Pod) -> Result<PodStats, crate::Error> {
         // Reads of cgroupfs and of the pod's netns: off the async threads.
         let plumbing = self.plumbing.clone();
@@ -130,17 +188,7 @@ impl Runtime {
                 Some(path) => plumbing.cgroup_stats(path)?,
                 None => None,
             };
-            let network = netns.and_then(|netns| match plumbing.interfaces(&netns) {
-                Ok(interfaces) => Some(NetworkStats {
-                    timestamp_ns: crate::cgroups::now_ns(),
-                    interfaces,
-                }),
-                // Gone meanwhile (the pod stopped): no traffic to report.
-                Err(e) => {
-                    tracing::debug!(netns = %netns.display(), error = %e, "pod network stats");
-                    None
-                }
-            });
+            let network = netns.and_then(|netns| read_network(&*plumbing, &netns));
             Ok::<_, crate::Error>((cgroup, network))
         })
         .await
@@ -159,5 +207,20 @@ impl Runtime {
             network,
             containers,
         })
+    }
+}
+
+/// The traffic of the network namespace pinned at `netns`; `None` when it
+/// is gone meanwhile (the pod stopped): no traffic to report.
+fn read_network(plumbing: &dyn PodPlumbing, netns: &std::path::Path) -> Option<NetworkStats> {
+    match plumbing.interfaces(netns) {
+        Ok(interfaces) => Some(NetworkStats {
+            timestamp_ns: crate::cgroups::now_ns(),
+            interfaces,
+        }),
+        Err(e) => {
+            tracing::debug!(netns = %netns.display(), error = %e, "pod network stats");
+            None
+        }
     }
 }

@@ -54,12 +54,20 @@ pub struct InterfaceCounters {
     pub name: String,
     /// Bytes received.
     pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
     /// Receive errors.
     pub rx_errors: u64,
+    /// Received packets dropped.
+    pub rx_dropped: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
     /// Transmit errors.
     pub tx_errors: u64,
+    /// Packets dropped on sending.
+    pub tx_dropped: u64,
 }
 
 /// The counters of every interface but loopback in the network namespace
@@ -95,9 +103,13 @@ fn parse_net_dev(text: &str) -> Vec<InterfaceCounters> {
             (name != "lo" && n.len() >= 16).then(|| InterfaceCounters {
                 name: name.to_string(),
                 rx_bytes: n[0],
+                rx_packets: n[1],
                 rx_errors: n[2],
+                rx_dropped: n[3],
                 tx_bytes: n[8],
+                tx_packets: n[9],
                 tx_errors: n[10],
+                tx_dropped: n[11],
             })
         })
         .collect()
@@ -113,16 +125,20 @@ mod tests {
 Inter-|   Receive                                                |  Transmit
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
     lo:     140       2    0    0    0     0          0         0      140       2    0    0    0     0       0          0
-  eth0:    9216      80    3    0    0     0          0         0     5025      40    1    0    0     0       0          0
+  eth0:    9216      80    3    4    0     0          0         0     5025      40    1    2    0     0       0          0
 ";
         assert_eq!(
             parse_net_dev(text),
             [InterfaceCounters {
                 name: "eth0".into(),
                 rx_bytes: 9216,
+                rx_packets: 80,
                 rx_errors: 3,
+                rx_dropped: 4,
                 tx_bytes: 5025,
+                tx_packets: 40,
                 tx_errors: 1,
+                tx_dropped: 2,
             }]
         );
     }
