@@ -9,6 +9,7 @@
 //! work on a few specs; the skip list applies still.
 //! `CORTEN_NODE_E2E_PROCS` sets the number of suite processes.
 //! `CORTEN_NODE_E2E_LONG=1` runs the specs of [`LONG`] too.
+//! `CORTEN_NODE_E2E_CRI_STATS=1` turns on [`FEATURE_GATES`].
 
 use std::fmt::Write as _;
 
@@ -70,6 +71,16 @@ const SKIPS: &[(&str, &str)] = &[
 /// the test, as for [`SKIPS`].
 const OWED: &[(&str, &str)] = &[
     (
+        "[sig-node] ContainerMetrics [LinuxOnly] [NodeConformance] when querying \
+         /metrics/cadvisor should report container metrics",
+        "issue 13/16: corten serves ListMetricDescriptors/ListPodSandboxMetrics now, and with \
+         CORTEN_NODE_E2E_CRI_STATS=1 (kubelet gate PodAndContainerStatsFromCRI) every series of \
+         the spec matches but two: it bounds container_fs_inodes_total by 100 and _free by \
+         10240, while the CRI reports the inodes of the filesystem under the writable layers \
+         (as CRI-O does; upstream's later spec bounds them by 10 Mi), and this machine's root \
+         has 16 Mi. The gate is not on for the whole run until a full run passes with it",
+    ),
+    (
         "[sig-node] Summary API [NodeConformance] when querying /stats/summary should report \
          resource usage through the stats api",
         "issue 16, in part: with cAdvisor's stats (the suite's kubelet runs without \
@@ -78,14 +89,6 @@ const OWED: &[(&str, &str)] = &[
          cluster_stats); PSI stats need cgroup v2. The rest is this machine's: without systemd \
          it expects the `misc` system container, which needs --system-cgroups, and with that \
          flag kubelet moves every process of the machine's root cgroup",
-    ),
-    (
-        "[sig-node] ContainerMetrics [LinuxOnly] [NodeConformance] when querying \
-         /metrics/cadvisor should report container metrics",
-        "issue 16: the container series of /metrics/cadvisor are labelled by cAdvisor's own \
-         containerd/CRI-O handlers; for another runtime kubelet needs \
-         PodAndContainerStatsFromCRI and the CRI's ListMetricDescriptors/ListPodSandboxMetrics, \
-         which corten does not serve yet",
     ),
 ];
 
@@ -97,6 +100,15 @@ const LONG: &[(&str, &str)] = &[(
      restarts at the 5-minute cap; the crash-loop back-off itself is kubelet's, and \
      `kubelet_pods` checks that restarts back off on corten",
 )];
+
+/// Feature gates on for kubelet and the suite with
+/// `CORTEN_NODE_E2E_CRI_STATS=1` (not yet by default: no full run with
+/// them has passed yet): kubelet takes pod and
+/// container stats and `/metrics/cadvisor` from the runtime (the CRI's
+/// stats and metrics RPCs), not from cAdvisor, which has no handler for
+/// corten's containers (it labels series through containerd's and CRI-O's
+/// own APIs) and no pause container to find a pod's network by.
+const FEATURE_GATES: &[&str] = &["PodAndContainerStatsFromCRI"];
 
 /// The suite's focus: every node conformance spec.
 const FOCUS: &str = r"\[NodeConformance\]";
@@ -133,7 +145,14 @@ fn node_conformance() {
     let selection = Selection {
         focus,
         skip,
-        feature_gates: Vec::new(),
+        feature_gates: if std::env::var("CORTEN_NODE_E2E_CRI_STATS").is_ok_and(|v| v == "1") {
+            FEATURE_GATES
+                .iter()
+                .map(|g| (g.to_string(), true))
+                .collect()
+        } else {
+            Vec::new()
+        },
         procs,
     };
     let run = match node.run(&selection) {

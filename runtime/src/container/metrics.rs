@@ -22,6 +22,19 @@ pub struct ContainerMetrics {
     pub writable_layer: Usage,
     /// The device that holds the writable layer.
     pub layer_device: Option<BlockDevice>,
+    /// The size of the filesystem that holds the writable layer.
+    pub layer_filesystem: Option<FilesystemSize>,
+}
+
+/// A filesystem's size, from statvfs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilesystemSize {
+    /// Its capacity, bytes.
+    pub bytes: u64,
+    /// Its inodes.
+    pub inodes: u64,
+    /// Of them, free.
+    pub inodes_free: u64,
 }
 
 /// Counts over a container's processes, from /proc/<pid>.
@@ -91,6 +104,13 @@ impl ContainerRuntime {
                 .unwrap_or_default();
             BlockDevice { major, minor, name }
         });
+        out.layer_filesystem = nix::sys::statvfs::statvfs(&layer)
+            .ok()
+            .map(|s| FilesystemSize {
+                bytes: s.blocks().saturating_mul(s.fragment_size()),
+                inodes: s.files(),
+                inodes_free: s.files_free(),
+            });
         Ok(out)
     }
 }

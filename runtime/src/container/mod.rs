@@ -23,7 +23,7 @@ mod tests;
 pub use backend::ShimBackend;
 pub use exec::{stop_exec, ExecOutput, ExecRequest};
 pub use manager::{ContainerEvent, Containers, EventKind, NewContainer};
-pub use metrics::{BlockDevice, ContainerMetrics, ProcessCounts};
+pub use metrics::{BlockDevice, ContainerMetrics, FilesystemSize, ProcessCounts};
 pub use record::{
     reason, stop_signal, ContainerFilter, ContainerRecord, ContainerState, ProcessUser,
 };
