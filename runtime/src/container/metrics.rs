@@ -6,9 +6,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::{ContainerRuntime, Error};
-use crate::cgroups::{self, Cgroup, CgroupMetrics};
-use crate::shim::protocol::files;
+use super::ContainerRuntime;
+use crate::cgroups::CgroupMetrics;
 use crate::snapshot::{disk_usage, Usage};
 
 /// What a running container uses, for metrics.
@@ -67,28 +66,11 @@ impl ContainerRuntime {
     /// The metrics of container `id` (blocking: cgroupfs, /proc and a walk
     /// of the writable layer).
     pub fn metrics(&self, id: &str) -> Result<ContainerMetrics, crate::Error> {
-        let bundle = self.bundle(id);
-        if !bundle.is_dir() {
-            return Err(Error::NotFound { id: id.to_string() }.into());
-        }
-        let spec_path = bundle.join(files::SPEC);
-        let spec = files::read_spec(&spec_path).map_err(|source| Error::Spec {
-            id: id.to_string(),
-            path: spec_path.clone(),
-            source,
-        })?;
         let mut out = ContainerMetrics::default();
-        if let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
-            let hierarchy = cgroups::detect()?;
-            match Cgroup::open(&hierarchy, &path.to_string_lossy()) {
-                Ok(cg) => {
-                    out.cgroup = Some(cg.metrics()?);
-                    // A process may exit between the list and its reading.
-                    out.processes = process_counts(Path::new("/proc"), &cg.pids()?);
-                }
-                Err(e) if e.kind() == crate::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
+        if let Some(cg) = self.cgroup_of(id)? {
+            out.cgroup = Some(cg.metrics()?);
+            // A process may exit between the list and its reading.
+            out.processes = process_counts(Path::new("/proc"), &cg.pids()?);
         }
         let layer = self.writable_layer(id);
         out.writable_layer = disk_usage(&layer.join("upper"))?;

@@ -18,6 +18,22 @@ pub struct ContainerStats {
 impl ContainerRuntime {
     /// The container's current resource usage.
     pub fn stats(&self, id: &str) -> Result<ContainerStats, crate::Error> {
+        let cgroup = match self.cgroup_of(id)? {
+            Some(cg) => Some(cg.stats()?),
+            None => None,
+        };
+        let upper = self.writable_layer(id).join("upper");
+        let writable_layer = disk_usage(&upper)?;
+        Ok(ContainerStats {
+            cgroup,
+            writable_layer,
+        })
+    }
+
+    /// The cgroup of container `id`, from its spec; `None` when it has
+    /// none or it is gone (the container exited). NotFound for an unknown
+    /// container.
+    pub(super) fn cgroup_of(&self, id: &str) -> Result<Option<Cgroup>, crate::Error> {
         let bundle = self.bundle(id);
         if !bundle.is_dir() {
             return Err(Error::NotFound { id: id.to_string() }.into());
@@ -28,22 +44,14 @@ impl ContainerRuntime {
             path: spec_path.clone(),
             source,
         })?;
-        let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
-            Some(path) => {
-                let hierarchy = cgroups::detect()?;
-                match Cgroup::open(&hierarchy, &path.to_string_lossy()) {
-                    Ok(cg) => Some(cg.stats()?),
-                    Err(e) if e.kind() == crate::ErrorKind::NotFound => None,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            None => None,
+        let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) else {
+            return Ok(None);
         };
-        let upper = self.writable_layer(id).join("upper");
-        let writable_layer = disk_usage(&upper)?;
-        Ok(ContainerStats {
-            cgroup,
-            writable_layer,
-        })
+        let hierarchy = cgroups::detect()?;
+        match Cgroup::open(&hierarchy, &path.to_string_lossy()) {
+            Ok(cg) => Ok(Some(cg)),
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
