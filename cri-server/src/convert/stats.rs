@@ -23,7 +23,8 @@ pub fn cpu(c: &CgroupStats, nano_cores: Option<u64>) -> cri::CpuUsage {
     cri::CpuUsage {
         timestamp: ts(c.timestamp_ns),
         usage_core_nano_seconds: value(c.cpu_usage_ns),
-        usage_nano_cores: value(nano_cores.unwrap_or(0)),
+        // Unknown is None, not 0: kubelet then computes the rate itself.
+        usage_nano_cores: nano_cores.and_then(value),
     }
 }
 
@@ -111,7 +112,7 @@ pub fn pod_stats(p: &PodStats, layers_dir: &Path) -> cri::PodSandboxStats {
             annotations: summary.annotations,
         }),
         linux: Some(cri::LinuxPodSandboxStats {
-            cpu: cgroup.map(|c| cpu(c, None)),
+            cpu: cgroup.map(|c| cpu(c, p.nano_cores)),
             memory: cgroup.map(memory),
             network: p.network.as_ref().map(network),
             process: cgroup.map(|c| cri::ProcessUsage {

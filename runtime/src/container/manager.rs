@@ -3,7 +3,7 @@
 //! image and a pod's context, and watches each running container so its
 //! exit is recorded (and announced) the moment it happens.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -13,6 +13,7 @@ use super::pod::{apply_pod, create_missing_sources, own_oom_score_adj};
 use super::record::{ContainerFilter, ContainerRecord, ContainerState, ProcessUser};
 use super::{CreateRequest, Error, ShimBackend};
 use crate::blocking::SerialThread;
+use crate::cgroups::CpuRates;
 use crate::ids::{ContainerId, SandboxId};
 use crate::image::{Images, LayerHolds};
 use crate::locks::KeyedLocks;
@@ -95,8 +96,8 @@ pub(super) struct Inner {
     reserved: Mutex<HashSet<String>>,
     pub(super) locks: KeyedLocks,
     pub(super) events: broadcast::Sender<ContainerEvent>,
-    /// The last CPU sample (time, usage, both ns) of each container asked for.
-    cpu_samples: Mutex<HashMap<String, (u64, u64)>>,
+    /// The CPU rate baseline of each container asked for.
+    pub(super) cpu_rates: CpuRates,
 }
 
 impl Inner {
@@ -117,27 +118,10 @@ impl Inner {
         Ok(self.writes.run(move || records.update(&id, edit)).await??)
     }
 
-    /// The CPU rate (nano cores) between the previous sample of `id` and
-    /// this one, which replaces it.
-    pub(super) fn cpu_rate(&self, id: &str, at_ns: u64, usage_ns: u64) -> Option<u64> {
-        let mut samples = self
-            .cpu_samples
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let previous = samples.insert(id.to_string(), (at_ns, usage_ns));
-        let (then, used) = previous?;
-        let elapsed = at_ns.checked_sub(then).filter(|e| *e > 0)?;
-        let delta = usage_ns.saturating_sub(used);
-        u64::try_from(u128::from(delta) * 1_000_000_000 / u128::from(elapsed)).ok()
-    }
-
     pub(super) async fn forget(&self, id: &str) -> Result<(), crate::Error> {
         let (records, gone) = (self.records.clone(), id.to_string());
         self.writes.run(move || records.delete(&gone)).await??;
-        self.cpu_samples
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        self.cpu_rates.forget(id);
         Ok(())
     }
 
@@ -197,7 +181,7 @@ impl Containers {
                 reserved: Mutex::new(HashSet::new()),
                 locks: KeyedLocks::default(),
                 events,
-                cpu_samples: Mutex::new(HashMap::new()),
+                cpu_rates: CpuRates::default(),
             }),
         })
     }

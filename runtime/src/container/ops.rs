@@ -99,7 +99,8 @@ impl Containers {
         let stats = self.inner.backend.stats(&record.id).await?;
         let rate = stats.cgroup.as_ref().and_then(|c| {
             self.inner
-                .cpu_rate(&record.id, c.timestamp_ns, c.cpu_usage_ns)
+                .cpu_rates
+                .rate(&record.id, c.timestamp_ns, c.cpu_usage_ns)
         });
         Ok((record, stats, rate))
     }

@@ -21,6 +21,7 @@ pub use stats::{ContainerUsage, NetworkStats, PodFilter, PodMetrics, PodStats};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cgroups::CpuRates;
 use crate::container::{self, ContainerRuntime, ContainerState, Containers, NewContainer};
 use crate::ids::ContainerId;
 use crate::image::Images;
@@ -89,6 +90,8 @@ pub struct Runtime {
     /// Per pod: shared by container creation and start, alone for the
     /// pod's stop and removal.
     gates: KeyedLocks,
+    /// The pods' CPU rates, by pod id.
+    pod_cpu: CpuRates,
 }
 
 impl Runtime {
@@ -227,6 +230,8 @@ impl Runtime {
         let _gate = self.gates.lock(&pod.id).await;
         self.containers.remove_all_of_pod(&pod.id).await?;
         crate::crash::point("pod.remove.after_containers");
-        self.pods.remove(&pod.id).await
+        self.pods.remove(&pod.id).await?;
+        self.pod_cpu.forget(&pod.id);
+        Ok(())
     }
 }

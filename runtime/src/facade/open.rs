@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Error, Runtime};
+use crate::cgroups::CpuRates;
 use crate::container::{ContainerRuntime, Containers, ShimBackend};
 use crate::image::{Images, RegistryConfig};
 use crate::layout::Layout;
@@ -85,6 +86,7 @@ impl Runtime {
             plumbing,
             shims,
             gates: KeyedLocks::default(),
+            pod_cpu: CpuRates::default(),
         })
     }
 }

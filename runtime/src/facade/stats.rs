@@ -31,6 +31,9 @@ pub struct PodStats {
     pub pod: Pod,
     /// Its cgroup's counters; `None` when it has no cgroup (or it is gone).
     pub cgroup: Option<CgroupStats>,
+    /// Its cgroup's CPU rate in nano cores, over a second or more (`None`
+    /// until two samples a second apart were taken).
+    pub nano_cores: Option<u64>,
     /// Its network namespace's traffic; `None` when it has none of its own
     /// (host network) or it is not running.
     pub network: Option<NetworkStats>,
@@ -201,9 +204,13 @@ impl Runtime {
             ..ContainerFilter::default()
         };
         let containers = self.list_container_stats(&filter).await?;
+        let nano_cores = cgroup
+            .as_ref()
+            .and_then(|c| self.pod_cpu.rate(&pod.id, c.timestamp_ns, c.cpu_usage_ns));
         Ok(PodStats {
             pod,
             cgroup,
+            nano_cores,
             network,
             containers,
         })

@@ -69,25 +69,6 @@ fn open_loads_records_holds_their_layers_and_resolves_prefixes() {
 }
 
 #[test]
-fn cpu_rate_needs_two_samples() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(MetaStore::open(&tmp.path().join("m.redb")).expect("store"));
-    let runtime = ContainerRuntime::new(tmp.path(), tmp.path(), Path::new("/bin/false"));
-    let c = Containers::open(store, Arc::new(runtime), Arc::default()).expect("open");
-    assert_eq!(c.inner.cpu_rate("x", 1_000_000_000, 0), None);
-    // Half a core over one second.
-    assert_eq!(
-        c.inner.cpu_rate("x", 2_000_000_000, 500_000_000),
-        Some(500_000_000)
-    );
-    assert_eq!(
-        c.inner.cpu_rate("x", 2_000_000_000, 600_000_000),
-        None,
-        "no time passed"
-    );
-}
-
-#[test]
 fn readers_are_not_held_up_by_a_commit_in_progress() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(MetaStore::open(&tmp.path().join("m.redb")).expect("store"));

@@ -32,7 +32,7 @@ async fn start_runs_the_container_and_watches_for_its_exit() {
         .await;
     let record = h.record(ID).expect("record");
     assert_eq!((record.exit_code, record.reason.as_str()), (3, "Error"));
-    assert_eq!(h.events(), [(EventKind::Stopped, ID.to_string())]);
+    assert_eq!(h.next_event().await, (EventKind::Stopped, ID.to_string()));
 
     let again = h.containers.start(ID).await.expect_err("exited");
     assert_eq!(again.kind(), ErrorKind::FailedPrecondition);

@@ -102,6 +102,15 @@ impl Harness {
         out
     }
 
+    /// Waits for the next event (one may follow its record's write).
+    async fn next_event(&mut self) -> (EventKind, String) {
+        let e = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
+            .await
+            .expect("an event never came")
+            .expect("event channel");
+        (e.kind, e.container_id.to_string())
+    }
+
     /// Waits until the record of `id` satisfies `done`.
     async fn until(&self, id: &str, done: impl Fn(Option<&ContainerRecord>) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -42,7 +42,12 @@ async fn recover_keeps_running_ones_watched_and_takes_exits_from_the_shim() {
     })
     .await;
     assert_eq!(h.record("run").expect("run").reason, "Completed");
-    assert_eq!(h.events(), [(EventKind::Stopped, "run".to_string())]);
+    // The event is sent once the record is written: wait for it.
+    assert_eq!(
+        h.next_event().await,
+        (EventKind::Stopped, "run".to_string())
+    );
+    assert_eq!(h.events(), [], "one event per exit");
 }
 
 #[tokio::test]
