@@ -81,6 +81,12 @@ impl World {
             self.crictl(&["pull", CRASHY]);
             return;
         }
+        if op == "image.remove" {
+            if self.crictl(&["pull", CRASHY]) {
+                self.crictl(&["rmi", CRASHY]);
+            }
+            return;
+        }
         let (pod, name) = self.pod();
         if pod.len() != 64 || op == "pod.run" {
             return;

@@ -42,6 +42,8 @@ pub const POINTS: &[&str] = &[
     // PullImage
     "image.pull.during_unpack",
     "image.pull.after_layers",
+    // RemoveImage (its garbage collection, after the lock is released)
+    "image.remove.gc_before_delete",
 ];
 
 /// Aborts the process if `name` is the crash point it was told to stop at.

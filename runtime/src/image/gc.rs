@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::index::{ImageIndex, Inner};
 use super::{Digest, Error};
+use crate::snapshot::Discarded;
 
 /// What a garbage collection removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,8 +22,11 @@ impl ImageIndex {
     /// digests, and the digests its digest references name.
     ///
     /// Waits for pulls in flight (see [`pull_guard`](Self::pull_guard)) and
-    /// keeps new ones waiting until it is done. The file system work runs
-    /// on the blocking thread pool.
+    /// keeps new ones (and new holds) waiting while it decides and takes
+    /// what it removes out of sight: renames and unlinks only. The snapshot
+    /// trees are deleted after that, with the lock released, so a
+    /// CreateContainer or pull never waits for a big image's files to go.
+    /// The file system work runs on the blocking thread pool.
     pub async fn gc(&self) -> Result<GcStats, crate::Error> {
         collect(self.inner.clone()).await
     }
@@ -51,8 +55,18 @@ pub(super) fn collect_in_background(inner: Arc<Inner>) {
 async fn collect(inner: Arc<Inner>) -> Result<GcStats, crate::Error> {
     let guard = inner.gc_lock.clone().write_owned().await;
     tokio::task::spawn_blocking(move || {
-        let _no_pulls = guard;
-        collect_blocking(&inner)
+        let no_pulls = guard;
+        let (stats, discarded) = collect_blocking(&inner)?;
+        drop(no_pulls);
+        crate::crash::point("image.remove.gc_before_delete");
+        for doomed in discarded {
+            // Out of sight already; what a failure leaves, the next start
+            // clears from `tmp/`.
+            if let Err(e) = doomed.delete() {
+                tracing::warn!(error = %e, "cannot delete a collected snapshot");
+            }
+        }
+        Ok(stats)
     })
     .await
     .map_err(|source| Error::Background {
@@ -61,7 +75,9 @@ async fn collect(inner: Arc<Inner>) -> Result<GcStats, crate::Error> {
     })?
 }
 
-fn collect_blocking(inner: &Inner) -> Result<GcStats, crate::Error> {
+/// Under the lock: what no image and no holder uses, blobs unlinked and
+/// snapshots taken out of sight (returned, for deleting without it).
+fn collect_blocking(inner: &Inner) -> Result<(GcStats, Vec<Discarded>), crate::Error> {
     let (mut chain_ids, blobs) = inner.records.with(|v| {
         let chain_ids: HashSet<Digest> = v.values().flat_map(|r| r.chain_ids().cloned()).collect();
         let blobs: HashSet<Digest> = v.values().flat_map(|r| r.blobs()).collect();
@@ -69,9 +85,12 @@ fn collect_blocking(inner: &Inner) -> Result<GcStats, crate::Error> {
     });
     chain_ids.extend(inner.holds.held());
     let mut stats = GcStats::default();
+    let mut discarded = Vec::new();
     for chain_id in inner.snapshots.list()? {
         if !chain_ids.contains(&chain_id) {
-            inner.snapshots.remove(&chain_id)?;
+            if let Some(doomed) = inner.snapshots.discard(&chain_id)? {
+                discarded.push(doomed);
+            }
             tracing::debug!(%chain_id, "snapshot removed");
             stats.snapshots += 1;
         }
@@ -90,7 +109,7 @@ fn collect_blocking(inner: &Inner) -> Result<GcStats, crate::Error> {
             "garbage collected"
         );
     }
-    Ok(stats)
+    Ok((stats, discarded))
 }
 
 #[cfg(test)]

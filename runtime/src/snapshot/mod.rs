@@ -11,7 +11,7 @@ mod unpack;
 mod whiteout;
 
 pub use compression::Compression;
-pub use store::{chain_ids, disk_usage, Snapshotter, TempSnapshot, Usage};
+pub use store::{chain_ids, disk_usage, Discarded, Snapshotter, TempSnapshot, Usage};
 pub use unpack::{unpack_layer, Unpacked};
 
 use std::io;

@@ -45,6 +45,21 @@ pub struct Snapshotter {
     tmp: PathBuf,
 }
 
+/// A snapshot taken out of sight by [`Snapshotter::discard`], not yet
+/// deleted.
+#[derive(Debug)]
+#[must_use = "a discarded snapshot stays on disk until deleted (or the next start)"]
+pub struct Discarded {
+    path: PathBuf,
+}
+
+impl Discarded {
+    /// Deletes its files (the slow part of a removal).
+    pub fn delete(self) -> Result<(), Error> {
+        fs::remove_dir_all(&self.path).map_err(io_err("remove snapshot", &self.path))
+    }
+}
+
 /// A new, empty snapshot directory under `tmp/`, removed when dropped unless
 /// it was committed with [`Snapshotter::commit`].
 #[derive(Debug)]
@@ -199,14 +214,24 @@ impl Snapshotter {
 
     /// Removes the snapshot `chain_id`; an absent one is a success.
     pub fn remove(&self, chain_id: &Digest) -> Result<(), Error> {
+        match self.discard(chain_id)? {
+            Some(doomed) => doomed.delete(),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the snapshot `chain_id` out of sight (an atomic rename into
+    /// `tmp/`, cheap whatever its size) and returns it for deleting later,
+    /// outside any lock; `None` when there is no such snapshot. A crash in
+    /// between leaves it in `tmp/`, which `open` clears.
+    pub fn discard(&self, chain_id: &Digest) -> Result<Option<Discarded>, Error> {
         let path = self.path(chain_id);
         let doomed = self.tmp.join(unique_name("rm"));
         match fs::rename(&path, &doomed) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_err("move snapshot out of sight", &path)(e)),
+            Ok(()) => Ok(Some(Discarded { path: doomed })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("move snapshot out of sight", &path)(e)),
         }
-        fs::remove_dir_all(&doomed).map_err(io_err("remove snapshot", &doomed))
     }
 
     /// The chain ids of all committed snapshots, sorted.

@@ -151,3 +151,71 @@ async fn releasing_the_last_hold_collects_the_layers() {
     )
     .await;
 }
+
+/// Files in `dir` and below.
+fn files_under(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_does_not_wait_for_collected_files_to_be_deleted() {
+    const FILES: usize = 20_000;
+    let (_dir, index) = setup();
+    let index = Arc::new(index);
+    let kept = image(&index, "kept", &["kept:1"], &["kept-layer"]);
+    index.add(kept.clone()).expect("add");
+    // A big snapshot no image refers to: deleting its files takes a
+    // while, taking it out of sight does not.
+    let stray = Digest::sha256_of(b"stray layer");
+    let tmp = index.snapshots().prepare().expect("prepare");
+    for i in 0..FILES {
+        let d = tmp.path().join(format!("d{}", i / 1000));
+        if i % 1000 == 0 {
+            std::fs::create_dir(&d).expect("mkdir");
+        }
+        std::fs::write(d.join(i.to_string()), b"").expect("write");
+    }
+    index.snapshots().commit(tmp, &stray).expect("commit");
+    let work = index
+        .snapshots()
+        .path(&stray)
+        .parent()
+        .expect("root")
+        .join("tmp");
+
+    let gc = tokio::spawn({
+        let index = index.clone();
+        async move { index.gc().await }
+    });
+    // Out of sight: the collection has decided (and, before the change
+    // this guards, still held the lock while it deleted).
+    while index.snapshots().exists(&stray) {
+        tokio::task::yield_now().await;
+    }
+    let held = index
+        .hold_image("ctr", &kept.id)
+        .await
+        .expect("hold")
+        .expect("present");
+    assert_eq!(held.id, kept.id);
+    let left = files_under(&work);
+    assert!(
+        left > 0,
+        "the hold waited until every collected file was deleted"
+    );
+    let stats = gc.await.expect("join").expect("gc");
+    assert_eq!(stats.snapshots, 1);
+    assert_eq!(files_under(&work), 0, "deleted in the end");
+    assert!(index.snapshots().exists(&kept.layers[0].chain_id));
+}
