@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crictl_tests::critest::{critest_binary, dynamic_busybox, push_images, summary, UPSTREAMS};
+use crictl_tests::node_e2e::report::regex_escape;
 use crictl_tests::{tools, Daemon, DaemonBuilder, Registry, RegistryOptions, TestNetwork};
 
 /// Specs that cannot apply here, with why.
@@ -135,18 +136,6 @@ fn run_critest(daemon: &Daemon, extra: &[&str]) -> (String, crictl_tests::crites
         s.skipped
     );
     (text, s)
-}
-
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == ' ' || c == '-' || c == '_' {
-                c.to_string()
-            } else {
-                format!("\\{c}")
-            }
-        })
-        .collect()
 }
 
 fn failures(text: &str) -> Vec<&str> {
