@@ -80,7 +80,11 @@ pub fn container_stats(u: &ContainerUsage, layers_dir: &Path) -> cri::ContainerS
 
 /// A pod's traffic: CNI names its interface in the pod `eth0`, which is
 /// the default one (as containerd reports it); every one is listed.
-fn network(n: &NetworkStats) -> cri::NetworkUsage {
+/// `None` when the pod has no interface but loopback (its network is being
+/// torn down, or CNI gave it none): kubelet v1.34 reads the default
+/// interface of any network stats it gets without a nil check, so stats
+/// without one would crash it (its `criInterfaceToSummary`).
+fn network(n: &NetworkStats) -> Option<cri::NetworkUsage> {
     let usage = |i: &InterfaceCounters| cri::NetworkInterfaceUsage {
         name: i.name.clone(),
         rx_bytes: value(i.rx_bytes),
@@ -92,12 +96,12 @@ fn network(n: &NetworkStats) -> cri::NetworkUsage {
         .interfaces
         .iter()
         .find(|i| i.name == "eth0")
-        .or(n.interfaces.first());
-    cri::NetworkUsage {
+        .or(n.interfaces.first())?;
+    Some(cri::NetworkUsage {
         timestamp: ts(n.timestamp_ns),
-        default_interface: default.map(usage),
+        default_interface: Some(usage(default)),
         interfaces: n.interfaces.iter().map(usage).collect(),
-    }
+    })
 }
 
 /// The CRI stats of one pod and its containers.
@@ -114,7 +118,7 @@ pub fn pod_stats(p: &PodStats, layers_dir: &Path) -> cri::PodSandboxStats {
         linux: Some(cri::LinuxPodSandboxStats {
             cpu: cgroup.map(|c| cpu(c, p.nano_cores)),
             memory: cgroup.map(memory),
-            network: p.network.as_ref().map(network),
+            network: p.network.as_ref().and_then(network),
             process: cgroup.map(|c| cri::ProcessUsage {
                 timestamp: ts(c.timestamp_ns),
                 process_count: value(c.pids_current),
@@ -134,4 +138,56 @@ fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(name: &str, rx: u64) -> InterfaceCounters {
+        InterfaceCounters {
+            name: name.into(),
+            rx_bytes: rx,
+            ..InterfaceCounters::default()
+        }
+    }
+
+    #[test]
+    fn a_pod_without_interfaces_has_no_network_stats() {
+        // What a pod whose CNI DEL is under way reads: loopback only (left
+        // out). kubelet v1.34 dereferences the default interface of any
+        // network stats it is given.
+        let torn_down = NetworkStats {
+            timestamp_ns: 5,
+            interfaces: Vec::new(),
+        };
+        assert_eq!(network(&torn_down), None);
+    }
+
+    #[test]
+    fn eth0_is_the_default_interface_and_every_one_is_listed() {
+        let n = NetworkStats {
+            timestamp_ns: 5,
+            interfaces: vec![counters("net1", 1), counters("eth0", 2)],
+        };
+        let usage = network(&n).expect("stats");
+        assert_eq!(usage.timestamp, 5);
+        let default = usage.default_interface.expect("a default");
+        assert_eq!(
+            (default.name.as_str(), default.rx_bytes),
+            ("eth0", value(2))
+        );
+        assert_eq!(usage.interfaces.len(), 2);
+        let other = NetworkStats {
+            timestamp_ns: 5,
+            interfaces: vec![counters("net1", 1)],
+        };
+        assert_eq!(
+            network(&other)
+                .and_then(|u| u.default_interface)
+                .map(|i| i.name),
+            Some("net1".to_string()),
+            "without eth0, the first"
+        );
+    }
 }
