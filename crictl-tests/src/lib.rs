@@ -22,6 +22,7 @@ pub mod layers;
 pub mod network;
 pub mod node_e2e;
 pub mod oci;
+pub mod peer;
 pub mod proxy;
 pub mod registry;
 mod registry_setup;

@@ -40,6 +40,12 @@ impl TestNetwork {
     /// daemon's conf dir. Panics without root or the plugins: both are test
     /// dependencies that `crictl-tests/run.sh` installs.
     pub fn new(builder: &DaemonBuilder) -> TestNetwork {
+        TestNetwork::in_dir(builder.dir())
+    }
+
+    /// The same for any runtime whose CNI conf dir is `dir/net.d` (host-local
+    /// keeps its leases in `dir/ipam`): the benchmarks' peer.
+    pub fn in_dir(dir: &Path) -> TestNetwork {
         crate::tools::require_root("pod tests: namespaces, bridges");
         assert!(
             Path::new(PLUGIN_DIR).join("bridge").exists(),
@@ -58,8 +64,8 @@ impl TestNetwork {
             name: format!("corten-e2e-{pid}-{n}"),
             bridge: format!("ctc{}x{n}", pid % 100_000),
             octet: free_octet((pid * 11 + n * 17) % 250 + 2),
-            ipam_dir: builder.dir().join("ipam"),
-            conf_dir: builder.dir().join("net.d"),
+            ipam_dir: dir.join("ipam"),
+            conf_dir: dir.join("net.d"),
         };
         net.write("10-test.conflist", &net.conflist(&[]));
         net
