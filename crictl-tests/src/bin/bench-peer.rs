@@ -406,8 +406,16 @@ fn main() -> Result<()> {
     drop(peer_net);
     drop(cortend);
     drop(corten_net);
+    // A pod's cgroup can stay busy for a moment after its removal (its
+    // last process still exiting).
     for s in &subjects {
-        crictl_tests::cgroups::remove_all(&s.cgroup_parent);
+        let gone = crictl_tests::wait::within(Duration::from_secs(20), || {
+            crictl_tests::cgroups::remove_all(&s.cgroup_parent);
+            crictl_tests::cgroups::dirs(&s.cgroup_parent).is_empty()
+        });
+        if !gone {
+            eprintln!("cgroups left under {}", s.cgroup_parent);
+        }
     }
     Ok(())
 }
