@@ -198,3 +198,25 @@ fn free_octet(start: u32) -> u32 {
     }
     start
 }
+
+/// `GET path` of `ip:port` over HTTP/1.0, read to the end (the tests'
+/// traffic to a pod's web server); the body's length. Panics unless the
+/// reply is a 200.
+pub fn http_get_body_len(ip: &str, port: u16, path: &str, timeout: std::time::Duration) -> usize {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect((ip, port)).expect("connect to the pod");
+    s.set_read_timeout(Some(timeout)).expect("timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: pod\r\n\r\n").expect("request");
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).expect("reply");
+    let head_end = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP reply");
+    assert!(
+        reply.starts_with(b"HTTP/1.") && reply[..head_end].windows(5).any(|w| w == b" 200 "),
+        "not a 200: {}",
+        String::from_utf8_lossy(&reply[..head_end])
+    );
+    reply.len() - head_end - 4
+}

@@ -11,8 +11,6 @@
 //! container's availableBytes and page faults are checked where cortend
 //! reports them, in ListPodSandboxStats and ListContainerStats.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use crictl_tests::{wait, Cluster};
@@ -50,19 +48,9 @@ fn num(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
-/// `GET path` of `ip:8080`, read to the end; the number of body bytes.
+/// `GET path` of `ip:8080`; the number of body bytes.
 fn download(ip: &str, path: &str) -> usize {
-    let mut s = TcpStream::connect((ip, 8080)).expect("connect to the pod");
-    s.set_read_timeout(Some(STATS)).expect("timeout");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: pod\r\n\r\n").expect("request");
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply).expect("reply");
-    let head_end = reply
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP reply");
-    assert!(reply.starts_with(b"HTTP/1.") && reply[..head_end].windows(5).any(|w| w == b" 200 "));
-    reply.len() - head_end - 4
+    crictl_tests::network::http_get_body_len(ip, 8080, path, STATS)
 }
 
 #[test]

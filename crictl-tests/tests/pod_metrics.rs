@@ -8,7 +8,6 @@
 mod container_env;
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -95,17 +94,7 @@ fn assert_described(pod: &Value, descs: &HashMap<String, Vec<String>>) {
 
 /// `GET path` of `ip:8080`; the number of body bytes.
 fn download(ip: &str, path: &str) -> usize {
-    let mut s = TcpStream::connect((ip, 8080)).expect("connect to the pod");
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: pod\r\n\r\n").expect("request");
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply).expect("reply");
-    let head_end = reply
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP reply");
-    reply.len() - head_end - 4
+    crictl_tests::network::http_get_body_len(ip, 8080, path, Duration::from_secs(60))
 }
 
 /// The POD series `name` on `eth0` of the pod in `pods` with id `pod`.
