@@ -113,7 +113,7 @@ fn an_image_in_use_can_be_removed_and_its_containers_keep_running() {
         std::fs::read_dir(&snapshots)
             .expect("snapshots")
             .flatten()
-            .filter(|e| e.file_name() != "tmp")
+            .filter(|e| e.file_name() != "tmp" && e.file_name() != "usage")
             .map(|e| e.path())
             .collect()
     };

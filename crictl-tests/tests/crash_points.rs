@@ -17,7 +17,7 @@ use std::time::Duration;
 use container_env::{path, Env};
 use corten_runtime::crash;
 use crictl_tests::network::mounts_under;
-use crictl_tests::{Compression, ImageBuilder};
+use crictl_tests::{wait, Compression, ImageBuilder};
 use serde_json::json;
 
 /// The image the pull points cut: a layer busybox does not have.
@@ -145,6 +145,20 @@ impl World {
             Vec::<String>::new(),
             "{after}: mounts left"
         );
+        // Removed containers' files are deleted in the background, from
+        // the trash directories (which a start empties).
+        for trash in [
+            d.dir().join("state/containers.trash"),
+            d.root_dir().join("containers.trash"),
+        ] {
+            let emptied = wait::within(Duration::from_secs(30), || entries(&trash).is_empty());
+            assert!(
+                emptied,
+                "{after}: {}: {:?}",
+                trash.display(),
+                entries(&trash)
+            );
+        }
         for dir in [
             d.dir().join("state/pods"),
             d.dir().join("state/containers"),

@@ -25,12 +25,19 @@ fn assert_nothing_left(d: &Daemon) {
             .expect("snapshots dir")
             .filter_map(Result::ok)
             .map(|e| e.file_name())
-            .filter(|n| n != "tmp")
+            .filter(|n| n != "tmp" && n != "usage")
             .collect()
     };
     // A removal collects layers in the background.
     let collected = wait::within(Duration::from_secs(30), || committed().is_empty());
     assert!(collected, "snapshots left: {:?}", committed());
+    // Nor the measured usage of one.
+    let usages: Vec<_> = std::fs::read_dir(snapshots.join("usage"))
+        .expect("usage dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(usages.is_empty(), "usages left: {usages:?}");
 }
 
 /// No image recorded and no temporary snapshot; layers that completed

@@ -126,6 +126,17 @@ impl SerialThread {
         self.jobs.send(job).map_err(|_| failed())?;
         result.await.map_err(|_| failed())
     }
+
+    /// Hands `f` to the thread, after the jobs handed over before it,
+    /// without waiting for it. If the thread is gone, `f` runs here and now.
+    pub fn submit(&self, f: impl FnOnce() + Send + 'static) {
+        let job: Job = Box::new(move || {
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(f));
+        });
+        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
+            job();
+        }
+    }
 }
 
 #[cfg(test)]

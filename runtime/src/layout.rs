@@ -64,6 +64,17 @@ impl Layout {
         self.state_dir.join("containers")
     }
 
+    /// Removed containers' writable layers, renamed here (one atomic
+    /// step) and deleted afterwards, off the request's path.
+    pub fn writable_layers_trash(&self) -> PathBuf {
+        self.root_dir.join("containers.trash")
+    }
+
+    /// Removed containers' bundles, as [`Layout::writable_layers_trash`].
+    pub fn bundles_trash(&self) -> PathBuf {
+        self.state_dir.join("containers.trash")
+    }
+
     /// Pod directories (`<id>/`: pinned namespaces, shm, hostname, hosts,
     /// resolv.conf).
     pub fn pods(&self) -> PathBuf {
@@ -79,7 +90,9 @@ impl Layout {
             self.snapshots(),
             self.cni_cache(),
             self.writable_layers(),
+            self.writable_layers_trash(),
             self.bundles(),
+            self.bundles_trash(),
             self.pods(),
         ]
     }

@@ -285,3 +285,66 @@ fn seccomp_filter_is_installed_before_exec() {
         assert_eq!(out, "");
     }
 }
+
+/// The spec without its own cgroup namespace (as pods on cgroup v1 run).
+fn spec_without_cgroupns(args: &[&str]) -> oci_spec::runtime::Spec {
+    let mut s = spec(args);
+    let mut linux = s.linux().clone().unwrap();
+    let nss: Vec<_> = linux
+        .namespaces()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Cgroup)
+        .collect();
+    linux.set_namespaces(Some(nss));
+    s.set_linux(Some(linux));
+    s
+}
+
+#[test]
+fn setup_runs_while_the_cgroup_move_does() {
+    let fx = Fixture::new();
+    // The hook returns only once the child has entered its namespaces:
+    // with the setup waiting for the hook (the order a cgroup namespace
+    // needs), this would fail.
+    let (out, err, line) = fx.run_with(
+        &spec_without_cgroupns(&["echo", "ran"]),
+        &[("CORTEN_PROBE_HOOK", "overlap")],
+    );
+    assert_eq!(line, "exit 0", "{err}");
+    assert_eq!(out.trim(), "ran");
+}
+
+#[test]
+fn a_failing_hook_ends_the_child_and_names_itself() {
+    let fx = Fixture::new();
+    for s in [
+        spec(&["echo", "ran"]),
+        spec_without_cgroupns(&["echo", "ran"]),
+    ] {
+        let (out, err, line) = fx.run_with(&s, &[("CORTEN_PROBE_HOOK", "fail")]);
+        assert!(
+            line.starts_with("spawn error: preparing container init"),
+            "{line}\n{err}"
+        );
+        assert!(line.contains("failing as asked"), "{line}");
+        assert!(out.is_empty(), "the command never ran: {out}");
+    }
+}
+
+#[test]
+fn a_child_that_failed_during_the_hook_gives_the_cause() {
+    let fx = Fixture::new();
+    let mut s = spec_without_cgroupns(&["true"]);
+    let mut mounts = s.mounts().clone().unwrap_or_default();
+    mounts.push(bind(Path::new("/nonexistent-corten-source"), "/mnt"));
+    s.set_mounts(Some(mounts));
+    let (_, err, line) = fx.run_with(&s, &[("CORTEN_PROBE_HOOK", "fail-after-exit")]);
+    assert!(line.starts_with("spawn error:"), "{line}\n{err}");
+    assert!(
+        !line.contains("failing as asked"),
+        "the hook's error hid the cause: {line}"
+    );
+    assert!(line.contains("nonexistent-corten-source"), "{line}");
+}

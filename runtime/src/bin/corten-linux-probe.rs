@@ -13,6 +13,10 @@
 //! with EPERM. With `CORTEN_PROBE_OLD_KERNEL=1` the probe itself (and so
 //! the container setup) runs under a filter that answers ENOSYS to the
 //! descriptor-based mount calls, as a kernel before 5.2 would.
+//! `CORTEN_PROBE_HOOK` sets what the `before_setup` hook (the shim's
+//! cgroup move) does: `overlap` waits until the child has entered its mount
+//! namespace, which it does only if its setup runs during the hook;
+//! `fail` fails at once; `fail-after-exit` fails once the child has ended.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -78,8 +82,11 @@ fn run(args: &[String]) -> Result<String, String> {
         )?;
         seccompiler::apply_filter(&filter).map_err(|e| format!("error: seccomp apply: {e}"))?;
     }
-    let init = spawn_init(&spec, &rootfs, stdio, seccomp, &mut |_pid| Ok(()))
-        .map_err(|e| format!("spawn error: {e} [{:?}]", e.kind()))?;
+    let hook = std::env::var("CORTEN_PROBE_HOOK").unwrap_or_default();
+    let init = spawn_init(&spec, &rootfs, stdio, seccomp, &mut |pid| {
+        before_setup(&hook, pid)
+    })
+    .map_err(|e| format!("spawn error: {e} [{:?}]", e.kind()))?;
     let pid = Pid::from_raw(init.pid());
     let started = init.start();
     let status = loop {
@@ -93,6 +100,43 @@ fn run(args: &[String]) -> Result<String, String> {
     match started {
         Ok(()) => Ok(status),
         Err(e) => Ok(format!("start error: {e} [{:?}] ({status})", e.kind())),
+    }
+}
+
+/// The `before_setup` hook `CORTEN_PROBE_HOOK` asks for.
+fn before_setup(hook: &str, pid: i32) -> Result<(), corten_runtime::linux::HookError> {
+    let until = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !cond() {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("hook: {what} never happened").into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(())
+    };
+    let mnt_ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
+    let ended = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(true)
+    };
+    match hook {
+        "overlap" => until("the child's setup", &|| {
+            mnt_ns(&pid.to_string()).is_some_and(|ns| Some(ns) != mnt_ns("self"))
+        }),
+        "fail" => Err("hook: failing as asked".into()),
+        "fail-after-exit" => {
+            until("the child's end", &ended)?;
+            Err("hook: failing as asked".into())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -121,6 +121,7 @@ fn open_blocking(
         }
     };
     let shims = ContainerRuntime::new(layout.state_dir(), layout.root_dir(), &config.shim);
+    shims.clear_trash();
     let backend = match seams.shims {
         Some(b) => b,
         None => Arc::new(shims.clone()),

@@ -124,6 +124,17 @@ impl ImageIndex {
                     }
                 }
             }
+            // A pull of an image already recorded as it is (kubelet's
+            // `Always` policy, a cached pull) commits nothing.
+            if let Some(old) = v.get(merged.id.as_str()).filter(|_| others.is_empty()) {
+                let unchanged = ImageRecord {
+                    pulled_at_ns: old.pulled_at_ns,
+                    ..merged.clone()
+                };
+                if unchanged == *old {
+                    return Ok((Vec::new(), (old.clone(), Vec::new())));
+                }
+            }
             let mut edits = vec![Edit::Put(merged.clone())];
             let mut dropped = Vec::new();
             for (id, mut other) in others {

@@ -66,11 +66,17 @@ impl Init {
 /// Forks the container init from the single-threaded shim.
 ///
 /// `before_setup(pid)` runs in the parent right after the fork (the shim
-/// puts the pid in the container's cgroup there); then the child joins or
+/// puts the pid in the container's cgroup there); the child joins or
 /// creates its namespaces, sets up the mounts, pivots into `rootfs` and
 /// applies the process settings of `spec`, and blocks before exec. Returns
-/// once the child is blocked, or with the child's error (the child is then
-/// reaped).
+/// once the child is blocked and `before_setup` is done, or with the
+/// child's error (the child is then reaped).
+///
+/// The child's setup runs while `before_setup` does (a cgroup v1 move
+/// waits for an RCU grace period, milliseconds), unless the container has
+/// a cgroup namespace of its own: that one must be made inside the
+/// container's cgroup, so then the child waits for it. Either way the
+/// command runs only after both, on [`Init::start`].
 pub fn spawn_init(
     spec: &Spec,
     rootfs: &Path,
@@ -79,6 +85,11 @@ pub fn spawn_init(
     before_setup: &mut dyn FnMut(i32) -> std::result::Result<(), HookError>,
 ) -> Result<Init> {
     let plan = child::Plan::new(spec, rootfs)?;
+    let overlap = !spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|nss| nss.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
     let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).ctx(|| "create sync pipe")?;
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).ctx(|| "create sync pipe")?;
     let saved_pid_ns = enter_pid_namespace(spec)?;
@@ -98,7 +109,7 @@ pub fn spawn_init(
             drop(go_read);
             drop(report_write);
             drop(stdio);
-            parent(child, go_write, report_read, before_setup)
+            parent(child, go_write, report_read, before_setup, overlap)
         }
         Err(e) => {
             restore_pid_namespace(saved_pid_ns)?;
@@ -115,20 +126,38 @@ fn parent(
     to_child: OwnedFd,
     from_child: OwnedFd,
     before_setup: &mut dyn FnMut(i32) -> std::result::Result<(), HookError>,
+    overlap: bool,
 ) -> Result<Init> {
+    let go = |to_child: &OwnedFd| {
+        sync::write_all(to_child, &[sync::GO]).map_err(|source| {
+            reap_killed(pid);
+            Error::Sys {
+                op: format!("signal go to container init {pid}"),
+                source,
+            }
+        })
+    };
+    if overlap {
+        go(&to_child)?;
+    }
     if let Err(source) = before_setup(pid.as_raw()) {
-        reap_killed(pid);
-        return Err(Error::BeforeSetup {
+        let _ = kill(pid, Signal::SIGKILL);
+        // A child that failed meanwhile (and so could not be moved) said
+        // why: that is the cause.
+        let said = overlap
+            .then(|| sync::read_report(&from_child))
+            .and_then(|r| match r {
+                Ok(Report::Failed { kind, message }) => Some(Error::Init { kind, message }),
+                _ => None,
+            });
+        reap(pid);
+        return Err(said.unwrap_or(Error::BeforeSetup {
             pid: pid.as_raw(),
             source,
-        });
+        }));
     }
-    if let Err(source) = sync::write_all(&to_child, &[sync::GO]) {
-        reap_killed(pid);
-        return Err(Error::Sys {
-            op: format!("signal go to container init {pid}"),
-            source,
-        });
+    if !overlap {
+        go(&to_child)?;
     }
     let report = sync::read_report(&from_child);
     match report {

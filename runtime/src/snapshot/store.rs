@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <root>/<chain-id-hex>/   a committed snapshot (the layer's files)
+//! <root>/usage/<hex>       its disk usage, measured once ("bytes inodes")
 //! <root>/tmp/              work in progress and snapshots being removed
 //! ```
 //!
@@ -10,13 +11,22 @@
 //! disappears by an atomic rename back into it, so a crash never leaves a
 //! half-made or half-deleted snapshot under its chain id. `open` clears
 //! whatever a crash left in `tmp/`.
+//!
+//! A snapshot never changes once committed, so its disk usage is measured
+//! once (right after its unpack, while its files are in the cache) and
+//! kept beside it: `usage` (ImageFsInfo, which kubelet polls) costs one
+//! directory listing, whatever the number of stored files. The usage
+//! files are derived data: one that is missing (a crash, a snapshot
+//! committed unmeasured) is measured again when first needed, one whose
+//! snapshot is gone is removed by `open`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -28,6 +38,8 @@ use crate::image::Digest;
 
 /// The name of the work directory under the root.
 const TMP_DIR: &str = "tmp";
+/// The name of the directory of measured usages under the root.
+const USAGE_DIR: &str = "usage";
 
 /// Disk usage of the committed snapshots.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,11 +50,24 @@ pub struct Usage {
     pub inodes: u64,
 }
 
+impl std::ops::Add for Usage {
+    type Output = Usage;
+    fn add(self, other: Usage) -> Usage {
+        Usage {
+            bytes: self.bytes + other.bytes,
+            inodes: self.inodes + other.inodes,
+        }
+    }
+}
+
 /// The snapshot store rooted at one directory.
 #[derive(Debug)]
 pub struct Snapshotter {
     root: PathBuf,
     tmp: PathBuf,
+    usage_dir: PathBuf,
+    /// Measured usages by chain id hex (what `usage/` holds, read once).
+    usages: Mutex<HashMap<String, Usage>>,
 }
 
 /// A snapshot taken out of sight by [`Snapshotter::discard`], not yet
@@ -66,12 +91,23 @@ impl Discarded {
 pub struct TempSnapshot {
     path: PathBuf,
     committed: bool,
+    /// Its disk usage, once [`TempSnapshot::measure`]d.
+    usage: Option<Usage>,
 }
 
 impl TempSnapshot {
     /// The directory to unpack into.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Measures its disk usage, to be kept when it is committed: call it
+    /// once its files are complete, on a thread that may block (it walks
+    /// every file).
+    pub fn measure(&mut self) -> Result<Usage, Error> {
+        let usage = disk_usage(&self.path)?;
+        self.usage = Some(usage);
+        Ok(usage)
     }
 }
 
@@ -145,9 +181,26 @@ impl Snapshotter {
                 Err(e) => return Err(io_err("remove leftover", &path)(e)),
             }
         }
+        let usage_dir = root.join(USAGE_DIR);
+        fs::create_dir_all(&usage_dir).map_err(io_err("create snapshot directory", &usage_dir))?;
+        // Usages whose snapshot is gone (a crash during its removal).
+        for entry in fs::read_dir(&usage_dir).map_err(io_err("list", &usage_dir))? {
+            let entry = entry.map_err(io_err("list", &usage_dir))?;
+            let name = entry.file_name();
+            if !root.join(&name).is_dir() {
+                let path = entry.path();
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err("remove leftover", &path)(e)),
+                }
+            }
+        }
         Ok(Snapshotter {
             root: root.to_path_buf(),
             tmp,
+            usage_dir,
+            usages: Mutex::new(HashMap::new()),
         })
     }
 
@@ -173,6 +226,7 @@ impl Snapshotter {
             let snapshot = TempSnapshot {
                 path,
                 committed: false,
+                usage: None,
             };
             // The umask may have narrowed the mode; a lower dir must be 0755.
             fs::set_permissions(
@@ -204,6 +258,9 @@ impl Snapshotter {
         match renamed {
             Ok(()) => {
                 tmp.committed = true;
+                if let Some(usage) = tmp.usage {
+                    self.keep_usage(chain_id, usage);
+                }
                 Ok(())
             }
             // A racing pull committed the same layer first: use theirs.
@@ -228,7 +285,10 @@ impl Snapshotter {
         let path = self.path(chain_id);
         let doomed = self.tmp.join(unique_name("rm"));
         match fs::rename(&path, &doomed) {
-            Ok(()) => Ok(Some(Discarded { path: doomed })),
+            Ok(()) => {
+                self.forget_usage(chain_id);
+                Ok(Some(Discarded { path: doomed }))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("move snapshot out of sight", &path)(e)),
         }
@@ -251,13 +311,82 @@ impl Snapshotter {
     }
 
     /// Disk usage of all committed snapshots, without following symlinks;
-    /// hard-linked files are counted once.
+    /// hard-linked files are counted once (a hard link never crosses
+    /// layers). Each snapshot's usage was measured once; this lists them.
     pub fn usage(&self) -> Result<Usage, Error> {
-        let mut walk = UsageWalk::default();
+        let mut total = Usage::default();
         for chain_id in self.list()? {
-            walk.visit(&self.path(&chain_id))?;
+            total = total + self.usage_of(&chain_id)?;
         }
-        Ok(walk.usage)
+        Ok(total)
+    }
+
+    /// The usage of one committed snapshot: kept in memory, else in its
+    /// usage file, else measured now (and kept).
+    fn usage_of(&self, chain_id: &Digest) -> Result<Usage, Error> {
+        let hex = chain_id.hex();
+        if let Some(usage) = self.lock_usages().get(hex) {
+            return Ok(*usage);
+        }
+        let file = self.usage_dir.join(hex);
+        let kept = fs::read_to_string(&file).ok().and_then(|text| {
+            let (bytes, inodes) = text.trim().split_once(' ')?;
+            Some(Usage {
+                bytes: bytes.parse().ok()?,
+                inodes: inodes.parse().ok()?,
+            })
+        });
+        let usage = match kept {
+            Some(usage) => usage,
+            None => {
+                let path = self.path(chain_id);
+                let usage = disk_usage(&path)?;
+                if !path.is_dir() {
+                    // Removed while it was measured.
+                    return Ok(Usage::default());
+                }
+                self.write_usage(chain_id, usage);
+                usage
+            }
+        };
+        self.lock_usages().insert(hex.to_string(), usage);
+        Ok(usage)
+    }
+
+    /// Keeps the usage of the snapshot `chain_id`, just committed.
+    fn keep_usage(&self, chain_id: &Digest, usage: Usage) {
+        self.write_usage(chain_id, usage);
+        self.lock_usages().insert(chain_id.hex().to_string(), usage);
+    }
+
+    /// Writes the usage file of `chain_id` (by a rename, so it is never
+    /// read half-written). Derived data: no fsync, and a failure only
+    /// costs a measurement later.
+    fn write_usage(&self, chain_id: &Digest, usage: Usage) {
+        let tmp = self.tmp.join(unique_name("usage"));
+        let file = self.usage_dir.join(chain_id.hex());
+        let written = fs::write(&tmp, format!("{} {}\n", usage.bytes, usage.inodes))
+            .and_then(|()| fs::rename(&tmp, &file));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            tracing::debug!(file = %file.display(), error = %e, "cannot keep a snapshot's usage");
+        }
+    }
+
+    fn forget_usage(&self, chain_id: &Digest) {
+        self.lock_usages().remove(chain_id.hex());
+        let file = self.usage_dir.join(chain_id.hex());
+        if let Err(e) = fs::remove_file(&file) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::debug!(file = %file.display(), error = %e,
+                    "cannot remove a snapshot's usage; the next start does");
+            }
+        }
+    }
+
+    fn lock_usages(&self) -> std::sync::MutexGuard<'_, HashMap<String, Usage>> {
+        // A panic while holding it cannot leave the map inconsistent.
+        self.usages.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -43,8 +43,12 @@ pub async fn fetch(job: LayerJob<'_>, snapshots: &Snapshotter) -> Result<u64, cr
     // its result: if this future is dropped mid-way (another layer failed),
     // the unpacker sees the end of the stream, finishes, and only then is
     // the temporary directory removed, by its drop on that thread.
+    // Its disk usage is measured there too, once its files are complete
+    // and still in the cache (ImageFsInfo adds up these measurements).
     let unpacker = tokio::task::spawn_blocking(move || {
-        let result = unpack_layer(ChannelReader::new(rx), compression, tmp.path());
+        let mut tmp = tmp;
+        let result = unpack_layer(ChannelReader::new(rx), compression, tmp.path())
+            .and_then(|unpacked| tmp.measure().map(|_| unpacked));
         (tmp, result)
     });
 

@@ -8,7 +8,7 @@ mod layer;
 mod manifest;
 mod registry;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,21 @@ pub struct Puller {
     plain_hosts: Mutex<HashSet<String>>,
     /// One pull per reference and one download per layer at a time.
     locks: KeyedLocks,
+    /// Registry clients of anonymous pulls, by (host, plain HTTP), kept
+    /// for their connections and tokens.
+    anonymous: AnonymousClients,
+}
+
+/// Clients by (host, plain HTTP). Only anonymous pulls share one: a token
+/// a client caches for one pull's credentials must not serve another's.
+#[derive(Default)]
+struct AnonymousClients(Mutex<HashMap<(String, bool), oci_client::Client>>);
+
+impl std::fmt::Debug for AnonymousClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "AnonymousClients({n})")
+    }
 }
 
 /// A manifest resolved at one endpoint.
@@ -69,6 +84,7 @@ impl Puller {
             certificates,
             plain_hosts: Mutex::new(HashSet::new()),
             locks: KeyedLocks::default(),
+            anonymous: AnonymousClients::default(),
         })
     }
 
@@ -194,6 +210,25 @@ impl Puller {
         })
     }
 
+    /// The shared client of anonymous pulls from `host`.
+    fn anonymous_client(&self, host: &str, plain: bool) -> oci_client::Client {
+        let key = (host.to_string(), plain);
+        if let Some(c) = self
+            .anonymous
+            .0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return c;
+        }
+        let client = self.client(host, plain);
+        if let Ok(mut m) = self.anonymous.0.lock() {
+            m.entry(key).or_insert_with(|| client.clone());
+        }
+        client
+    }
+
     fn auth(&self, host: &str, given: Option<&Credentials>) -> Result<RegistryAuth, Error> {
         let from_file = match (given, &self.config.auth_file) {
             (None, Some(path)) => Credentials::from_auth_file(path, host)?,
@@ -218,7 +253,13 @@ impl Puller {
     ) -> Result<Resolved, crate::Error> {
         let name = reference.to_string();
         let registry_err = |e| Error::from_registry(&name, &endpoint.host, e);
-        let client = self.client(&endpoint.host, plain);
+        let auth = self.auth(&endpoint.host, credentials)?;
+        let client = match auth {
+            // Building a client (its TLS roots) and a first connection
+            // cost more than a cached pull's whole exchange.
+            RegistryAuth::Anonymous => self.anonymous_client(&endpoint.host, plain),
+            _ => self.client(&endpoint.host, plain),
+        };
         let (registry, repository) = (
             reference.registry().to_string(),
             reference.repository().to_string(),
@@ -240,7 +281,6 @@ impl Puller {
         if endpoint.host != reference.registry() {
             oref.set_mirror_registry(endpoint.host.clone());
         }
-        let auth = self.auth(&endpoint.host, credentials)?;
         let (bytes, digest) = client
             .pull_manifest_raw(&oref, &auth, manifest::ACCEPTED)
             .await

@@ -214,3 +214,64 @@ fn usage_counts_hardlinks_once_and_does_not_follow_symlinks() {
     assert!(usage.bytes >= data.len() as u64);
     assert!(usage.bytes < 1 << 20, "symlink target not followed");
 }
+
+#[test]
+fn usage_is_measured_once_and_kept_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("snapshots");
+    let s = Snapshotter::open(&root).expect("open");
+    let (a, b) = (digest("a"), digest("b"));
+    for (id, files) in [(&a, 3), (&b, 5)] {
+        let mut tmp = s.prepare().expect("prepare");
+        for n in 0..files {
+            fs::write(tmp.path().join(format!("f{n}")), vec![1u8; 8192]).expect("write");
+        }
+        let measured = tmp.measure().expect("measure");
+        assert_eq!(measured.inodes, files + 1, "the files and the root");
+        s.commit(tmp, id).expect("commit");
+    }
+    let total = s.usage().expect("usage");
+    assert_eq!(total.inodes, 4 + 6);
+    assert_eq!(
+        total,
+        disk_usage(&s.path(&a)).unwrap() + disk_usage(&s.path(&b)).unwrap()
+    );
+
+    // Files appearing under a committed snapshot (which never happens) are
+    // not seen: usage reads the measurements, it does not walk.
+    fs::write(s.path(&a).join("late"), b"x").expect("write");
+    assert_eq!(s.usage().expect("usage"), total);
+    drop(s);
+    let s = Snapshotter::open(&root).expect("reopen");
+    assert_eq!(s.usage().expect("usage after a restart"), total);
+
+    // A lost measurement (a crash right after the commit) is made again.
+    fs::remove_file(root.join(USAGE_DIR).join(a.hex())).expect("rm usage");
+    drop(s);
+    let s = Snapshotter::open(&root).expect("reopen");
+    assert_eq!(s.usage().expect("usage").inodes, total.inodes + 1);
+    assert!(root.join(USAGE_DIR).join(a.hex()).is_file(), "kept again");
+
+    // A removed snapshot takes its measurement along.
+    s.remove(&b).expect("remove");
+    assert!(!root.join(USAGE_DIR).join(b.hex()).exists());
+    assert_eq!(s.usage().expect("usage").inodes, 4 + 1);
+}
+
+#[test]
+fn open_removes_usages_whose_snapshot_is_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("snapshots");
+    let s = Snapshotter::open(&root).expect("open");
+    let id = digest("a");
+    let mut tmp = s.prepare().expect("prepare");
+    tmp.measure().expect("measure");
+    s.commit(tmp, &id).expect("commit");
+    // A crash during a removal: the snapshot went, its usage stayed.
+    fs::rename(s.path(&id), s.tmp.join("rm-crashed")).expect("rename");
+    drop(s);
+    let s = Snapshotter::open(&root).expect("reopen");
+    assert_eq!(fs::read_dir(root.join(USAGE_DIR)).unwrap().count(), 0);
+    assert_eq!(tmp_entries(&s), 0);
+    assert_eq!(s.usage().expect("usage"), Usage::default());
+}
