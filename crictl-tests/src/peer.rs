@@ -54,7 +54,7 @@ impl Containerd {
     /// empty directory), its CNI conf dir `net.d` there, pulling the
     /// registries `hosts` from the registry at `mirror` (`host:port`).
     pub fn start(dir: &Path, mirror: &str, hosts: &[&str]) -> Result<Containerd> {
-        let containerd = binary("containerd")?;
+        binary("containerd")?;
         binary("containerd-shim-runc-v2")?;
         let runc = binary("runc")?;
         for sub in ["root", "state", "net.d", "certs.d", "opt"] {
@@ -119,29 +119,13 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
         );
         let config_path = dir.join("config.toml");
         fs::write(&config_path, config)?;
-        let log = dir.join("containerd.log");
-        let out = fs::File::create(&log)?;
-        let bin_dir = containerd.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let path = format!(
-            "{}:{}",
-            bin_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let child = Command::new(&containerd)
-            .arg("--config")
-            .arg(&config_path)
-            .env("PATH", path)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {}", containerd.display()))?;
         let mut c = Containerd {
-            child: Some(child),
+            child: None,
             dir: dir.to_path_buf(),
             socket,
-            log,
+            log: dir.join("containerd.log"),
         };
+        c.spawn()?;
         let served = wait::within(Duration::from_secs(60), || {
             c.exited()
                 || cri::block_on(async {
@@ -157,6 +141,45 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
             bail!("containerd does not serve the CRI:\n{}", c.log_text());
         }
         Ok(c)
+    }
+
+    /// Starts the containerd process on this directory's config.
+    fn spawn(&mut self) -> Result<()> {
+        let containerd = binary("containerd")?;
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let bin_dir = containerd.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let child = Command::new(&containerd)
+            .arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {}", containerd.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills containerd (SIGKILL, as a crash ends it; its shims and their
+    /// containers live on) and starts it again on the same state, without
+    /// waiting for it to serve; the instant it was started again.
+    pub fn kill_and_restart(&mut self) -> Result<std::time::Instant> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let started = std::time::Instant::now();
+        self.spawn()?;
+        Ok(started)
     }
 
     fn exited(&mut self) -> bool {
