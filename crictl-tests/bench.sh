@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # corten against containerd on this machine, side by side in one run: the
-# table of crictl-tests/src/bin/bench-peer.rs, also written as JSON and
+# table of crictl-tests/src/bin/bench-peer/, also written as JSON and
 # Markdown under target/bench/. From a fresh machine: installs what it
-# needs (Debian packages; containerd built by the Go toolchain from the Go
-# module proxy), builds a release cortend, runs the benchmark.
+# needs (Debian packages; containerd, runc and critest built by the Go
+# toolchain from the Go module proxy), builds a release cortend, runs the
+# benchmark.
 # Usage (as root): bash crictl-tests/bench.sh [REPETITIONS]
 set -euo pipefail
 
@@ -30,6 +31,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash crictl-tests/peer-tools.sh
+# critest, for `critest -benchmark` against both.
+bash crictl-tests/cri-tools.sh
 echo "== building (release)"
 cargo build --release --quiet -p corten-cri --bin cortend -p corten-runtime --bin corten-shim \
     -p crictl-tests --bin bench-peer

@@ -7,7 +7,6 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-CRI_TOOLS_VERSION=v1.34.0
 TOOLS="$PWD/.test-tools"
 export PATH="$PATH:/usr/local/go/bin:$HOME/.cargo/bin:$HOME/go/bin"
 # A from-scratch build gains nothing from incremental state, and it costs disk.
@@ -30,42 +29,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# crictl, pinned, built from the Go module proxy into .test-tools/bin.
-command -v go >/dev/null || { echo "go is required to build crictl" >&2; exit 1; }
+# crictl and critest, pinned, built from the Go module proxy into
+# .test-tools/bin.
 command -v cargo >/dev/null || { echo "cargo is required" >&2; exit 1; }
-# (go install leaves the binary's own version "unknown"; the module version
-# recorded in the binary tells which one it is.)
-if ! go version -m "$TOOLS/bin/crictl" 2>/dev/null | grep -qE "mod\s+sigs.k8s.io/cri-tools\s+$CRI_TOOLS_VERSION\b"; then
-    echo "== building crictl $CRI_TOOLS_VERSION"
-    GOBIN="$TOOLS/bin" go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
-fi
+bash crictl-tests/cri-tools.sh
 export CRICTL="$TOOLS/bin/crictl"
-
-# critest, the CRI validation suite, from the same pinned cri-tools: a Go
-# test binary, built with `go test -c` inside a scratch module whose only
-# requirement is cri-tools (tools.go pulls in what its test file imports).
-if ! go version -m "$TOOLS/bin/critest" 2>/dev/null | grep -qE "(mod|dep)\s+sigs.k8s.io/cri-tools\s+$CRI_TOOLS_VERSION\b"; then
-    echo "== building critest $CRI_TOOLS_VERSION"
-    scratch="$(mktemp -d)"
-    printf 'module corten.test/critest\n\ngo 1.24.1\n' > "$scratch/go.mod"
-    cat > "$scratch/tools.go" <<'GOEOF'
-//go:build tools
-
-package tools
-
-import (
-	_ "github.com/onsi/ginkgo/v2/types"
-	_ "sigs.k8s.io/cri-tools/pkg/benchmark"
-	_ "sigs.k8s.io/cri-tools/pkg/validate"
-	_ "sigs.k8s.io/cri-tools/pkg/version"
-)
-GOEOF
-    (cd "$scratch" && go get "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" && go mod tidy \
-        && CGO_ENABLED=0 go test -c -o "$TOOLS/bin/critest" \
-            -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=${CRI_TOOLS_VERSION#v}" \
-            sigs.k8s.io/cri-tools/cmd/critest)
-    rm -rf "$scratch"
-fi
 export CRITEST="$TOOLS/bin/critest"
 
 # Kubernetes v1.34 (kubelet, kube-apiserver, kubectl, etcd, agnhost, the

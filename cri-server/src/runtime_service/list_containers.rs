@@ -20,12 +20,6 @@ pub async fn list_containers(
             labels: f.label_selector.into_iter().collect(),
         },
     };
-    let containers = cri
-        .runtime
-        .containers()
-        .list(&filter)
-        .iter()
-        .map(container)
-        .collect();
+    let containers = cri.runtime.containers().list_mapped(&filter, container);
     Ok(ListContainersResponse { containers })
 }

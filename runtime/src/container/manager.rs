@@ -224,6 +224,21 @@ impl Containers {
             .ok_or_else(|| Error::NotFound { id: id.to_string() }.into())
     }
 
+    /// `f` of each container `filter` lets through, oldest first, read in
+    /// place: a list of hundreds copies no record (ListContainers).
+    pub fn list_mapped<T>(
+        &self,
+        filter: &ContainerFilter,
+        f: impl Fn(&ContainerRecord) -> T,
+    ) -> Vec<T> {
+        let mut out = self.inner.records.map_filtered(
+            |r| filter.matches(r),
+            |r| ((r.created_at_ns, r.id.clone()), f(r)),
+        );
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.into_iter().map(|(_, t)| t).collect()
+    }
+
     /// The containers `filter` lets through, oldest first.
     pub fn list(&self, filter: &ContainerFilter) -> Vec<ContainerRecord> {
         let mut out = self.inner.records.filtered(|r| filter.matches(r));

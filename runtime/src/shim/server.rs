@@ -429,13 +429,15 @@ pub(crate) fn reply(stream: &mut UnixStream, response: &Response) {
     }
 }
 
-/// Writes `value` as JSON to `path` atomically (temp file, fsync, rename).
+/// Writes `value` as JSON to `path` atomically (temp file, rename). No
+/// fsync: a crashed daemon or shim finds it in the page cache, and a power
+/// loss ends the container and the bundle's state directory (a tmpfs on a
+/// node) anyway; a file it would cut short reads as no file.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) {
     let tmp = path.with_extension("tmp");
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         serde_json::to_writer(&mut f, value)?;
-        f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {

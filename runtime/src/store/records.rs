@@ -191,6 +191,17 @@ impl<R: Record> Records<R> {
         self.read().by_id.get(id).cloned()
     }
 
+    /// `f` of each record `keep` lets through, read in place (no record
+    /// is copied; the map's read lock is held meanwhile).
+    pub fn map_filtered<T>(&self, keep: impl Fn(&R) -> bool, f: impl FnMut(&R) -> T) -> Vec<T> {
+        self.read()
+            .by_id
+            .values()
+            .filter(|r| keep(r))
+            .map(f)
+            .collect()
+    }
+
     /// Copies of the records `keep` lets through, by id.
     pub fn filtered(&self, keep: impl Fn(&R) -> bool) -> Vec<R> {
         self.read()

@@ -162,7 +162,8 @@ async fn lifecycle(s: &Subject, i: usize, n: usize, out: &mut Samples) -> Result
         .with_context(|| format!("{}: CreateContainer", s.name))?
         .into_inner()
         .container_id;
-    out.time("CreateContainer", i, t.elapsed());
+    let created = t.elapsed();
+    out.time("CreateContainer", i, created);
     let t = Instant::now();
     rt.start_container(k8s::StartContainerRequest {
         container_id: id.clone(),
@@ -170,6 +171,7 @@ async fn lifecycle(s: &Subject, i: usize, n: usize, out: &mut Samples) -> Result
     .await
     .with_context(|| format!("{}: StartContainer", s.name))?;
     out.time("StartContainer", i, t.elapsed());
+    out.time("CreateContainer + StartContainer", i, created + t.elapsed());
     out.time("pod + container from scratch", i, scratch.elapsed());
 
     let t = Instant::now();
@@ -189,6 +191,10 @@ async fn lifecycle(s: &Subject, i: usize, n: usize, out: &mut Samples) -> Result
         .with_context(|| format!("{}: streaming exec", s.name))?;
     out.time("Exec true (streaming)", i, streamed);
 
+    // The floor of any RPC: a Version call does no work.
+    let t = Instant::now();
+    rt.version(k8s::VersionRequest::default()).await?;
+    out.time("Version (the floor of an RPC)", i, t.elapsed());
     let t = Instant::now();
     rt.container_status(k8s::ContainerStatusRequest {
         container_id: id.clone(),
@@ -387,6 +393,9 @@ async fn run_all(
     for (i, s) in subjects.iter().enumerate() {
         if let Some(kib) = scale::pss_kib(s.pid()) {
             samples.add("daemon PSS idle", "KiB", i, kib);
+        }
+        if let Some(kib) = scale::pss_anon_kib(s.pid()) {
+            samples.add("daemon PSS idle, anonymous part", "KiB", i, kib);
         }
     }
 

@@ -13,9 +13,18 @@ use crictl_tests::cri;
 
 /// The proportional set size of `pid` in KiB (smaps_rollup).
 pub fn pss_kib(pid: u32) -> Option<f64> {
+    smaps_field(pid, "Pss:")
+}
+
+/// The anonymous part of it (heap, stacks: what code pages are not).
+pub fn pss_anon_kib(pid: u32) -> Option<f64> {
+    smaps_field(pid, "Pss_Anon:")
+}
+
+fn smaps_field(pid: u32, field: &str) -> Option<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     text.lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
