@@ -325,6 +325,18 @@ pub fn random_layer(seed: u64, bytes: usize) -> Result<Vec<u8>> {
     l.finish()
 }
 
+/// A layer holding a copy of the host directory `host` at `dest` (a path
+/// without a leading `/`), symlinks kept as symlinks: real binaries for
+/// the pull benchmarks.
+pub fn host_tree_layer(host: &Path, dest: &str) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Deterministic);
+    b.append_dir_all(dest, host)
+        .with_context(|| format!("archiving {}", host.display()))?;
+    Ok(b.into_inner()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,16 +384,4 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
-}
-
-/// A layer holding a copy of the host directory `host` at `dest` (a path
-/// without a leading `/`), symlinks kept as symlinks: real binaries for
-/// the pull benchmarks.
-pub fn host_tree_layer(host: &Path, dest: &str) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
-    b.follow_symlinks(false);
-    b.mode(tar::HeaderMode::Deterministic);
-    b.append_dir_all(dest, host)
-        .with_context(|| format!("archiving {}", host.display()))?;
-    Ok(b.into_inner()?)
 }
