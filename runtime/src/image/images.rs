@@ -66,6 +66,10 @@ impl Images {
 
     /// Bytes and inodes of the snapshot store (walked off the async threads).
     pub async fn usage(&self) -> Result<Usage, crate::Error> {
+        // After the first call, from memory (no thread hand-off).
+        if let Some(usage) = self.index.cached_usage() {
+            return Ok(usage);
+        }
         let index = self.index.clone();
         tokio::task::spawn_blocking(move || index.usage())
             .await

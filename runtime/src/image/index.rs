@@ -256,6 +256,11 @@ impl ImageIndex {
     pub fn usage(&self) -> Result<snapshot::Usage, crate::Error> {
         Ok(self.inner.snapshots.usage()?)
     }
+
+    /// [`ImageIndex::usage`] from memory, when it is known there.
+    pub fn cached_usage(&self) -> Option<snapshot::Usage> {
+        self.inner.snapshots.cached_usage()
+    }
 }
 
 fn is_lower_hex(s: &str) -> bool {

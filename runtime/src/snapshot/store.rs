@@ -68,6 +68,10 @@ pub struct Snapshotter {
     usage_dir: PathBuf,
     /// Measured usages by chain id hex (what `usage/` holds, read once).
     usages: Mutex<HashMap<String, Usage>>,
+    /// Whether `usages` holds every committed snapshot (after one full
+    /// listing; until a snapshot is committed unmeasured): then
+    /// [`Snapshotter::cached_usage`] answers without touching the disk.
+    complete: std::sync::atomic::AtomicBool,
 }
 
 /// A snapshot taken out of sight by [`Snapshotter::discard`], not yet
@@ -201,6 +205,7 @@ impl Snapshotter {
             tmp,
             usage_dir,
             usages: Mutex::new(HashMap::new()),
+            complete: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -258,8 +263,9 @@ impl Snapshotter {
         match renamed {
             Ok(()) => {
                 tmp.committed = true;
-                if let Some(usage) = tmp.usage {
-                    self.keep_usage(chain_id, usage);
+                match tmp.usage {
+                    Some(usage) => self.keep_usage(chain_id, usage),
+                    None => self.complete.store(false, Ordering::SeqCst),
                 }
                 Ok(())
             }
@@ -318,7 +324,24 @@ impl Snapshotter {
         for chain_id in self.list()? {
             total = total + self.usage_of(&chain_id)?;
         }
+        // Every snapshot is in memory now. (Pulls always measure; only a
+        // commit left unmeasured, which tests make, clears this again.)
+        self.complete.store(true, Ordering::SeqCst);
         Ok(total)
+    }
+
+    /// [`Snapshotter::usage`] from memory, once a full listing has
+    /// measured every snapshot (`None` before): no disk access, so cheap
+    /// enough for an async worker.
+    pub fn cached_usage(&self) -> Option<Usage> {
+        if !self.complete.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(
+            self.lock_usages()
+                .values()
+                .fold(Usage::default(), |total, u| total + *u),
+        )
     }
 
     /// The usage of one committed snapshot: kept in memory, else in its
@@ -349,7 +372,12 @@ impl Snapshotter {
                 usage
             }
         };
-        self.lock_usages().insert(hex.to_string(), usage);
+        // Checked under the lock that a removal's forget takes after its
+        // rename: a snapshot removed meanwhile leaves no entry behind.
+        let mut usages = self.lock_usages();
+        if self.path(chain_id).is_dir() {
+            usages.insert(hex.to_string(), usage);
+        }
         Ok(usage)
     }
 

@@ -275,3 +275,30 @@ fn open_removes_usages_whose_snapshot_is_gone() {
     assert_eq!(tmp_entries(&s), 0);
     assert_eq!(s.usage().expect("usage"), Usage::default());
 }
+
+#[test]
+fn cached_usage_follows_commits_and_removals_once_listed() {
+    let (_dir, s) = open();
+    assert_eq!(s.cached_usage(), None, "unknown before a first listing");
+    let measured = |s: &Snapshotter, id: &Digest| {
+        let mut tmp = s.prepare().expect("prepare");
+        fs::write(tmp.path().join("f"), vec![1u8; 4096]).expect("write");
+        tmp.measure().expect("measure");
+        s.commit(tmp, id).expect("commit");
+    };
+    let (a, b) = (digest("a"), digest("b"));
+    measured(&s, &a);
+    let listed = s.usage().expect("usage");
+    assert_eq!(s.cached_usage(), Some(listed));
+    measured(&s, &b);
+    assert_eq!(s.cached_usage(), Some(s.usage().expect("usage")));
+    assert_eq!(s.cached_usage().map(|u| u.inodes), Some(4));
+    s.remove(&a).expect("remove");
+    assert_eq!(s.cached_usage(), Some(s.usage().expect("usage")));
+    assert_eq!(s.cached_usage().map(|u| u.inodes), Some(2));
+    // A commit left unmeasured makes memory unsure until the next listing.
+    s.commit(s.prepare().expect("prepare"), &a).expect("commit");
+    assert_eq!(s.cached_usage(), None);
+    assert_eq!(s.usage().expect("usage").inodes, 3);
+    assert_eq!(s.cached_usage().map(|u| u.inodes), Some(3));
+}
