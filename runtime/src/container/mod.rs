@@ -19,6 +19,7 @@ mod runtime;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod trash;
 
 pub use backend::ShimBackend;
 pub use exec::{stop_exec, ExecOutput, ExecRequest};
