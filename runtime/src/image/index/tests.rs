@@ -427,3 +427,36 @@ fn readers_do_not_wait_for_an_image_commit() {
         assert_eq!(read, (Some(record.id.clone()), 1));
     });
 }
+
+#[test]
+fn a_pull_of_an_unchanged_image_writes_nothing_a_new_name_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stored = |id: &Digest| {
+        open_index(dir.path())
+            .resolve(&id.to_string())
+            .expect("resolve")
+            .expect("present")
+    };
+    let index = open_index(dir.path());
+    let mut record = image(&index, "a", &["busybox:1"], &["l1"]);
+    record.pulled_at_ns = 1;
+    let id = record.id.clone();
+    index.add(record.clone()).expect("add");
+
+    // The same image pulled again (kubelet's Always policy): the record
+    // on disk keeps its first pull.
+    record.pulled_at_ns = 2;
+    assert_eq!(index.add(record.clone()).expect("re-add").pulled_at_ns, 1);
+    drop(index);
+    assert_eq!(stored(&id).pulled_at_ns, 1, "nothing was written");
+
+    // A pull that adds a name changes the record: written.
+    let index = open_index(dir.path());
+    record.pulled_at_ns = 3;
+    record.repo_tags = vec![full("busybox:2")];
+    let added = index.add(record).expect("add a tag");
+    assert_eq!(added.repo_tags.len(), 2);
+    drop(index);
+    let on_disk = stored(&id);
+    assert_eq!((on_disk.pulled_at_ns, on_disk.repo_tags.len()), (3, 2));
+}
