@@ -12,7 +12,7 @@ mod fixture;
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fixture::{spec, Fixture};
 use oci_spec::runtime::{Mount, MountBuilder, RootBuilder, UserBuilder};
@@ -302,49 +302,89 @@ fn spec_without_cgroupns(args: &[&str]) -> oci_spec::runtime::Spec {
     s
 }
 
+/// A cgroup path of this test alone, and its directories (v1 ones with
+/// their controller, then the unified one), learnt by making and removing it.
+fn probe_cgroup(test: &str) -> (String, Vec<(&'static str, PathBuf)>) {
+    use corten_runtime::cgroups::{detect, Cgroup, Controller};
+    let path = format!("/corten-probe-{}-{test}", std::process::id());
+    let cg = Cgroup::create(&detect().unwrap(), &path).unwrap();
+    let mut dirs: Vec<(&'static str, PathBuf)> = Controller::ALL
+        .iter()
+        .filter_map(|c| Some((c.name(), cg.v1_dir(*c)?.to_path_buf())))
+        .collect();
+    dirs.extend(cg.unified_dir().map(|d| ("unified", d.to_path_buf())));
+    cg.destroy().unwrap();
+    (path, dirs)
+}
+
+/// The lines of `/proc/self/cgroup` text for the hierarchies corten makes
+/// cgroups in (its v1 controllers and the unified one), as (controllers,
+/// path).
+fn our_hierarchies(text: &str) -> Vec<(String, String)> {
+    let ours = |ctrls: &str| {
+        ctrls.is_empty()
+            || ctrls.split(',').any(|c| {
+                corten_runtime::cgroups::Controller::ALL
+                    .iter()
+                    .any(|k| k.name() == c)
+            })
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            ours(ctrls).then(|| (ctrls.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
 #[test]
-fn setup_runs_while_the_cgroup_move_does() {
+fn the_init_is_born_in_its_cgroup_before_its_cgroup_namespace() {
     let fx = Fixture::new();
-    // The hook returns only once the child has entered its namespaces:
-    // with the setup waiting for the hook (the order a cgroup namespace
-    // needs), this would fail.
+    let host = our_hierarchies(&fs::read_to_string("/proc/self/cgroup").unwrap());
+    assert!(!host.is_empty(), "no cgroup hierarchy of ours on this host");
+    let (cgroup, dirs) = probe_cgroup("born");
+    let cat = ["cat", "/proc/self/cgroup"];
+    // Without a cgroup namespace, the host's paths: the cgroup's own, in
+    // every hierarchy.
     let (out, err, line) = fx.run_with(
-        &spec_without_cgroupns(&["echo", "ran"]),
-        &[("CORTEN_PROBE_HOOK", "overlap")],
+        &spec_without_cgroupns(&cat),
+        &[("CORTEN_PROBE_CGROUP", cgroup.as_str())],
     );
     assert_eq!(line, "exit 0", "{err}");
-    assert_eq!(out.trim(), "ran");
-}
-
-#[test]
-fn a_failing_hook_ends_the_child_and_names_itself() {
-    let fx = Fixture::new();
-    for s in [
-        spec(&["echo", "ran"]),
-        spec_without_cgroupns(&["echo", "ran"]),
-    ] {
-        let (out, err, line) = fx.run_with(&s, &[("CORTEN_PROBE_HOOK", "fail")]);
-        assert!(
-            line.starts_with("spawn error: preparing container init"),
-            "{line}\n{err}"
-        );
-        assert!(line.contains("failing as asked"), "{line}");
-        assert!(out.is_empty(), "the command never ran: {out}");
+    let seen = our_hierarchies(&out);
+    assert_eq!(seen.len(), host.len(), "{out}");
+    for (ctrls, path) in &seen {
+        assert_eq!(path, &cgroup, "hierarchy {ctrls:?}: {out}");
     }
+    // With one, made after the move: the cgroup is its root everywhere.
+    let (out, err, line) = fx.run_with(&spec(&cat), &[("CORTEN_PROBE_CGROUP", cgroup.as_str())]);
+    assert_eq!(line, "exit 0", "{err}");
+    let seen = our_hierarchies(&out);
+    assert_eq!(seen.len(), host.len(), "{out}");
+    for (ctrls, path) in &seen {
+        assert_eq!(path, "/", "hierarchy {ctrls:?}: {out}");
+    }
+    // The probe removed the cgroup once the init had ended.
+    assert!(dirs.iter().all(|(_, d)| !d.exists()), "{dirs:?}");
 }
 
 #[test]
-fn a_child_that_failed_during_the_hook_gives_the_cause() {
+fn a_cgroup_removed_before_the_move_fails_the_spawn_and_is_named() {
     let fx = Fixture::new();
-    let mut s = spec_without_cgroupns(&["true"]);
-    let mut mounts = s.mounts().clone().unwrap_or_default();
-    mounts.push(bind(Path::new("/nonexistent-corten-source"), "/mnt"));
-    s.set_mounts(Some(mounts));
-    let (_, err, line) = fx.run_with(&s, &[("CORTEN_PROBE_HOOK", "fail-after-exit")]);
-    assert!(line.starts_with("spawn error:"), "{line}\n{err}");
-    assert!(
-        !line.contains("failing as asked"),
-        "the hook's error hid the cause: {line}"
+    let (cgroup, dirs) = probe_cgroup("gone");
+    // A v1 hierarchy where there is one (the child's own move fails), else
+    // the unified directory (the kernel refuses to fork into it).
+    let (gone, dir) = dirs.first().unwrap().clone();
+    let (out, err, line) = fx.run_with(
+        &spec(&["echo", "ran"]),
+        &[
+            ("CORTEN_PROBE_CGROUP", cgroup.as_str()),
+            ("CORTEN_PROBE_CGROUP_GONE", gone),
+        ],
     );
-    assert!(line.contains("nonexistent-corten-source"), "{line}");
+    assert!(line.starts_with("spawn error:"), "{line}\n{err}");
+    assert!(line.contains(dir.to_str().unwrap()), "{line}");
+    assert!(out.is_empty(), "the command never ran: {out}");
+    assert!(dirs.iter().all(|(_, d)| !d.exists()), "{dirs:?}");
 }

@@ -13,16 +13,17 @@
 //! with EPERM. With `CORTEN_PROBE_OLD_KERNEL=1` the probe itself (and so
 //! the container setup) runs under a filter that answers ENOSYS to the
 //! descriptor-based mount calls, as a kernel before 5.2 would.
-//! `CORTEN_PROBE_HOOK` sets what the `before_setup` hook (the shim's
-//! cgroup move) does: `overlap` waits until the child has entered its mount
-//! namespace, which it does only if its setup runs during the hook;
-//! `fail` fails at once; `fail-after-exit` fails once the child has ended.
+//! With `CORTEN_PROBE_CGROUP=PATH` the probe creates that cgroup and the
+//! init is born in it (the probe removes it at the end);
+//! `CORTEN_PROBE_CGROUP_GONE=memory` (or `unified`) also removes the
+//! cgroup's directory in that hierarchy after opening it, as a cleaner racing the shim would.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use corten_runtime::linux::{mount_rootfs, spawn_init, RootfsLayers, Stdio};
+use corten_runtime::cgroups::{self, Cgroup, Controller};
+use corten_runtime::linux::{mount_rootfs, spawn_init, CgroupBirth, RootfsLayers, Stdio};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{dup, Pid};
 use oci_spec::runtime::Spec;
@@ -82,10 +83,17 @@ fn run(args: &[String]) -> Result<String, String> {
         )?;
         seccompiler::apply_filter(&filter).map_err(|e| format!("error: seccomp apply: {e}"))?;
     }
-    let hook = std::env::var("CORTEN_PROBE_HOOK").unwrap_or_default();
-    let init = spawn_init(&spec, &rootfs, stdio, seccomp, &mut |pid| {
-        before_setup(&hook, pid)
-    })
+    let cgroup = match std::env::var("CORTEN_PROBE_CGROUP") {
+        Ok(path) => Some(ProbeCgroup::create(&path)?),
+        Err(_) => None,
+    };
+    let init = spawn_init(
+        &spec,
+        &rootfs,
+        stdio,
+        seccomp,
+        cgroup.as_ref().map(|c| &c.birth),
+    )
     .map_err(|e| format!("spawn error: {e} [{:?}]", e.kind()))?;
     let pid = Pid::from_raw(init.pid());
     let started = init.start();
@@ -103,40 +111,38 @@ fn run(args: &[String]) -> Result<String, String> {
     }
 }
 
-/// The `before_setup` hook `CORTEN_PROBE_HOOK` asks for.
-fn before_setup(hook: &str, pid: i32) -> Result<(), corten_runtime::linux::HookError> {
-    let until = |what: &str, cond: &dyn Fn() -> bool| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !cond() {
-            if std::time::Instant::now() > deadline {
-                return Err(format!("hook: {what} never happened").into());
+/// The cgroup `CORTEN_PROBE_CGROUP` names, removed when dropped.
+struct ProbeCgroup {
+    cgroup: Cgroup,
+    birth: CgroupBirth,
+}
+
+impl ProbeCgroup {
+    fn create(path: &str) -> Result<ProbeCgroup, String> {
+        let hierarchy = cgroups::detect().map_err(|e| format!("error: cgroups: {e}"))?;
+        let cgroup = Cgroup::create(&hierarchy, path).map_err(|e| format!("error: cgroup: {e}"))?;
+        let birth = CgroupBirth::open(cgroup.v1_dirs(), cgroup.unified_dir())
+            .map_err(|e| format!("error: open cgroup: {e}"))?;
+        if let Ok(name) = std::env::var("CORTEN_PROBE_CGROUP_GONE") {
+            let dir = match name.as_str() {
+                "unified" => cgroup.unified_dir(),
+                _ => Controller::ALL
+                    .into_iter()
+                    .find(|c| c.name() == name)
+                    .and_then(|c| cgroup.v1_dir(c)),
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            .ok_or_else(|| format!("error: no hierarchy {name}"))?;
+            std::fs::remove_dir(dir).map_err(|e| format!("error: rmdir {}: {e}", dir.display()))?;
         }
-        Ok(())
-    };
-    let mnt_ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
-    let ended = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(true)
-    };
-    match hook {
-        "overlap" => until("the child's setup", &|| {
-            mnt_ns(&pid.to_string()).is_some_and(|ns| Some(ns) != mnt_ns("self"))
-        }),
-        "fail" => Err("hook: failing as asked".into()),
-        "fail-after-exit" => {
-            until("the child's end", &ended)?;
-            Err("hook: failing as asked".into())
+        Ok(ProbeCgroup { cgroup, birth })
+    }
+}
+
+impl Drop for ProbeCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = self.cgroup.destroy() {
+            eprintln!("probe: cannot remove cgroup {}: {e}", self.cgroup.path());
         }
-        _ => Ok(()),
     }
 }
 

@@ -100,6 +100,11 @@ impl Cgroup {
             .map(|(_, d)| d.as_path())
     }
 
+    /// The directories in the v1 hierarchies (none on a pure v2 host).
+    pub fn v1_dirs(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.v1.iter().map(|(_, d)| d.as_path())
+    }
+
     /// Whether the host is pure v2 (resources live in the unified directory).
     pub(crate) fn is_pure_v2(&self) -> bool {
         self.pure_v2

@@ -76,20 +76,23 @@ fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// The child's whole life: set up, report, wait for start, exec. Any error
-/// goes to the parent through `report`; then the child exits (127 when the
-/// exec itself failed, 1 otherwise).
+/// The child's whole life once it is in its cgroup (`joined`, the result
+/// of that move): set up, report, wait for start, exec. Any error goes to
+/// the parent through `report`; then the child exits (127 when the exec
+/// itself failed, 1 otherwise).
 pub(super) fn run(
     plan: Plan,
+    joined: Result<()>,
     stdio: Stdio,
     seccomp: Option<seccompiler::BpfProgram>,
     go: OwnedFd,
     report: OwnedFd,
 ) -> ! {
-    let err = match setup_and_exec(&plan, stdio, seccomp.as_ref(), &go, &report) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
+    let err =
+        match joined.and_then(|()| setup_and_exec(&plan, stdio, seccomp.as_ref(), &go, &report)) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
     sync::send_error(&report, &err);
     exit_now(if matches!(err, Error::Exec { .. }) {
         127
@@ -124,7 +127,6 @@ fn setup_and_exec(
         nix::errno::Errno::result(rc).ctx(|| "make the terminal the controlling tty")?;
     }
     process::cloexec_above_stdio()?;
-    wait_for(go, sync::GO);
 
     namespaces::enter(spec)?;
     if let Some(name) = spec.hostname() {

@@ -105,19 +105,7 @@ pub enum Error {
         /// The namespace file.
         path: PathBuf,
     },
-    /// The caller's `before_setup` hook failed; the child was killed.
-    #[error("preparing container init (pid {pid}): {source}")]
-    BeforeSetup {
-        /// The init's pid.
-        pid: i32,
-        /// The hook's error.
-        #[source]
-        source: HookError,
-    },
 }
-
-/// What a caller's hook (see [`super::spawn_init`]) fails with.
-pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl Error {
     /// The kind of this error: a hostile or malformed spec is
@@ -138,7 +126,6 @@ impl Error {
             Error::Init { kind, .. } | Error::ExecProcess { kind, .. } => *kind,
             Error::NoProcess { .. } => ErrorKind::FailedPrecondition,
             Error::Sys { .. } | Error::Io { .. } | Error::InitDied { .. } => ErrorKind::Internal,
-            Error::BeforeSetup { .. } => ErrorKind::Internal,
         }
     }
 

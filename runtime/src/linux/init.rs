@@ -8,11 +8,13 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use nix::unistd::{pipe2, Pid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use super::birth::{fork_into, CgroupBirth, Forked};
+
 use super::child;
-use super::error::{Context, Error, HookError, Result};
+use super::error::{Context, Error, Result};
 use super::sync::{self, Report};
 
 /// The container's standard streams. For a tty, the pty slave on all three.
@@ -65,31 +67,21 @@ impl Init {
 
 /// Forks the container init from the single-threaded shim.
 ///
-/// `before_setup(pid)` runs in the parent right after the fork (the shim
-/// puts the pid in the container's cgroup there); the child joins or
-/// creates its namespaces, sets up the mounts, pivots into `rootfs` and
-/// applies the process settings of `spec`, and blocks before exec. Returns
-/// once the child is blocked and `before_setup` is done, or with the
-/// child's error (the child is then reaped).
-///
-/// The child's setup runs while `before_setup` does (a cgroup v1 move
-/// waits for an RCU grace period, milliseconds), unless the container has
-/// a cgroup namespace of its own: that one must be made inside the
-/// container's cgroup, so then the child waits for it. Either way the
-/// command runs only after both, on [`Init::start`].
+/// With `cgroup`, the child is born in it (see [`CgroupBirth`]): it is
+/// there before it does anything else, so a cgroup namespace it makes has
+/// the container's cgroup as its root. The child joins or creates its
+/// namespaces, sets up the mounts, pivots into `rootfs` and applies the
+/// process settings of `spec`, and blocks before exec. Returns once the
+/// child is blocked, or with the child's error (the child is then reaped).
+/// The command runs on [`Init::start`].
 pub fn spawn_init(
     spec: &Spec,
     rootfs: &Path,
     stdio: Stdio,
     seccomp: Option<seccompiler::BpfProgram>,
-    before_setup: &mut dyn FnMut(i32) -> std::result::Result<(), HookError>,
+    cgroup: Option<&CgroupBirth>,
 ) -> Result<Init> {
     let plan = child::Plan::new(spec, rootfs)?;
-    let overlap = !spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|nss| nss.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
     let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).ctx(|| "create sync pipe")?;
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).ctx(|| "create sync pipe")?;
     let saved_pid_ns = enter_pid_namespace(spec)?;
@@ -97,68 +89,29 @@ pub fn spawn_init(
     // SAFETY: the shim calling this is single-threaded (see DESIGN.md,
     // process model), so the child is a complete copy of the only thread and
     // may run any code, allocation included.
-    let forked = unsafe { fork() };
+    let forked = unsafe { fork_into(cgroup) };
     match forked {
-        Ok(ForkResult::Child) => {
+        Ok(Forked::Child { born_in_unified }) => {
             drop(go_write);
             drop(report_read);
-            child::run(plan, stdio, seccomp, go_read, report_write)
+            let joined = cgroup.map_or(Ok(()), |c| c.join_self(born_in_unified));
+            child::run(plan, joined, stdio, seccomp, go_read, report_write)
         }
-        Ok(ForkResult::Parent { child }) => {
+        Ok(Forked::Parent(child)) => {
             restore_pid_namespace(saved_pid_ns)?;
             drop(go_read);
             drop(report_write);
             drop(stdio);
-            parent(child, go_write, report_read, before_setup, overlap)
+            parent(child, go_write, report_read)
         }
         Err(e) => {
             restore_pid_namespace(saved_pid_ns)?;
-            Err(Error::Sys {
-                op: "fork container init".into(),
-                source: e,
-            })
+            Err(e)
         }
     }
 }
 
-fn parent(
-    pid: Pid,
-    to_child: OwnedFd,
-    from_child: OwnedFd,
-    before_setup: &mut dyn FnMut(i32) -> std::result::Result<(), HookError>,
-    overlap: bool,
-) -> Result<Init> {
-    let go = |to_child: &OwnedFd| {
-        sync::write_all(to_child, &[sync::GO]).map_err(|source| {
-            reap_killed(pid);
-            Error::Sys {
-                op: format!("signal go to container init {pid}"),
-                source,
-            }
-        })
-    };
-    if overlap {
-        go(&to_child)?;
-    }
-    if let Err(source) = before_setup(pid.as_raw()) {
-        let _ = kill(pid, Signal::SIGKILL);
-        // A child that failed meanwhile (and so could not be moved) said
-        // why: that is the cause.
-        let said = overlap
-            .then(|| sync::read_report(&from_child))
-            .and_then(|r| match r {
-                Ok(Report::Failed { kind, message }) => Some(Error::Init { kind, message }),
-                _ => None,
-            });
-        reap(pid);
-        return Err(said.unwrap_or(Error::BeforeSetup {
-            pid: pid.as_raw(),
-            source,
-        }));
-    }
-    if !overlap {
-        go(&to_child)?;
-    }
+fn parent(pid: Pid, to_child: OwnedFd, from_child: OwnedFd) -> Result<Init> {
     let report = sync::read_report(&from_child);
     match report {
         Ok(Report::Ready) => Ok(Init {

@@ -6,7 +6,8 @@
 //! * [`mount_rootfs`] moves the shim into a private mount namespace and
 //!   mounts the container's overlay there, so the overlay lives and dies with
 //!   the shim and never shows on the host.
-//! * [`spawn_init`] forks the container's init. The child joins or creates
+//! * [`spawn_init`] forks the container's init, born in its cgroup (see
+//!   [`CgroupBirth`]). The child joins or creates
 //!   its namespaces, builds the container's mounts and `/dev` inside the
 //!   rootfs (every destination resolved confined to the rootfs), pivots into
 //!   it, applies the process settings of the spec (oom score, rlimits, user,
@@ -18,11 +19,12 @@
 //! * [`pin`] creates and pins a pod's net/ipc/uts namespaces (from
 //!   `corten-shim pin`); [`unpin`] releases them (from the daemon).
 //!
-//! Sync protocol, over two close-on-exec pipes: the parent writes `G` (go,
-//! after `before_setup`) and `S` (start); the child answers `R` (ready) or an
-//! error record `E<kind><message>` and exits. A successful exec closes the
+//! Sync protocol, over two close-on-exec pipes: the parent writes `S`
+//! (start); the child answers `R` (ready) or an error record
+//! `E<kind><message>` and exits. A successful exec closes the
 //! child's end, so the parent sees end-of-file.
 
+mod birth;
 mod caps;
 mod child;
 mod confined;
@@ -48,7 +50,8 @@ mod sync;
 mod sysctl;
 mod targets;
 
-pub use error::{Error, HookError, Result};
+pub use birth::CgroupBirth;
+pub use error::{Error, Result};
 pub use exec::{exec_process, ExecOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use init::{spawn_init, Init, Stdio};
 pub use memory::shed_code_pages;

@@ -13,6 +13,7 @@
 //! so they become children of nothing in the namespace and orphans are
 //! reparented to this init, which reaps them.
 
+use std::io::Read as _;
 use std::os::fd::AsRawFd as _;
 
 use nix::errno::Errno;
@@ -21,21 +22,54 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{pipe2, Pid};
 
+use super::birth::{fork_into, CgroupBirth, Forked};
 use super::error::{Context, Result};
 
-/// Starts the pod's init in a new pid namespace and returns its pid as the
-/// caller sees it. For the single-threaded `corten-shim pod-init`.
-pub fn spawn_pod_init() -> Result<i32> {
+/// Starts the pod's init in a new pid namespace, born in `cgroup` if given
+/// (see [`CgroupBirth`]), and returns its pid as the caller sees it. For the
+/// single-threaded `corten-shim pod-init`.
+pub fn spawn_pod_init(cgroup: Option<&CgroupBirth>) -> Result<i32> {
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
     unshare(CloneFlags::CLONE_NEWPID).ctx(|| "unshare a pid namespace")?;
+    let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).ctx(|| "create sync pipe")?;
     // SAFETY: the caller is the single-threaded helper; the child only makes
     // system calls through nix and never returns into the caller's code.
-    match unsafe { fork() }.ctx(|| "fork the pod init")? {
-        ForkResult::Parent { child } => Ok(child.as_raw()),
-        ForkResult::Child => {
+    match unsafe { fork_into(cgroup) }? {
+        Forked::Parent(child) => {
+            drop(report_write);
+            // `R`: the child is in its cgroup; `E` and a message: it is not.
+            let mut said = Vec::new();
+            let read = std::fs::File::from(report_read).read_to_end(&mut said);
+            if said.first() == Some(&b'R') {
+                return Ok(child.as_raw());
+            }
+            let _ = waitpid(child, None);
+            Err(super::error::Error::Io {
+                op: format!("pod init (pid {child})"),
+                source: match read {
+                    Err(e) => e,
+                    Ok(_) => std::io::Error::other(match said.strip_prefix(b"E") {
+                        Some(why) => String::from_utf8_lossy(why).into_owned(),
+                        None => "ended before joining its cgroup".into(),
+                    }),
+                },
+            })
+        }
+        Forked::Child { born_in_unified } => {
+            drop(report_read);
+            if let Some(cg) = cgroup {
+                if let Err(e) = cg.join_self(born_in_unified) {
+                    let _ = nix::unistd::write(&report_write, format!("E{e}").as_bytes());
+                    // SAFETY: _exit takes no pointers and never returns.
+                    unsafe { libc::_exit(1) };
+                }
+            }
+            // Dropped unsent if the parent is gone; the child goes on.
+            let _ = nix::unistd::write(&report_write, b"R");
+            drop(report_write);
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None);
             detach();
             reap_forever(&chld)

@@ -9,8 +9,6 @@ use nix::unistd::{read, write};
 use super::error::Error;
 use crate::ErrorKind;
 
-/// Parent to child: run the setup (the parent's hook is done).
-pub(super) const GO: u8 = b'G';
 /// Parent to child: exec the command.
 pub(super) const START: u8 = b'S';
 /// Child to parent: set up, waiting for [`START`].

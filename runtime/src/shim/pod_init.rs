@@ -6,19 +6,17 @@
 use crate::linux;
 
 /// Runs `corten-shim pod-init [--cgroup PATH]`: returns the process exit
-/// code. With a cgroup, this helper joins it first, so the init is born
-/// there (removing the pod's cgroup kills it, recorded or not).
+/// code. With a cgroup, the init is born there (removing the pod's cgroup
+/// kills it, recorded or not); this helper itself never joins it.
 pub fn main(cgroup: Option<&str>) -> u8 {
-    if let Some(path) = cgroup {
-        let joined = crate::cgroups::detect()
-            .and_then(|h| crate::cgroups::Cgroup::open(&h, path))
-            .and_then(|cg| cg.add_pid(std::process::id() as i32));
-        if let Err(e) = joined {
-            eprintln!("corten-shim pod-init: join cgroup {path}: {e}");
+    let birth = match cgroup.map(open_birth).transpose() {
+        Ok(birth) => birth,
+        Err(e) => {
+            eprintln!("corten-shim pod-init: {e}");
             return 1;
         }
-    }
-    match linux::spawn_pod_init() {
+    };
+    match linux::spawn_pod_init(birth.as_ref()) {
         Ok(pid) => {
             println!("{pid}");
             0
@@ -28,4 +26,13 @@ pub fn main(cgroup: Option<&str>) -> u8 {
             1
         }
     }
+}
+
+/// The pod's cgroup, opened for the init to be born in.
+fn open_birth(path: &str) -> Result<linux::CgroupBirth, String> {
+    let cg = crate::cgroups::detect()
+        .and_then(|h| crate::cgroups::Cgroup::open(&h, path))
+        .map_err(|e| format!("open cgroup {path}: {e}"))?;
+    linux::CgroupBirth::open(cg.v1_dirs(), cg.unified_dir())
+        .map_err(|e| format!("open cgroup {path}: {e}"))
 }

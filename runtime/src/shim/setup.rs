@@ -316,16 +316,16 @@ fn spawn(
         Some(profile) => Some(crate::seccomp::compile(&profile)?),
         None => None,
     };
-    let mut join_cgroup = |pid: i32| match cgroup {
-        Some(cg) => cg.add_pid(pid).map_err(linux::HookError::from),
-        None => Ok(()),
+    let birth = match cgroup {
+        Some(cg) => Some(linux::CgroupBirth::open(cg.v1_dirs(), cg.unified_dir())?),
+        None => None,
     };
     Ok(linux::spawn_init(
         spec,
         rootfs,
         stdio,
         seccomp,
-        &mut join_cgroup,
+        birth.as_ref(),
     )?)
 }
 
