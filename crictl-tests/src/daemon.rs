@@ -281,6 +281,11 @@ impl Daemon {
         self.dir.path().join("root")
     }
 
+    /// The daemon's state directory (bundles under `containers/`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
     /// Waits until a layer is being unpacked (a pull is under way): its
     /// temporary snapshot appears. Panics after 30 s.
     pub fn wait_until_unpacking(&self) {

@@ -427,6 +427,37 @@ fn exec_sync_output_over_the_cap_is_truncated_and_says_so() {
 }
 
 #[test]
+fn a_container_its_shim_cannot_create_fails_start_with_the_reason_and_is_exited() {
+    let env = Env::new();
+    let pod = env.pod("uncreatable");
+    // A working directory that is a file of the image: the init's setup
+    // fails in the shim, after CreateContainer has returned (as with
+    // containerd, the runtime's create is the start's to report).
+    let mut config = env.container_config("cwd", &["true"]);
+    config["working_dir"] = "/bin/sh".into();
+    let id = env.create(&pod, "uncreatable", &config);
+    let out = env.d.crictl(&["start", &id]);
+    assert!(!out.output.status.success(), "started: {}", out.stdout());
+    assert!(
+        out.stderr().contains("creating the container") && out.stderr().contains("/bin/sh"),
+        "{}",
+        out.stderr()
+    );
+    let v = env.inspect(&id);
+    assert_eq!(v["status"]["state"], "CONTAINER_EXITED", "{v}");
+    assert_eq!(v["status"]["reason"], "StartError", "{v}");
+    assert_eq!(v["status"]["exitCode"], 128, "{v}");
+    let message = v["status"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("/bin/sh"), "{v}");
+    // A second start is refused; removal leaves nothing of it.
+    assert!(!env.d.crictl(&["start", &id]).output.status.success());
+    env.d.crictl(&["rm", &id]).ok();
+    assert!(env.d.crictl(&["ps", "-a", "-q"]).ok().trim().is_empty());
+    let bundle = env.d.state_dir().join("containers").join(&id);
+    assert!(!bundle.exists(), "{bundle:?}");
+}
+
+#[test]
 fn a_command_that_cannot_run_fails_start_and_leaves_an_exited_container() {
     let env = Env::new();
     let pod = env.pod("bad");

@@ -15,9 +15,14 @@ use crate::shim::State;
 #[async_trait]
 pub trait ShimBackend: Send + Sync + std::fmt::Debug {
     /// Writes the bundle and has a shim create the container, waiting for
-    /// [`Self::start`]; returns the init's pid. Leaves nothing behind on
-    /// failure (except when the container exists already).
+    /// [`Self::start`]. Leaves nothing behind on a failure it returns
+    /// (except when the container exists already); the real backend
+    /// returns before the shim has answered (see [`Self::settle`]).
     async fn create(&self, req: CreateRequest) -> Result<i32, Error>;
+    /// Waits until a creation still under way has been answered by its
+    /// shim, so that the container's cgroup and files are its shim's; every
+    /// other call does this itself.
+    async fn settle(&self, _id: &str) {}
     /// Lets the container's process run.
     async fn start(&self, id: &str) -> Result<(), Error>;
     /// Sends `signal` to the container's init (with `all`, to all of it).
@@ -49,6 +54,10 @@ impl ShimBackend for ContainerRuntime {
         ContainerRuntime::create(self, req).await
     }
 
+    async fn settle(&self, id: &str) {
+        ContainerRuntime::settle(self, id).await;
+    }
+
     async fn start(&self, id: &str) -> Result<(), Error> {
         ContainerRuntime::start(self, id).await
     }
@@ -78,6 +87,7 @@ impl ShimBackend for ContainerRuntime {
     }
 
     async fn stats(&self, id: &str) -> Result<ContainerStats, crate::Error> {
+        ContainerRuntime::settle(self, id).await;
         // Cgroup reads and a walk of the writable layer: blocking work.
         let (runtime, owned) = (self.clone(), id.to_string());
         tokio::task::spawn_blocking(move || ContainerRuntime::stats(&runtime, &owned))
@@ -90,6 +100,7 @@ impl ShimBackend for ContainerRuntime {
     }
 
     async fn metrics(&self, id: &str) -> Result<ContainerMetrics, crate::Error> {
+        ContainerRuntime::settle(self, id).await;
         // cgroupfs, /proc and a walk of the writable layer: blocking work.
         let (runtime, owned) = (self.clone(), id.to_string());
         tokio::task::spawn_blocking(move || ContainerRuntime::metrics(&runtime, &owned))

@@ -322,6 +322,7 @@ fn exit_status(code: i32, shim_lost: Option<&str>) -> ExitStatus {
         oom_killed: false,
         finished_at_ns: 42,
         shim_lost: shim_lost.map(str::to_string),
+        not_created: None,
     }
 }
 

@@ -315,6 +315,7 @@ async fn record_unknown_exit(inner: &Inner, id: &str, why: &str) {
         oom_killed: false,
         finished_at_ns: now_ns(),
         shim_lost: None,
+        not_created: None,
     };
     let why = why.to_string();
     let marked = inner

@@ -355,8 +355,6 @@ impl Containers {
             stdin: config.stdin,
             stdin_once: config.stdin_once,
         };
-        inner.backend.create(create).await?;
-        crate::crash::point("container.create.after_shim");
         let image_ref = image
             .repo_digests
             .first()
@@ -389,12 +387,30 @@ impl Containers {
             pod: pod.clone(),
             config,
         };
-        if let Err(e) = inner.save(record.clone()).await {
-            if let Err(d) = inner.backend.delete(&id).await {
-                tracing::warn!(container = %id, error = %d, "cannot undo a container creation");
+        // The record carries no pid until the start, so its commit does
+        // not wait for the shim: both run at once, and a failure of either
+        // undoes the other. A crash in between leaves a record without a
+        // shim (recovered as an exited container, which removal clears) or
+        // a shim without a record (removed at restart as half-made).
+        let (created, saved) =
+            tokio::join!(inner.backend.create(create), inner.save(record.clone()));
+        match (created, saved) {
+            (Ok(_), Ok(())) => {}
+            (Ok(_), Err(e)) => {
+                if let Err(d) = inner.backend.delete(&id).await {
+                    tracing::warn!(container = %id, error = %d, "cannot undo a container creation");
+                }
+                return Err(e);
             }
-            return Err(e);
+            (Err(e), Ok(())) => {
+                if let Err(f) = inner.forget(&id).await {
+                    tracing::warn!(container = %id, error = %f, "cannot undo a container's record");
+                }
+                return Err(e.into());
+            }
+            (Err(e), Err(_)) => return Err(e.into()),
         }
+        crate::crash::point("container.create.after_shim");
         reservation.holder = None;
         drop(reservation);
         tracing::info!(container = %id, pod = %record.pod_id, name = %record.name, "container created");

@@ -58,6 +58,7 @@ impl Containers {
     ) -> Result<(), crate::Error> {
         let id = self.resolve(id_or_prefix)?;
         let _lock = self.inner.locks.lock(&id).await;
+        self.inner.backend.settle(&id).await;
         let record = self.status(&id)?;
         if matches!(
             record.state,

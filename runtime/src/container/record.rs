@@ -106,7 +106,7 @@ impl ContainerRecord {
         self.exit_code = exit.code;
         self.finished_at_ns = exit.finished_at_ns;
         self.reason = reason(exit).to_string();
-        if let Some(how) = &exit.shim_lost {
+        if let Some(how) = exit.shim_lost.as_ref().or(exit.not_created.as_ref()) {
             self.message = how.clone();
         }
         self.pid = 0;
@@ -114,11 +114,14 @@ impl ContainerRecord {
     }
 }
 
-/// CRI's reason of an exit: `OOMKilled`, `ShimDied` (the shim was gone
-/// before the container, which the daemon then killed), `Completed`
-/// (code 0) or `Error`.
+/// CRI's reason of an exit: `StartError` (the shim could not create it,
+/// containerd's word), `OOMKilled`, `ShimDied` (the shim was gone before
+/// the container, which the daemon then killed), `Completed` (code 0) or
+/// `Error`.
 pub fn reason(exit: &ExitStatus) -> &'static str {
-    if exit.oom_killed {
+    if exit.not_created.is_some() {
+        "StartError"
+    } else if exit.oom_killed {
         "OOMKilled"
     } else if exit.shim_lost.is_some() {
         "ShimDied"
@@ -244,6 +247,7 @@ mod tests {
             oom_killed: oom,
             finished_at_ns: 7,
             shim_lost: None,
+            not_created: None,
         }
     }
 
@@ -257,6 +261,14 @@ mod tests {
             ..exit(137, false)
         };
         assert_eq!(reason(&lost), "ShimDied");
+        let not_created = ExitStatus {
+            not_created: Some("mount failed".into()),
+            ..exit(128, false)
+        };
+        assert_eq!(reason(&not_created), "StartError");
+        let mut r = sample(&"a".repeat(64), &"b".repeat(64));
+        assert!(r.set_exited(&not_created));
+        assert_eq!(r.message, "mount failed");
         let mut r = sample("c", "p");
         assert!(r.set_exited(&lost));
         assert_eq!(

@@ -1,12 +1,15 @@
 //! Creating, starting, signalling, inspecting and deleting containers
 //! through their shims.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use oci_spec::runtime::Spec;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::sync::watch;
 
 use super::{trash, Error};
 use crate::layout::Layout;
@@ -14,6 +17,9 @@ use crate::shim::protocol::files;
 use crate::shim::setup::BundleRootfs;
 use crate::shim::{Request, ShimClient, State};
 
+/// The exit code of a container its shim could not create (containerd's
+/// for a start that failed).
+const NOT_CREATED_EXIT: i32 = 128;
 /// How long a shim gets to create a container.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a shim gets to finish after its container's exit (an external
@@ -42,9 +48,15 @@ pub struct CreateRequest {
     pub stdin_once: bool,
 }
 
+/// How a shim's creation of a container ended: the error's kind and text.
+type Outcome = Result<(), (crate::ErrorKind, String)>;
+
 /// Runs containers under shims.
 #[derive(Debug, Clone)]
 pub struct ContainerRuntime {
+    /// Creations whose shim has not answered yet (or failed): every call
+    /// for such a container waits for the answer first.
+    pending: Arc<Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>>,
     bundles: PathBuf,
     layers: PathBuf,
     /// Where a removal moves a bundle and a writable layer, for the
@@ -60,6 +72,7 @@ impl ContainerRuntime {
     pub fn new(state_dir: &Path, root_dir: &Path, shim: &Path) -> ContainerRuntime {
         let layout = Layout::new(root_dir, state_dir);
         ContainerRuntime {
+            pending: Arc::default(),
             bundles: layout.bundles(),
             layers: layout.writable_layers(),
             bundles_trash: layout.bundles_trash(),
@@ -112,14 +125,18 @@ impl ContainerRuntime {
         self.layers.join(id)
     }
 
-    /// Writes the bundle and starts a shim that creates the container; it
-    /// returns once the container's process waits for [`Self::start`].
+    /// Writes the bundle and starts a shim that creates the container, and
+    /// returns without waiting for the shim's answer (as containerd leaves
+    /// the runtime's create to the start): every later call for the
+    /// container waits for it first ([`Self::settle`]). A creation that
+    /// fails leaves the container exited, with the reason, until it is
+    /// deleted; [`Self::start`] returns the shim's error.
     pub async fn create(&self, req: CreateRequest) -> Result<i32, Error> {
         check_id(&req.id)?;
         let id = req.id.clone();
         let bundle = self.bundle(&id);
-        // Directories, the spec (which grows with the request) and fsyncs:
-        // blocking work, off the async workers.
+        // Directories, the spec (which grows with the request): blocking
+        // work, off the async workers.
         let this = self.clone();
         let (req, shim_log) = tokio::task::spawn_blocking(move || {
             let log = this.write_bundle(&req);
@@ -131,20 +148,86 @@ impl ContainerRuntime {
             what: "writing the bundle",
             source,
         })?;
-        let created = match shim_log {
-            Ok(log) => {
-                crate::crash::point("container.create.after_bundle");
-                self.create_in(&req, &bundle, log).await
+        let log = match shim_log {
+            Ok(log) => log,
+            Err(e) => {
+                if !matches!(e, Error::AlreadyExists { .. }) {
+                    // Nothing half-made stays behind.
+                    self.remove_files(&id);
+                }
+                return Err(e);
             }
-            Err(e) => Err(e),
         };
-        if let Err(e) = &created {
-            if !matches!(e, Error::AlreadyExists { .. }) {
-                // Nothing half-made stays behind.
-                self.remove_files(&id);
+        crate::crash::point("container.create.after_bundle");
+        let (answer, answered) = watch::channel(None);
+        self.pending_map().insert(id.clone(), answered);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let outcome = match this.create_in(&req, &bundle, log).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    tracing::warn!(container = %req.id, error = %e, "the shim could not create the container");
+                    this.note_failed_creation(&req.id, &e).await;
+                    Err((e.kind(), e.to_string()))
+                }
+            };
+            let _ = answer.send(Some(outcome));
+        });
+        Ok(0)
+    }
+
+    fn pending_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<Option<Outcome>>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until the shim of a creation still under way has answered;
+    /// returns its error if it could not create the container.
+    pub async fn settle(&self, id: &str) -> Option<Error> {
+        let mut answered = self.pending_map().get(id).cloned()?;
+        let outcome = match answered.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            // The creating task is gone (the runtime shuts down).
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Err((kind, message))) => Some(Error::said(
+                id,
+                kind,
+                format!("creating the container: {message}"),
+            )),
+            _ => {
+                self.pending_map().remove(id);
+                None
             }
         }
-        created
+    }
+
+    /// Leaves the end of a container its shim could not create in the
+    /// bundle, as the exit file a shim writes: every look at it agrees that
+    /// it has exited, and why.
+    async fn note_failed_creation(&self, id: &str, e: &Error) {
+        let state = State {
+            status: crate::shim::Status::Exited,
+            pid: 0,
+            started_at_ns: 0,
+            exit: Some(crate::shim::ExitStatus {
+                code: NOT_CREATED_EXIT,
+                signal: None,
+                oom_killed: false,
+                finished_at_ns: super::manager::now_ns(),
+                shim_lost: None,
+                not_created: Some(e.to_string()),
+            }),
+        };
+        let exit = self.bundle(id).join(files::EXIT);
+        let written = serde_json::to_vec(&state)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| crate::blocking::run(|| write_atomic(&exit, &bytes)));
+        if let Err(e) = written {
+            tracing::warn!(container = id, path = %exit.display(), error = %e, "cannot record a failed creation");
+        }
     }
 
     /// Makes the bundle directory and the writable layer, writes the spec
@@ -272,7 +355,10 @@ impl ContainerRuntime {
 
     /// Lets the container's process run.
     pub async fn start(&self, id: &str) -> Result<(), Error> {
-        match self.client(id)?.call(&Request::Start).await? {
+        if let Some(failed) = self.settle(id).await {
+            return Err(failed);
+        }
+        match self.client(id).await?.call(&Request::Start).await? {
             Some(_) => Ok(()),
             None => Err(Error::Refused {
                 id: id.to_string(),
@@ -283,7 +369,8 @@ impl ContainerRuntime {
 
     /// Sends `signal` to the container's init (with `all`, SIGKILL to all of it).
     pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
-        self.client(id)?
+        self.client(id)
+            .await?
             .call(&Request::Kill { signal, all })
             .await?;
         Ok(())
@@ -292,12 +379,13 @@ impl ContainerRuntime {
     /// Attaches to the container's stdio: the returned connection carries
     /// frames ([`crate::shim::protocol::frame`]) until the container exits.
     pub async fn attach(&self, id: &str, stdin: bool) -> Result<tokio::net::UnixStream, Error> {
-        self.client(id)?.attach(stdin).await
+        self.client(id).await?.attach(stdin).await
     }
 
     /// Resizes the terminal of a tty container.
     pub async fn resize(&self, id: &str, width: u16, height: u16) -> Result<(), Error> {
-        self.client(id)?
+        self.client(id)
+            .await?
             .call(&Request::Resize { width, height })
             .await?;
         Ok(())
@@ -305,14 +393,14 @@ impl ContainerRuntime {
 
     /// Asks the shim to reopen the log file.
     pub async fn reopen_log(&self, id: &str) -> Result<(), Error> {
-        self.client(id)?.call(&Request::ReopenLog).await?;
+        self.client(id).await?.call(&Request::ReopenLog).await?;
         Ok(())
     }
 
     /// The container's state, from its shim or, once the shim is gone, from
     /// the exit file it left (see [`Self::state_without_shim`]).
     pub async fn state(&self, id: &str) -> Result<State, Error> {
-        match self.client(id)?.call(&Request::State).await? {
+        match self.client(id).await?.call(&Request::State).await? {
             Some(Some(state)) => Ok(state),
             Some(None) => Err(Error::Shim {
                 id: id.to_string(),
@@ -324,7 +412,7 @@ impl ContainerRuntime {
 
     /// Waits until the container has exited; returns its final state.
     pub async fn wait(&self, id: &str) -> Result<State, Error> {
-        match self.client(id)?.call(&Request::Wait).await? {
+        match self.client(id).await?.call(&Request::Wait).await? {
             Some(Some(state)) => Ok(state),
             Some(None) => Err(Error::Shim {
                 id: id.to_string(),
@@ -445,6 +533,7 @@ impl ContainerRuntime {
                 oom_killed,
                 finished_at_ns: super::manager::now_ns(),
                 shim_lost: Some(how),
+                not_created: None,
             }),
         };
         let exit = bundle.join(files::EXIT);
@@ -465,6 +554,8 @@ impl ContainerRuntime {
     /// unknown container succeeds (CRI removal is idempotent).
     pub async fn delete(&self, id: &str) -> Result<(), Error> {
         check_id(id)?;
+        self.settle(id).await;
+        self.pending_map().remove(id);
         let on_disk =
             crate::blocking::run(|| self.bundle(id).exists() || self.writable_layer(id).exists());
         if !on_disk {
@@ -508,8 +599,10 @@ impl ContainerRuntime {
         });
     }
 
-    fn client(&self, id: &str) -> Result<ShimClient, Error> {
+    /// A client of the shim of `id`, once its creation has been answered.
+    async fn client(&self, id: &str) -> Result<ShimClient, Error> {
         check_id(id)?;
+        self.settle(id).await;
         let bundle = self.bundle(id);
         if !bundle.is_dir() {
             return Err(Error::NotFound { id: id.to_string() });

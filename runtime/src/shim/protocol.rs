@@ -65,6 +65,10 @@ pub struct ExitStatus {
     /// ended the container itself, and this says how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shim_lost: Option<String>,
+    /// Set when the shim could not create the container (it never ran):
+    /// the daemon's record of why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_created: Option<String>,
 }
 
 /// The state a shim reports.

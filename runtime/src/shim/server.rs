@@ -380,6 +380,7 @@ impl Supervisor {
             oom_killed,
             finished_at_ns: now_ns(),
             shim_lost: None,
+            not_created: None,
         });
         // The exit is on disk before anyone hears of it.
         write_json(&self.bundle.join(files::EXIT), &self.state());
