@@ -75,6 +75,31 @@ fn tutorial_pull_run_list_exec_logs_stop_remove() {
     // It is in the pod: its hostname, its network namespace and address.
     let host = env.d.crictl(&["exec", "-s", &sleeper, "hostname"]).ok();
     assert_eq!(host.trim(), "tutorial-run");
+    // And in its cgroup: in the container's cgroup namespace, each of the
+    // hierarchies corten makes cgroups in is rooted at the exec'd process's.
+    let cgroups = env
+        .d
+        .crictl(&["exec", "-s", &sleeper, "cat", "/proc/self/cgroup"])
+        .ok();
+    let ours = |ctrls: &str| {
+        ctrls.is_empty()
+            || ctrls.split(',').any(|c| {
+                corten_runtime::cgroups::Controller::ALL
+                    .iter()
+                    .any(|k| k.name() == c)
+            })
+    };
+    let mut seen = 0;
+    for line in cgroups.lines() {
+        let parts: Vec<&str> = line.splitn(3, ':').collect();
+        if let [_, ctrls, path] = parts[..] {
+            if ours(ctrls) {
+                assert_eq!(path, "/", "{cgroups}");
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 0, "{cgroups}");
     let pod_ip = env.d.crictl(&["inspectp", &sleeper_pod]).json()["status"]["network"]["ip"]
         .as_str()
         .unwrap_or("")

@@ -153,9 +153,16 @@ pub(super) unsafe fn fork_into(birth: Option<&CgroupBirth>) -> Result<Forked> {
             }
             Ok(pid) => return Ok(Forked::Parent(Pid::from_raw(pid))),
             // No clone3, or no CLONE_INTO_CGROUP (before 5.7), or a cgroup
-            // it refuses: a plain fork, and the child moves itself.
+            // it refuses (ENOENT: a caller inside a cgroup namespace under
+            // `nsdelegate`, as an exec helper is): a plain fork, and the
+            // child moves itself through the descriptors opened outside.
             Err(
-                Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::EBUSY,
+                Errno::ENOSYS
+                | Errno::E2BIG
+                | Errno::EINVAL
+                | Errno::EOPNOTSUPP
+                | Errno::EBUSY
+                | Errno::ENOENT,
             ) => {}
             Err(source) => {
                 return Err(Error::Sys {

@@ -1,6 +1,6 @@
 //! Exec into a running container, from a fresh single-threaded helper
-//! (`corten-shim exec`): join the init's cgroup and namespaces, fork into
-//! its pid namespace, apply the container's process settings, exec.
+//! (`corten-shim exec`): join the init's namespaces, fork into its pid
+//! namespace and cgroup, apply the container's process settings, exec.
 //!
 //! The helper's own stdin, stdout and stderr are the process's stdio; with
 //! `tty`, the helper opens a pty in the container's devpts, gives the slave
@@ -17,9 +17,10 @@ use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::{fstat, Mode};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use nix::unistd::{pipe2, Pid};
 use oci_spec::runtime::Spec;
 
+use super::birth::{fork_into, CgroupBirth, Forked};
 use super::caps::Sets;
 use super::error::{Context, Error, Result};
 use super::process::Command;
@@ -167,23 +168,24 @@ fn open_namespaces(pid: i32) -> Result<Vec<(OwnedFd, CloneFlags, String)>> {
 /// Runs a command in the running container whose init is
 /// `opts.init_pid`, and returns its exit code (128 + signal when killed).
 ///
-/// `join_cgroup(own_pid)` runs once the namespace files are open and
-/// before they are joined: it puts the helper (and so the process) in the
-/// container's cgroup, and may refuse (e.g. the container has exited).
+/// `check()` runs once the namespace files are open and before they are
+/// joined, and may refuse (e.g. the container has exited). The process is
+/// born in `cgroup` (the container's, opened by the caller in the host's
+/// namespaces; see [`CgroupBirth`]); the helper itself joins no cgroup.
 /// Must be called from a single-threaded process: it forks.
 ///
 /// A command that is not found or not executable is
 /// [`Error::ExecProcess`] with exit code 127 or 126.
 pub fn exec_process(
     mut opts: ExecOptions<'_>,
-    join_cgroup: &mut dyn FnMut(i32) -> std::result::Result<(), String>,
+    check: &mut dyn FnMut() -> std::result::Result<(), String>,
+    cgroup: Option<&CgroupBirth>,
 ) -> Result<i32> {
     let plan = ExecPlan::new(&mut opts)?;
     let resize = opts.resize.take().filter(|_| opts.tty);
     let pid = opts.init_pid;
     let namespaces = open_namespaces(pid)?;
-    let own = std::process::id() as i32;
-    join_cgroup(own).map_err(|message| Error::ExecProcess {
+    check().map_err(|message| Error::ExecProcess {
         kind: crate::ErrorKind::FailedPrecondition,
         message,
         code: EXIT_SETUP_FAILED,
@@ -210,15 +212,16 @@ pub fn exec_process(
     // SAFETY: the helper calling this is single-threaded (see DESIGN.md,
     // process model), so the child is a complete copy of the only thread and
     // may run any code, allocation included.
-    let forked = unsafe { fork() };
+    let forked = unsafe { fork_into(cgroup) };
     match forked {
-        Ok(ForkResult::Child) => {
+        Ok(Forked::Child { born_in_unified }) => {
             drop((report_read, alive_write));
             let (master, slave) = pty.unzip();
             drop(master);
-            exec_child::run(&plan, slave, alive_read, report_write)
+            let joined = cgroup.map_or(Ok(()), |c| c.join_self(born_in_unified));
+            exec_child::run(&plan, joined, slave, alive_read, report_write)
         }
-        Ok(ForkResult::Parent { child }) => {
+        Ok(Forked::Parent(child)) => {
             drop((report_write, alive_read));
             let (master, slave) = pty.unzip();
             drop(slave);
@@ -251,10 +254,7 @@ pub fn exec_process(
             drop(alive_write);
             result
         }
-        Err(source) => Err(Error::Sys {
-            op: "fork exec process".into(),
-            source,
-        }),
+        Err(e) => Err(e),
     }
 }
 

@@ -25,8 +25,14 @@ fn exit_now(code: i32) -> ! {
 /// The child's whole life. Any error goes to the helper through `report`,
 /// then the child exits: 127 (not found) or 126 (not executable) when the
 /// exec failed, 125 when the setup did.
-pub(super) fn run(plan: &ExecPlan, tty: Option<OwnedFd>, alive: OwnedFd, report: OwnedFd) -> ! {
-    let err = match setup_and_exec(plan, tty, &alive) {
+pub(super) fn run(
+    plan: &ExecPlan,
+    joined: Result<()>,
+    tty: Option<OwnedFd>,
+    alive: OwnedFd,
+    report: OwnedFd,
+) -> ! {
+    let err = match joined.and_then(|()| setup_and_exec(plan, tty, &alive)) {
         Ok(never) => match never {},
         Err(e) => e,
     };

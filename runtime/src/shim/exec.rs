@@ -89,11 +89,14 @@ fn run(args: Args) -> Result<i32, (i32, String)> {
         Some(profile) => Some(crate::seccomp::compile(profile).map_err(|e| fail(e.to_string()))?),
         None => None,
     };
+    // Opened here, in the host's namespaces: the process is born in it.
     let cgroup = match linux_cfg.and_then(|l| l.cgroups_path().as_ref()) {
         Some(path) => {
             let hierarchy = cgroups::detect().map_err(|e| fail(e.to_string()))?;
+            let cg = Cgroup::open(&hierarchy, &path.to_string_lossy())
+                .map_err(|e| fail(e.to_string()))?;
             Some(
-                Cgroup::open(&hierarchy, &path.to_string_lossy())
+                linux::CgroupBirth::open(cg.v1_dirs(), cg.unified_dir())
                     .map_err(|e| fail(e.to_string()))?,
             )
         }
@@ -102,14 +105,11 @@ fn run(args: Args) -> Result<i32, (i32, String)> {
     let exit_file = bundle.join(files::EXIT);
     // Runs once the init's namespaces are open: if the container had exited
     // and its pid were reused, the shim would have written its exit first.
-    let mut join_cgroup = |pid: i32| {
+    let mut check = || {
         if exit_file.exists() {
             return Err(format!("container of {} has exited", bundle.display()));
         }
-        match &cgroup {
-            Some(cg) => cg.add_pid(pid).map_err(|e| e.to_string()),
-            None => Ok(()),
-        }
+        Ok(())
     };
     // Opened before any namespace is joined: the path is the host's.
     let resize = match &args.resize_fifo {
@@ -134,7 +134,7 @@ fn run(args: Args) -> Result<i32, (i32, String)> {
         seccomp,
         resize,
     };
-    linux::exec_process(opts, &mut join_cgroup).map_err(|e| match e {
+    linux::exec_process(opts, &mut check, cgroup.as_ref()).map_err(|e| match e {
         linux::Error::ExecProcess { code, message, .. } => (code, message),
         other => fail(other.to_string()),
     })
