@@ -575,17 +575,31 @@ impl ContainerRuntime {
 
     /// Waits (bounded) until the shim of an exited container has finished:
     /// it removes its socket last, after `runc delete` needed the bundle.
+    /// A connection to it ends (end-of-file) when the shim process does, so
+    /// the wait is that read, not a poll of the socket file.
     async fn shim_finished(&self, id: &str) {
         let socket = self.bundle(id).join(files::SOCKET);
-        let deadline = tokio::time::Instant::now() + FINISH_TIMEOUT;
-        while socket.exists() && tokio::time::Instant::now() < deadline {
-            let connected = crate::shim::protocol::socket_address(&socket)
-                .and_then(|(_dir, addr)| std::os::unix::net::UnixStream::connect(addr));
-            if connected.is_err() {
-                // A socket file with no shim behind it.
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        let connected = crate::blocking::run(|| {
+            crate::shim::protocol::socket_address(&socket)
+                .and_then(|(_dir, addr)| std::os::unix::net::UnixStream::connect(addr))
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        });
+        // No socket, or a socket file with no shim behind it: finished.
+        let Ok(stream) = connected.and_then(tokio::net::UnixStream::from_std) else {
+            return;
+        };
+        let mut stream = stream;
+        let mut buf = [0u8; 64];
+        let ended = async {
+            use tokio::io::AsyncReadExt as _;
+            // The shim sends nothing unasked: the read ends at its exit.
+            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+        };
+        if tokio::time::timeout(FINISH_TIMEOUT, ended).await.is_err() {
+            tracing::warn!(
+                container = id,
+                "the shim did not finish within {FINISH_TIMEOUT:?}"
+            );
         }
     }
 
