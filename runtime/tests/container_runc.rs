@@ -258,10 +258,25 @@ async fn the_log_is_complete_when_the_exit_is_heard() {
 #[tokio::test]
 async fn runc_refuses_a_tty_cleanly() {
     let env = Env::with_oci_runtime(Some(PathBuf::from(RUNC)));
+    // The shim's answer comes with the start (create does not wait for it).
+    env.try_create("tty", &["sh"], |c| c.tty = true)
+        .await
+        .expect("the bundle is written");
     let err = env
-        .try_create("tty", &["sh"], |c| c.tty = true)
+        .runtime
+        .start("tty")
         .await
         .expect_err("a tty with runc is refused for now");
     assert!(err.to_string().contains("tty"), "{err}");
+    // Exited, saying why, until it is deleted; then nothing is left.
+    let state = env.runtime.state("tty").await.expect("state");
+    let exit = state.exit.expect("exited");
+    assert!(
+        exit.not_created
+            .as_deref()
+            .is_some_and(|m| m.contains("tty")),
+        "{exit:?}"
+    );
+    env.runtime.delete("tty").await.expect("delete");
     assert!(!env.runtime.bundle("tty").exists());
 }

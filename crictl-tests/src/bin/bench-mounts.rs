@@ -171,7 +171,7 @@ async fn create(
     };
     let spec = spec::generate(&config, &image, &view)?;
     let t0 = Instant::now();
-    let pid = runtime
+    runtime
         .create(CreateRequest {
             id: id.to_string(),
             spec,
@@ -183,6 +183,8 @@ async fn create(
             stdin_once: false,
         })
         .await?;
+    // The state waits for the shim's answer: the creation's whole time.
+    let pid = runtime.state(id).await?.pid;
     let took = t0.elapsed();
     Ok(Sample {
         took,
