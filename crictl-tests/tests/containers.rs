@@ -81,19 +81,11 @@ fn tutorial_pull_run_list_exec_logs_stop_remove() {
         .d
         .crictl(&["exec", "-s", &sleeper, "cat", "/proc/self/cgroup"])
         .ok();
-    let ours = |ctrls: &str| {
-        ctrls.is_empty()
-            || ctrls.split(',').any(|c| {
-                corten_runtime::cgroups::Controller::ALL
-                    .iter()
-                    .any(|k| k.name() == c)
-            })
-    };
     let mut seen = 0;
     for line in cgroups.lines() {
         let parts: Vec<&str> = line.splitn(3, ':').collect();
         if let [_, ctrls, path] = parts[..] {
-            if ours(ctrls) {
+            if corten_runtime::cgroups::Controller::any_managed(ctrls) {
                 assert_eq!(path, "/", "{cgroups}");
                 seen += 1;
             }

@@ -148,8 +148,10 @@ async fn exit_code_and_sigkill_match() {
 async fn delete_of_a_running_container_kills_it_and_leaves_nothing() {
     for (name, env) in envs() {
         let id = format!("del-{name}");
-        let pid = env.create(&id, &["sleep", "1000"], |_| {}).await;
+        env.create(&id, &["sleep", "1000"], |_| {}).await;
         env.runtime.start(&id).await.expect("start");
+        let pid = env.runtime.state(&id).await.expect("state").pid;
+        assert!(pid > 0, "{name}: no init pid");
         env.runtime.delete(&id).await.expect("delete");
         assert_gone(&env, &id);
         assert!(

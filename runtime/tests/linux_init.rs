@@ -321,19 +321,12 @@ fn probe_cgroup(test: &str) -> (String, Vec<(&'static str, PathBuf)>) {
 /// cgroups in (its v1 controllers and the unified one), as (controllers,
 /// path).
 fn our_hierarchies(text: &str) -> Vec<(String, String)> {
-    let ours = |ctrls: &str| {
-        ctrls.is_empty()
-            || ctrls.split(',').any(|c| {
-                corten_runtime::cgroups::Controller::ALL
-                    .iter()
-                    .any(|k| k.name() == c)
-            })
-    };
     text.lines()
         .filter_map(|l| {
             let mut parts = l.splitn(3, ':');
             let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-            ours(ctrls).then(|| (ctrls.to_string(), path.to_string()))
+            corten_runtime::cgroups::Controller::any_managed(ctrls)
+                .then(|| (ctrls.to_string(), path.to_string()))
         })
         .collect()
 }

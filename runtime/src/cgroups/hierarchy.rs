@@ -86,6 +86,16 @@ impl Controller {
         Controller::Blkio,
     ];
 
+    /// Whether the controller list of a `/proc/<pid>/cgroup` line (its
+    /// second field) names a hierarchy corten makes cgroups in: one with a
+    /// controller of [`Self::ALL`], or the unified one (an empty list).
+    pub fn any_managed(controllers: &str) -> bool {
+        controllers.is_empty()
+            || controllers
+                .split(',')
+                .any(|c| Self::ALL.iter().any(|k| k.name() == c))
+    }
+
     /// The kernel's name of the controller.
     pub fn name(self) -> &'static str {
         match self {

@@ -18,7 +18,7 @@ pub trait ShimBackend: Send + Sync + std::fmt::Debug {
     /// [`Self::start`]. Leaves nothing behind on a failure it returns
     /// (except when the container exists already); the real backend
     /// returns before the shim has answered (see [`Self::settle`]).
-    async fn create(&self, req: CreateRequest) -> Result<i32, Error>;
+    async fn create(&self, req: CreateRequest) -> Result<(), Error>;
     /// Waits until a creation still under way has been answered by its
     /// shim, so that the container's cgroup and files are its shim's; every
     /// other call does this itself.
@@ -50,7 +50,7 @@ pub trait ShimBackend: Send + Sync + std::fmt::Debug {
 
 #[async_trait]
 impl ShimBackend for ContainerRuntime {
-    async fn create(&self, req: CreateRequest) -> Result<i32, Error> {
+    async fn create(&self, req: CreateRequest) -> Result<(), Error> {
         ContainerRuntime::create(self, req).await
     }
 

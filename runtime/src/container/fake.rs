@@ -340,7 +340,7 @@ fn injected(kind: ErrorKind, id: &str, call: CallKind) -> Error {
 
 #[async_trait]
 impl ShimBackend for FakeShims {
-    async fn create(&self, req: CreateRequest) -> Result<i32, Error> {
+    async fn create(&self, req: CreateRequest) -> Result<(), Error> {
         self.record(Call::Create {
             id: req.id.clone(),
             log_path: req.log_path.clone(),
@@ -354,7 +354,7 @@ impl ShimBackend for FakeShims {
         world.next_pid += 1;
         let pid = 1000 + world.next_pid;
         world.containers.insert(req.id, FakeContainer::created(pid));
-        Ok(pid)
+        Ok(())
     }
 
     async fn start(&self, id: &str) -> Result<(), Error> {

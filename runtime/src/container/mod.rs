@@ -6,7 +6,9 @@
 //! holds the writable layer (`upper/`, `work/`), which survives reboots.
 
 mod backend;
+mod creations;
 mod exec;
+mod exit_files;
 #[cfg(test)]
 pub(crate) mod fake;
 mod lifecycle;

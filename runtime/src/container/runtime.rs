@@ -1,25 +1,20 @@
 //! Creating, starting, signalling, inspecting and deleting containers
 //! through their shims.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use oci_spec::runtime::Spec;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::sync::watch;
 
+use super::creations::Creations;
 use super::{trash, Error};
 use crate::layout::Layout;
 use crate::shim::protocol::files;
 use crate::shim::setup::BundleRootfs;
 use crate::shim::{Request, ShimClient, State};
 
-/// The exit code of a container its shim could not create (containerd's
-/// for a start that failed).
-const NOT_CREATED_EXIT: i32 = 128;
 /// How long a shim gets to create a container.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a shim gets to finish after its container's exit (an external
@@ -48,15 +43,12 @@ pub struct CreateRequest {
     pub stdin_once: bool,
 }
 
-/// How a shim's creation of a container ended: the error's kind and text.
-type Outcome = Result<(), (crate::ErrorKind, String)>;
-
 /// Runs containers under shims.
 #[derive(Debug, Clone)]
 pub struct ContainerRuntime {
     /// Creations whose shim has not answered yet (or failed): every call
     /// for such a container waits for the answer first.
-    pending: Arc<Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>>,
+    creations: Creations,
     bundles: PathBuf,
     layers: PathBuf,
     /// Where a removal moves a bundle and a writable layer, for the
@@ -72,7 +64,7 @@ impl ContainerRuntime {
     pub fn new(state_dir: &Path, root_dir: &Path, shim: &Path) -> ContainerRuntime {
         let layout = Layout::new(root_dir, state_dir);
         ContainerRuntime {
-            pending: Arc::default(),
+            creations: Creations::default(),
             bundles: layout.bundles(),
             layers: layout.writable_layers(),
             bundles_trash: layout.bundles_trash(),
@@ -131,7 +123,7 @@ impl ContainerRuntime {
     /// container waits for it first ([`Self::settle`]). A creation that
     /// fails leaves the container exited, with the reason, until it is
     /// deleted; [`Self::start`] returns the shim's error.
-    pub async fn create(&self, req: CreateRequest) -> Result<i32, Error> {
+    pub async fn create(&self, req: CreateRequest) -> Result<(), Error> {
         check_id(&req.id)?;
         let id = req.id.clone();
         let bundle = self.bundle(&id);
@@ -159,75 +151,25 @@ impl ContainerRuntime {
             }
         };
         crate::crash::point("container.create.after_bundle");
-        let (answer, answered) = watch::channel(None);
-        self.pending_map().insert(id.clone(), answered);
+        let answer = self.creations.begin(&id);
         let this = self.clone();
         tokio::spawn(async move {
-            let outcome = match this.create_in(&req, &bundle, log).await {
-                Ok(_) => Ok(()),
+            match this.create_in(&req, &bundle, log).await {
+                Ok(_) => answer.send(Ok(())),
                 Err(e) => {
                     tracing::warn!(container = %req.id, error = %e, "the shim could not create the container");
                     this.note_failed_creation(&req.id, &e).await;
-                    Err((e.kind(), e.to_string()))
+                    answer.send(Err(&e));
                 }
-            };
-            let _ = answer.send(Some(outcome));
+            }
         });
-        Ok(0)
-    }
-
-    fn pending_map(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<Option<Outcome>>>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        Ok(())
     }
 
     /// Waits until the shim of a creation still under way has answered;
     /// returns its error if it could not create the container.
     pub async fn settle(&self, id: &str) -> Option<Error> {
-        let mut answered = self.pending_map().get(id).cloned()?;
-        let outcome = match answered.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone(),
-            // The creating task is gone (the runtime shuts down).
-            Err(_) => None,
-        };
-        match outcome {
-            Some(Err((kind, message))) => Some(Error::said(
-                id,
-                kind,
-                format!("creating the container: {message}"),
-            )),
-            _ => {
-                self.pending_map().remove(id);
-                None
-            }
-        }
-    }
-
-    /// Leaves the end of a container its shim could not create in the
-    /// bundle, as the exit file a shim writes: every look at it agrees that
-    /// it has exited, and why.
-    async fn note_failed_creation(&self, id: &str, e: &Error) {
-        let state = State {
-            status: crate::shim::Status::Exited,
-            pid: 0,
-            started_at_ns: 0,
-            exit: Some(crate::shim::ExitStatus {
-                code: NOT_CREATED_EXIT,
-                signal: None,
-                oom_killed: false,
-                finished_at_ns: super::manager::now_ns(),
-                shim_lost: None,
-                not_created: Some(e.to_string()),
-            }),
-        };
-        let exit = self.bundle(id).join(files::EXIT);
-        let written = serde_json::to_vec(&state)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::blocking::run(|| write_atomic(&exit, &bytes)));
-        if let Err(e) = written {
-            tracing::warn!(container = id, path = %exit.display(), error = %e, "cannot record a failed creation");
-        }
+        self.creations.settle(id).await
     }
 
     /// Makes the bundle directory and the writable layer, writes the spec
@@ -422,140 +364,12 @@ impl ContainerRuntime {
         }
     }
 
-    /// The state of a container whose shim no longer answers: the exit file
-    /// the shim wrote before it went, or, when there is none (the shim was
-    /// killed or crashed first), the end the daemon gives the container
-    /// itself: every process of its cgroup is killed (they would run on,
-    /// reparented, holding the cgroup and the pod), the cgroup removed, and
-    /// an exit file written that says so, so that every later look agrees.
-    async fn state_without_shim(&self, id: &str) -> Result<State, Error> {
-        let this = self.clone();
-        let owned = id.to_string();
-        tokio::task::spawn_blocking(move || match this.state_from_files(&owned)? {
-            Some(state) => Ok(state),
-            None => this.end_orphan(&owned),
-        })
-        .await
-        .map_err(|source| Error::Task {
-            id: id.to_string(),
-            what: "reading its exit",
-            source,
-        })?
-    }
-
-    /// The exit file, if the shim left one.
-    fn state_from_files(&self, id: &str) -> Result<Option<State>, Error> {
-        let exit = self.bundle(id).join(files::EXIT);
-        let text = match std::fs::read(&exit) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(Error::Io {
-                    id: id.to_string(),
-                    path: exit,
-                    source,
-                })
-            }
-        };
-        serde_json::from_slice(&text)
-            .map(Some)
-            .map_err(|source| Error::Json {
-                id: id.to_string(),
-                path: exit,
-                source,
-            })
-    }
-
-    /// Ends container `id`, whose shim is gone without an exit file (runs
-    /// on a blocking thread: cgroup writes and waits).
-    fn end_orphan(&self, id: &str) -> Result<State, Error> {
-        let bundle = self.bundle(id);
-        let shim_gone = |reason: String| Error::Shim {
-            id: id.to_string(),
-            reason,
-        };
-        let started: Option<State> = std::fs::read(bundle.join(files::STATE))
-            .ok()
-            .and_then(|t| serde_json::from_slice(&t).ok());
-        let cgroup_path = self.spec_json(id).and_then(|spec| {
-            spec.pointer("/linux/cgroupsPath")
-                .and_then(|p| p.as_str())
-                .map(str::to_string)
-        });
-        let Some(cgroup_path) = cgroup_path else {
-            return Err(shim_gone(
-                "the shim is gone, left no exit status, and the container has no cgroup to end it through"
-                    .into(),
-            ));
-        };
-        let cgroup_failed = |action: String| {
-            move |source| Error::Cgroup {
-                id: id.to_string(),
-                action,
-                source,
-            }
-        };
-        let hierarchy = crate::cgroups::detect().map_err(cgroup_failed(
-            "the shim is gone; finding the cgroup hierarchy to end its container".into(),
-        ))?;
-        let mut oom_killed = false;
-        let mut killed = 0;
-        match crate::cgroups::Cgroup::open(&hierarchy, &cgroup_path) {
-            Ok(cgroup) => {
-                oom_killed = cgroup.oom_killed().unwrap_or(false);
-                killed = cgroup.pids().map(|p| p.len()).unwrap_or(0);
-                cgroup
-                    .kill_all()
-                    .and_then(|()| cgroup.destroy())
-                    .map_err(cgroup_failed(format!(
-                        "the shim is gone; ending its container through cgroup {cgroup_path}"
-                    )))?;
-            }
-            // Already removed: nothing of the container runs any more.
-            Err(e) if e.kind() == crate::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(cgroup_failed(format!(
-                    "the shim is gone; opening cgroup {cgroup_path} to end its container"
-                ))(e))
-            }
-        }
-        let how = format!(
-            "the shim of container {id} died before the container; the daemon killed its {killed} remaining process(es) through cgroup {cgroup_path}"
-        );
-        tracing::warn!(container = id, cgroup = %cgroup_path, killed, "shim gone: container ended through its cgroup");
-        let state = State {
-            status: crate::shim::Status::Exited,
-            pid: started.as_ref().map_or(0, |s| s.pid),
-            started_at_ns: started.as_ref().map_or(0, |s| s.started_at_ns),
-            exit: Some(crate::shim::ExitStatus {
-                code: 128 + nix::sys::signal::Signal::SIGKILL as i32,
-                signal: Some(nix::sys::signal::Signal::SIGKILL as i32),
-                oom_killed,
-                finished_at_ns: super::manager::now_ns(),
-                shim_lost: Some(how),
-                not_created: None,
-            }),
-        };
-        let exit = bundle.join(files::EXIT);
-        let bytes = serde_json::to_vec(&state).map_err(|source| Error::Json {
-            id: id.to_string(),
-            path: exit.clone(),
-            source,
-        })?;
-        write_atomic(&exit, &bytes).map_err(|source| Error::Io {
-            id: id.to_string(),
-            path: exit,
-            source,
-        })?;
-        Ok(state)
-    }
-
     /// Kills what still runs and removes the container's files. Deleting an
     /// unknown container succeeds (CRI removal is idempotent).
     pub async fn delete(&self, id: &str) -> Result<(), Error> {
         check_id(id)?;
         self.settle(id).await;
-        self.pending_map().remove(id);
+        self.creations.forget(id);
         let on_disk =
             crate::blocking::run(|| self.bundle(id).exists() || self.writable_layer(id).exists());
         if !on_disk {
@@ -646,7 +460,7 @@ pub(super) fn check_id(id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;

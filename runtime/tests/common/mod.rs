@@ -118,12 +118,7 @@ impl Env {
     }
 
     /// Creates container `id` running `args` with `edit` applied to its config.
-    pub async fn create(
-        &self,
-        id: &str,
-        args: &[&str],
-        edit: impl FnOnce(&mut ContainerConfig),
-    ) -> i32 {
+    pub async fn create(&self, id: &str, args: &[&str], edit: impl FnOnce(&mut ContainerConfig)) {
         self.try_create(id, args, edit).await.expect("create")
     }
 
@@ -133,7 +128,7 @@ impl Env {
         id: &str,
         args: &[&str],
         edit: impl FnOnce(&mut ContainerConfig),
-    ) -> Result<i32, corten_runtime::container::Error> {
+    ) -> Result<(), corten_runtime::container::Error> {
         let mut config = ContainerConfig {
             id: id.to_string(),
             command: args.iter().map(|s| s.to_string()).collect(),

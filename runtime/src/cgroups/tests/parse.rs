@@ -212,3 +212,14 @@ fn check_refuses_what_the_kernel_would_and_passes_unset_values() {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{k:?}={v:?}: {e}");
     }
 }
+
+#[test]
+fn the_managed_hierarchies_of_a_proc_cgroup_line() {
+    use crate::cgroups::Controller;
+    for ours in ["", "memory", "cpu,cpuacct", "net_cls,pids"] {
+        assert!(Controller::any_managed(ours), "{ours:?}");
+    }
+    for not_ours in ["name=systemd", "net_cls,net_prio", "misc", "rdma"] {
+        assert!(!Controller::any_managed(not_ours), "{not_ours:?}");
+    }
+}
