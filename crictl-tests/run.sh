@@ -18,7 +18,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian packages: protoc for the CRI bindings; the real parts the tests use.
-packages=(protobuf-compiler containernetworking-plugins iptables iproute2 docker-registry busybox-static runc)
+packages=(protobuf-compiler containernetworking-plugins iptables iproute2 docker-registry busybox-static runc crun)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,6 +27,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing Debian packages: ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# A hybrid cgroup host (v1 controllers, cgroup2 at /sys/fs/cgroup/unified)
+# whose init left some controllers on the unified hierarchy (hugetlb, here):
+# crun, a test runtime handler, refuses such a host ("cgroups in hybrid mode
+# not supported, drop all controllers from cgroupv2"). systemd mounts them
+# on v1 on a hybrid host; so does this step, as a node would have them.
+unified=/sys/fs/cgroup/unified
+if [ -s "$unified/cgroup.controllers" ] && [ ! -s "$unified/cgroup.subtree_control" ]; then
+    for c in $(cat "$unified/cgroup.controllers"); do
+        echo "== mounting the $c cgroup controller on v1 (hybrid host)"
+        mkdir -p "/sys/fs/cgroup/$c"
+        mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"
+    done
 fi
 
 # crictl and critest, pinned, built from the Go module proxy into

@@ -1,5 +1,5 @@
 //! Issue 4, runtime-handler seam, as root: the same scenarios run under the
-//! built-in core and under runc (driven by the shim) on the same kind of
+//! built-in core and under runc and crun (driven by the shim) on the same kind of
 //! bundle, and must end the same way.
 
 mod common;
@@ -10,15 +10,19 @@ use common::Env;
 use corten_runtime::shim::{ExitStatus, Status};
 use corten_runtime::spec::ContainerConfig;
 
-/// Debian's runc (`apt-get install runc`; crictl-tests/run.sh installs it).
+/// Debian's runc and crun (`apt-get install runc crun`; crictl-tests/run.sh
+/// installs them).
 const RUNC: &str = "/usr/sbin/runc";
+const CRUN: &str = "/usr/bin/crun";
 
-/// One env per backend: built-in first, then runc.
+/// One env per backend: built-in first, then runc and crun.
 fn envs() -> Vec<(&'static str, Env)> {
     common::require_installed(RUNC, "runc");
+    common::require_installed(CRUN, "crun");
     vec![
         ("builtin", Env::new()),
         ("runc", Env::with_oci_runtime(Some(PathBuf::from(RUNC)))),
+        ("crun", Env::with_oci_runtime(Some(PathBuf::from(CRUN)))),
     ]
 }
 
@@ -258,27 +262,14 @@ async fn the_log_is_complete_when_the_exit_is_heard() {
 }
 
 #[tokio::test]
-async fn runc_refuses_a_tty_cleanly() {
-    let env = Env::with_oci_runtime(Some(PathBuf::from(RUNC)));
-    // The shim's answer comes with the start (create does not wait for it).
-    env.try_create("tty", &["sh"], |c| c.tty = true)
-        .await
-        .expect("the bundle is written");
-    let err = env
-        .runtime
-        .start("tty")
-        .await
-        .expect_err("a tty with runc is refused for now");
-    assert!(err.to_string().contains("tty"), "{err}");
-    // Exited, saying why, until it is deleted; then nothing is left.
-    let state = env.runtime.state("tty").await.expect("state");
-    let exit = state.exit.expect("exited");
-    assert!(
-        exit.not_created
-            .as_deref()
-            .is_some_and(|m| m.contains("tty")),
-        "{exit:?}"
-    );
-    env.runtime.delete("tty").await.expect("delete");
-    assert!(!env.runtime.bundle("tty").exists());
+async fn a_tty_container_gets_its_terminal_from_each() {
+    for (name, env) in envs() {
+        let script = "test -t 0 && test -t 1 && echo \"tty on $(tty)\"";
+        let (exit, log) = run(&env, "tty", &["sh", "-c", script], |c| c.tty = true).await;
+        assert_eq!(exit.code, 0, "{name}: {log:?}");
+        assert!(
+            log.iter().any(|l| l.contains("tty on /dev/")),
+            "{name}: {log:?}"
+        );
+    }
 }

@@ -162,6 +162,7 @@ impl Bench {
                 readonly_rootfs: false,
                 log_path: self.log_path(id),
                 runtime: backend.clone(),
+                runtime_root: None,
                 stdin: false,
                 stdin_once: false,
             })

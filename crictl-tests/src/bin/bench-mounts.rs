@@ -179,6 +179,7 @@ async fn create(
             readonly_rootfs: false,
             log_path: PathBuf::from("/dev/null"),
             runtime: backend.clone(),
+            runtime_root: None,
             stdin: false,
             stdin_once: false,
         })

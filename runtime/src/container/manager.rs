@@ -98,6 +98,8 @@ pub(super) struct Inner {
     pub(super) events: broadcast::Sender<ContainerEvent>,
     /// The CPU rate baseline of each container asked for.
     pub(super) cpu_rates: CpuRates,
+    /// The runtime handlers pods may name (RuntimeClass).
+    pub(super) handlers: super::Handlers,
 }
 
 impl Inner {
@@ -167,6 +169,16 @@ impl Containers {
         backend: Arc<dyn ShimBackend>,
         holds: Arc<LayerHolds>,
     ) -> Result<Containers, crate::Error> {
+        Containers::open_with_handlers(store, backend, holds, super::Handlers::new())
+    }
+
+    /// [`Self::open`], with the external runtimes of the handlers pods may name.
+    pub fn open_with_handlers(
+        store: Arc<MetaStore>,
+        backend: Arc<dyn ShimBackend>,
+        holds: Arc<LayerHolds>,
+        handlers: super::Handlers,
+    ) -> Result<Containers, crate::Error> {
         let records = Arc::new(Records::<ContainerRecord>::load(store.clone())?);
         for r in records.filtered(|_| true) {
             holds.hold(&r.id, r.chain_ids.clone());
@@ -182,6 +194,7 @@ impl Containers {
                 locks: KeyedLocks::default(),
                 events,
                 cpu_rates: CpuRates::default(),
+                handlers,
             }),
         })
     }
@@ -301,10 +314,30 @@ impl Containers {
             .map(|l| images.snapshot_path(&l.chain_id))
             .collect();
 
+        let handler = match pod.runtime_handler.as_str() {
+            "" => None,
+            name => Some(
+                self.inner
+                    .handlers
+                    .get(name)
+                    .ok_or_else(|| Error::UnknownHandler {
+                        id: id.to_string(),
+                        handler: name.to_string(),
+                    })?,
+            ),
+        };
         let mut config = req.config;
         let requested_mounts = config.mounts.clone();
         config.id = id.to_string();
         apply_pod(&mut config, pod);
+        if let Some(h) = handler {
+            for (key, value) in h.passed_annotations(&pod.annotations) {
+                config
+                    .annotations
+                    .entry(key.clone())
+                    .or_insert_with(|| value.clone());
+            }
+        }
         if let Some(pid) = req.pid {
             config.namespaces.pid = pid;
         }
@@ -351,7 +384,8 @@ impl Containers {
             log_path: log_file
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/dev/null")),
-            runtime: None,
+            runtime: handler.map(|h| h.binary.clone()),
+            runtime_root: handler.and_then(|h| h.root.clone()),
             stdin: config.stdin,
             stdin_once: config.stdin_once,
         };

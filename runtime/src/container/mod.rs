@@ -11,6 +11,7 @@ mod exec;
 mod exit_files;
 #[cfg(test)]
 pub(crate) mod fake;
+mod handlers;
 mod lifecycle;
 mod manager;
 mod metrics;
@@ -25,6 +26,7 @@ mod trash;
 
 pub use backend::ShimBackend;
 pub use exec::{stop_exec, ExecOutput, ExecRequest};
+pub use handlers::{glob_match, Handlers, OciHandler};
 pub use manager::{ContainerEvent, Containers, EventKind, NewContainer};
 pub use metrics::{BlockDevice, ContainerMetrics, FilesystemSize, ProcessCounts};
 pub use record::{
@@ -200,6 +202,16 @@ pub enum Error {
         /// The kind the shim gave.
         kind: ErrorKind,
     },
+    /// The pod's runtime handler is not configured (any more).
+    #[error(
+        "container {id}: its pod was run with runtime handler {handler:?}, which is not configured"
+    )]
+    UnknownHandler {
+        /// The id.
+        id: String,
+        /// The pod's handler.
+        handler: String,
+    },
     /// A file of the container cannot be written or read.
     #[error("container {id}: {path}: {source}")]
     Io {
@@ -231,7 +243,7 @@ impl Error {
             Error::InvalidId { .. } | Error::InvalidExec { .. } | Error::InvalidSignal { .. } => {
                 ErrorKind::InvalidArgument
             }
-            Error::Refused { .. } => ErrorKind::FailedPrecondition,
+            Error::Refused { .. } | Error::UnknownHandler { .. } => ErrorKind::FailedPrecondition,
             Error::ShimSaid { kind, .. } => *kind,
             Error::Create { .. }
             | Error::Spawn { .. }

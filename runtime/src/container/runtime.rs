@@ -37,6 +37,8 @@ pub struct CreateRequest {
     /// An external OCI runtime binary (runc, crun) to create the container
     /// with; `None` is the built-in core.
     pub runtime: Option<PathBuf>,
+    /// That runtime's state directory (`--root`); `None`: inside the bundle.
+    pub runtime_root: Option<PathBuf>,
     /// Keep the container's stdin open for attach.
     pub stdin: bool,
     /// Close stdin when the first attached client detaches.
@@ -236,6 +238,9 @@ impl ContainerRuntime {
             .arg(&req.log_path);
         if let Some(runtime) = &req.runtime {
             command.arg("--runtime").arg(runtime);
+        }
+        if let Some(root) = &req.runtime_root {
+            command.arg("--runtime-root").arg(root);
         }
         if req.stdin {
             command.arg("--stdin");

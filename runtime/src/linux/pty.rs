@@ -33,6 +33,48 @@ pub fn resize_pty(master: &OwnedFd, width: u16, height: u16) -> Result<()> {
     Ok(())
 }
 
+/// Receives the one file descriptor sent over `sock` with SCM_RIGHTS (a
+/// pty master that an OCI runtime hands over on its `--console-socket`).
+pub fn recv_fd(sock: &std::os::unix::net::UnixStream) -> Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd as _;
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|source| Error::Sys {
+        op: "recvmsg on the console socket".into(),
+        source,
+    })?;
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for cmsg in msg.cmsgs().map_err(|source| Error::Sys {
+        op: "read control messages of the console socket".into(),
+        source,
+    })? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            // SAFETY: the kernel installed each of these descriptors in this
+            // process for this message; nothing else owns them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    let mut fds = fds.into_iter();
+    match (fds.next(), fds.next()) {
+        (Some(fd), None) => Ok(fd),
+        _ => Err(Error::Io {
+            op: "receive the pty master from the console socket".into(),
+            source: std::io::Error::other("the message did not carry exactly one descriptor"),
+        }),
+    }
+}
+
 /// Makes a FIFO at `path` (mode 0600) and opens it read-write and
 /// non-blocking, so the open never waits for a reader and the FIFO never
 /// reports end-of-file to one while this end is open. Used to send resize

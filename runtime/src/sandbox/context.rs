@@ -46,4 +46,7 @@ pub struct PodContext {
     pub cgroup_parent: String,
     /// The runtime handler the pod was run with ("" = default).
     pub runtime_handler: String,
+    /// The pod's annotations (those a handler allows go on to its
+    /// containers' specs).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }

@@ -166,6 +166,7 @@ impl Pod {
             shm: self.shm.then(|| self.shm_path()),
             cgroup_parent: self.cgroup.clone().unwrap_or_default(),
             runtime_handler: self.config.runtime_handler.clone(),
+            annotations: self.config.annotations.clone(),
         }
     }
 }

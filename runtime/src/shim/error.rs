@@ -110,9 +110,17 @@ pub enum Error {
         /// What it holds.
         text: String,
     },
-    /// A terminal was asked of an external runtime.
-    #[error("a terminal (tty) is not supported yet with an external OCI runtime")]
-    TerminalUnsupported,
+    /// The console socket an external runtime hands a tty's pty over.
+    #[error("console socket {path}: cannot {op}: {source}")]
+    Console {
+        /// The socket.
+        path: PathBuf,
+        /// What failed.
+        op: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A container primitive (mounts, namespaces, the init) failed.
     #[error(transparent)]
     Linux(#[from] linux::Error),
@@ -150,7 +158,7 @@ impl Error {
             | Error::Run { .. }
             | Error::Runtime { .. }
             | Error::NotAPid { .. }
-            | Error::TerminalUnsupported => ErrorKind::Internal,
+            | Error::Console { .. } => ErrorKind::Internal,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! container's cgroup; the shim only opens it to read OOM events and to kill
 //! everything in it.
 
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio as ProcStdio};
 
@@ -23,6 +25,10 @@ pub const STATE_DIR: &str = "runc";
 pub const PID_FILE: &str = "init.pid";
 /// The runtime's own log (`--log`, JSON lines).
 pub const LOG_FILE: &str = "runtime.log";
+/// The socket a tty container's pty master comes back on
+/// (`--console-socket`), in the bundle; given to the runtime relative to
+/// the bundle, its working directory, so the path never exceeds sun_path.
+pub const CONSOLE_SOCKET: &str = "console.sock";
 
 /// Which code creates the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,15 +91,19 @@ impl Created {
 pub struct OciRuntime {
     binary: PathBuf,
     bundle: PathBuf,
+    /// The runtime's state directory (`--root`).
+    root: PathBuf,
     id: String,
 }
 
 impl OciRuntime {
-    /// `binary` driving container `id` of `bundle`.
-    pub fn new(binary: &Path, bundle: &Path, id: &str) -> OciRuntime {
+    /// `binary` driving container `id` of `bundle`, its state under
+    /// `root` (default: [`STATE_DIR`] in the bundle).
+    pub fn new(binary: &Path, bundle: &Path, id: &str, root: Option<&Path>) -> OciRuntime {
         OciRuntime {
             binary: binary.to_path_buf(),
             bundle: bundle.to_path_buf(),
+            root: root.map_or_else(|| bundle.join(STATE_DIR), Path::to_path_buf),
             id: id.to_string(),
         }
     }
@@ -101,7 +111,7 @@ impl OciRuntime {
     fn command(&self, op: &str) -> Command {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root")
-            .arg(self.bundle.join(STATE_DIR))
+            .arg(&self.root)
             .arg("--log")
             .arg(self.bundle.join(LOG_FILE))
             .arg("--log-format")
@@ -149,12 +159,67 @@ impl OciRuntime {
             .stderr(ProcStdio::from(stdio.stderr));
         // The write ends go with `cmd`: after this only the init holds them.
         self.run(cmd, "create")?;
-        let text = std::fs::read_to_string(&pid_file).map_err(|source| Error::Read {
-            path: pid_file.clone(),
+        self.read_pid(&pid_file)
+    }
+
+    /// [`Self::create`] of a tty container: the runtime makes the pty, its
+    /// slave the init's stdio, and sends the master over the console
+    /// socket; returns the init's pid and the master.
+    pub fn create_with_console(&self) -> Result<(i32, OwnedFd), Error> {
+        let path = self.bundle.join(CONSOLE_SOCKET);
+        let console = |op, source| Error::Console {
+            path: path.clone(),
+            op,
+            source,
+        };
+        let _ = std::fs::remove_file(&path);
+        let (_held, addr) =
+            super::protocol::socket_address(&path).map_err(|e| console("resolve", e))?;
+        let listener = UnixListener::bind(&addr).map_err(|e| console("bind", e))?;
+        let pid_file = self.bundle.join(PID_FILE);
+        let _ = std::fs::remove_file(&pid_file);
+        let mut cmd = self.command("create");
+        cmd.current_dir(&self.bundle)
+            .arg("--bundle")
+            .arg(&self.bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg("--console-socket")
+            .arg(CONSOLE_SOCKET)
+            .arg(&self.id);
+        self.null_stdio(&mut cmd);
+        // The runtime connects and sends before it exits: the connection
+        // waits in the backlog until it is accepted below.
+        let created = self.run(cmd, "create");
+        let received = created.and_then(|()| {
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| console("set non-blocking", e))?;
+            let (stream, _) = listener.accept().map_err(|e| console("accept", e))?;
+            stream
+                .set_nonblocking(false)
+                .map_err(|e| console("set blocking", e))?;
+            Ok(crate::linux::recv_fd(&stream)?)
+        });
+        drop(listener);
+        let _ = std::fs::remove_file(&path);
+        let master = match received {
+            Ok(master) => master,
+            Err(e) => {
+                let _ = self.delete();
+                return Err(e);
+            }
+        };
+        Ok((self.read_pid(&pid_file)?, master))
+    }
+
+    fn read_pid(&self, pid_file: &Path) -> Result<i32, Error> {
+        let text = std::fs::read_to_string(pid_file).map_err(|source| Error::Read {
+            path: pid_file.to_path_buf(),
             source,
         })?;
         text.trim().parse().map_err(|_| Error::NotAPid {
-            path: pid_file,
+            path: pid_file.to_path_buf(),
             text,
         })
     }
@@ -170,7 +235,7 @@ impl OciRuntime {
     /// `delete --force ID`: kills what is left and removes the runtime's
     /// state and cgroup. Already gone is success.
     pub fn delete(&self) -> Result<(), Error> {
-        if !self.bundle.join(STATE_DIR).join(&self.id).exists() {
+        if !self.root.join(&self.id).exists() {
             return Ok(());
         }
         let mut cmd = self.command("delete");
@@ -290,15 +355,6 @@ pub fn clamp_to_host(spec: &mut Spec, host: &HostLimits) -> bool {
         spec.set_process(Some(process));
     }
     changed
-}
-
-/// External runtimes get pipes only, for now: a tty would need
-/// `--console-socket` and receiving the pty master from the runtime.
-pub fn refuse_terminal(terminal: bool) -> Result<(), Error> {
-    if terminal {
-        return Err(Error::TerminalUnsupported);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ pub struct Args {
     pub log: PathBuf,
     /// An external OCI runtime binary (`--runtime`); the built-in core if `None`.
     pub runtime: Option<PathBuf>,
+    /// That runtime's state directory (`--runtime-root`); `None`: inside
+    /// the bundle.
+    pub runtime_root: Option<PathBuf>,
     /// Keep the container's stdin open for attach (`--stdin`).
     pub stdin: bool,
     /// Close stdin when the first attached client detaches (`--stdin-once`).
@@ -55,6 +58,7 @@ impl Args {
         let mut id = None;
         let mut log = None;
         let mut runtime = None;
+        let mut runtime_root = None;
         let (mut stdin, mut stdin_once) = (false, false);
         let mut it = args.iter();
         match it.next().map(String::as_str) {
@@ -79,6 +83,7 @@ impl Args {
                 "--id" => id = Some(value.clone()),
                 "--log" => log = Some(PathBuf::from(value)),
                 "--runtime" => runtime = Some(PathBuf::from(value)),
+                "--runtime-root" => runtime_root = Some(PathBuf::from(value)),
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -87,6 +92,7 @@ impl Args {
             id: id.ok_or("--id is required")?,
             log: log.ok_or("--log is required")?,
             runtime,
+            runtime_root,
             stdin,
             stdin_once,
         })
@@ -183,8 +189,13 @@ fn create(args: &Args) -> Result<Supervisor, Error> {
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
+    let backend = Backend::from_flag(args.runtime.as_deref());
+    let external_tty = terminal && matches!(backend, Backend::External(_));
     let mut stdin_writer = None;
-    let (stdio, stdout, stderr, tty_master) = if terminal {
+    let (stdio, stdout, stderr, mut tty_master) = if external_tty {
+        // The runtime makes the pty and hands its master over.
+        (None, None, None, None)
+    } else if terminal {
         let (master, slave) = linux::open_pty()?;
         let dup = |fd: &OwnedFd| {
             fd.try_clone().map_err(|source| Error::Dup {
@@ -197,7 +208,7 @@ fn create(args: &Args) -> Result<Supervisor, Error> {
             stdout: dup(&slave)?,
             stderr: slave,
         };
-        (stdio, None, None, Some(master))
+        (Some(stdio), None, None, Some(master))
     } else {
         let pipe = || nix::unistd::pipe().map_err(|source| Error::Sys { op: "pipe", source });
         let (out_r, out_w) = pipe()?;
@@ -214,19 +225,30 @@ fn create(args: &Args) -> Result<Supervisor, Error> {
             stdout: out_w,
             stderr: err_w,
         };
-        (stdio, Some(out_r), Some(err_r), None)
+        (Some(stdio), Some(out_r), Some(err_r), None)
     };
 
-    let (init, cgroup, oci) = match Backend::from_flag(args.runtime.as_deref()) {
+    let (init, cgroup, oci) = match backend {
         Backend::Builtin => {
+            let stdio = stdio.ok_or_else(|| Error::Console {
+                path: bundle.join(external::CONSOLE_SOCKET),
+                op: "be used by the built-in core",
+                source: std::io::Error::other("only an external runtime makes its own pty"),
+            })?;
             let (init, cgroup) = builtin(&spec, &target, stdio)?;
             (Created::from(init), cgroup, None)
         }
         Backend::External(binary) => {
-            external::refuse_terminal(terminal)?;
-            let oci = OciRuntime::new(&binary, bundle, &args.id);
+            let oci = OciRuntime::new(&binary, bundle, &args.id, args.runtime_root.as_deref());
             oci.prepare(&spec)?;
-            let pid = oci.create(stdio)?;
+            let pid = match stdio {
+                Some(stdio) => oci.create(stdio)?,
+                None => {
+                    let (pid, master) = oci.create_with_console()?;
+                    tty_master = Some(master);
+                    pid
+                }
+            };
             // The runtime made the cgroup: opened for OOM events and kill-all.
             let cgroup = cgroup_path(&spec).and_then(|path| {
                 let hierarchy = cgroups::detect().ok()?;

@@ -153,6 +153,7 @@ impl Env {
                 readonly_rootfs: config.security.readonly_rootfs,
                 log_path: self.log_path(id),
                 runtime: self.oci_runtime.clone(),
+                runtime_root: None,
                 stdin: config.stdin,
                 stdin_once: config.stdin_once,
             })
