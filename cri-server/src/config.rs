@@ -83,6 +83,33 @@ section! {
         pub registry: Registry = Registry::default(),
         /// The streaming server (Exec, Attach, PortForward).
         pub streaming: Streaming = Streaming::default(),
+        /// Runtime handlers (Kubernetes RuntimeClass `handler`), each a
+        /// `[runtimes.<name>]` section naming an external OCI runtime that
+        /// creates the containers of pods run with that handler. The
+        /// default handler "" is corten's own core and is always there.
+        pub runtimes: BTreeMap<String, RuntimeHandler> = BTreeMap::new(),
+    }
+}
+
+section! {
+    /// A runtime handler: an OCI runtime (runc, crun, ...) driven by its
+    /// command line. The pod's own namespaces and cgroup stay with
+    /// corten's core; the handler's runtime creates every container.
+    pub struct RuntimeHandler {
+        /// The runtime binary: an absolute path. cortend runs it with
+        /// `features` at start (what Status reports of the handler).
+        pub path: PathBuf = PathBuf::new(),
+        /// The runtime's state directory (its `--root`). Empty: one inside
+        /// each container's bundle, removed with the container.
+        pub root: PathBuf = PathBuf::new(),
+        /// Whether the runtime manages cgroups through systemd
+        /// (`--systemd-cgroup`). Only false: cortend's cgroup driver is
+        /// cgroupfs, and a handler must place cgroups as it does.
+        pub systemd_cgroup: bool = false,
+        /// Pod annotations passed on to the OCI spec of the pod's
+        /// containers, as patterns (`*` matches any run of characters),
+        /// for runtimes that take settings from annotations.
+        pub pod_annotations: Vec<String> = Vec::new(),
     }
 }
 
@@ -179,7 +206,7 @@ pub enum ConfigError {
         /// The file, or "command line".
         origin: String,
         /// The dotted key.
-        key: &'static str,
+        key: String,
         /// What would be accepted.
         expected: &'static str,
         /// What was given.
@@ -214,9 +241,9 @@ impl Config {
 
     /// Checks what the types alone do not.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |key, expected, got: String| ConfigError::Value {
+        let bad = |key: &str, expected, got: String| ConfigError::Value {
             origin: origin.to_string(),
-            key,
+            key: key.to_string(),
             expected,
             got,
         };
@@ -305,6 +332,40 @@ impl Config {
                 self.shutdown_grace_seconds.to_string(),
             ));
         }
+        for (name, h) in &self.runtimes {
+            if !dns_label(name) {
+                return Err(bad(
+                    "runtimes",
+                    "handler names that are DNS labels (a-z, 0-9, '-', at most 63), as RuntimeClass handlers are",
+                    format!("{name:?}"),
+                ));
+            }
+            let key = |k: &str| format!("runtimes.{name}.{k}");
+            if !h.path.is_absolute() {
+                return Err(bad(&key("path"), absolute, format!("{:?}", h.path)));
+            }
+            if !h.root.as_os_str().is_empty() && !h.root.is_absolute() {
+                return Err(bad(
+                    &key("root"),
+                    "an absolute path or \"\"",
+                    format!("{:?}", h.root),
+                ));
+            }
+            if h.systemd_cgroup {
+                return Err(bad(
+                    &key("systemd_cgroup"),
+                    "false (cortend's cgroup driver is cgroupfs)",
+                    "true".to_string(),
+                ));
+            }
+            if let Some(p) = h.pod_annotations.iter().find(|p| p.is_empty()) {
+                return Err(bad(
+                    &key("pod_annotations"),
+                    "non-empty patterns",
+                    format!("{p:?}"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -325,8 +386,25 @@ impl Config {
         write_section::<Cni>(&mut out, Some("cni"), &table);
         write_section::<Registry>(&mut out, Some("registry"), &table);
         write_section::<Streaming>(&mut out, Some("streaming"), &table);
+        let handlers = table.get("runtimes").and_then(toml::Value::as_table);
+        for (name, handler) in handlers.into_iter().flatten() {
+            let mut one = toml::Table::new();
+            one.insert(format!("runtimes.{name}"), handler.clone());
+            write_section::<RuntimeHandler>(&mut out, Some(&format!("runtimes.{name}")), &one);
+        }
         out
     }
+}
+
+/// A DNS-1123 label: what Kubernetes allows as a RuntimeClass handler.
+fn dns_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 fn write_section<S: Documented>(out: &mut String, name: Option<&str>, root: &toml::Table) {
@@ -412,6 +490,23 @@ mod tests {
     }
 
     #[test]
+    fn runtime_handlers_template_and_parse_back() {
+        let text = "[runtimes.runc]\npath = \"/usr/sbin/runc\"\n\
+                    [runtimes.crun-1]\npath = \"/usr/bin/crun\"\nroot = \"/run/crun\"\n\
+                    pod_annotations = [\"run.oci.*\"]\n";
+        let c = Config::parse(Path::new("/c.toml"), text).expect("parses");
+        assert_eq!(c.runtimes.len(), 2);
+        let crun = &c.runtimes["crun-1"];
+        assert_eq!(crun.root, PathBuf::from("/run/crun"));
+        assert_eq!(crun.pod_annotations, ["run.oci.*"]);
+        assert_eq!(c.runtimes["runc"].root, PathBuf::new());
+        let template = c.template();
+        assert!(template.contains("\n[runtimes.runc]\n"), "{template}");
+        let back = Config::parse(Path::new("t.toml"), &template).expect("template parses");
+        assert_eq!(back, c);
+    }
+
+    #[test]
     fn missing_file_means_defaults_unless_required() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("none.toml");
@@ -489,6 +584,34 @@ mod tests {
             (
                 "[registry]\nmirrors_final = [\"a/b\"]\n",
                 "registry.mirrors_final",
+            ),
+            (
+                "[runtimes.Runc]\npath = \"/usr/sbin/runc\"\n",
+                "key `runtimes`: expected handler names that are DNS labels",
+            ),
+            (
+                "[runtimes.runc]\npath = \"runc\"\n",
+                "key `runtimes.runc.path`: expected an absolute path",
+            ),
+            (
+                "[runtimes.runc]\n",
+                "key `runtimes.runc.path`: expected an absolute path, got \"\"",
+            ),
+            (
+                "[runtimes.runc]\npath = \"/r\"\nroot = \"rel\"\n",
+                "key `runtimes.runc.root`",
+            ),
+            (
+                "[runtimes.runc]\npath = \"/r\"\nsystemd_cgroup = true\n",
+                "key `runtimes.runc.systemd_cgroup`: expected false",
+            ),
+            (
+                "[runtimes.runc]\npath = \"/r\"\npod_annotations = [\"\"]\n",
+                "key `runtimes.runc.pod_annotations`",
+            ),
+            (
+                "[runtimes.runc]\npath = \"/r\"\nbinary = \"/r\"\n",
+                "unknown field `binary`",
             ),
         ] {
             let err = Config::parse(Path::new("/c.toml"), text)

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod convert;
 mod error;
+mod handlers;
 mod image_service;
 mod rpc_log;
 mod runtime_service;

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use corten_runtime::container::OciHandler;
 use corten_runtime::image::RegistryConfig;
 use corten_runtime::{Runtime, RuntimeConfig};
 use tonic::Status;
 
 use crate::config::Config;
+use crate::handlers::Handler;
 use crate::streaming::Streaming;
 
 /// What every handler can reach.
@@ -21,12 +23,21 @@ pub struct Cri {
     pub streaming: Arc<Streaming>,
     /// Pods, containers and images, and the rules over them together.
     pub runtime: Runtime,
+    /// The runtime handlers, the built-in core "" first, with their
+    /// features (probed at start).
+    pub handlers: Vec<Handler>,
 }
 
 impl Cri {
+    /// The runtime handler named `name` ("" is the built-in core).
+    pub fn handler(&self, name: &str) -> Option<&Handler> {
+        self.handlers.iter().find(|h| h.name == name)
+    }
+
     /// Opens the runtime (which reconciles itself with what survived a
     /// restart) and starts the streaming server.
     pub async fn open(config: Config) -> anyhow::Result<Cri> {
+        let handlers = crate::handlers::probe_all(&config).await?;
         let runtime = Runtime::open(runtime_config(&config)?)
             .await
             .context("cannot open the runtime")?;
@@ -42,6 +53,7 @@ impl Cri {
             config,
             streaming,
             runtime,
+            handlers,
         })
     }
 }
@@ -62,6 +74,18 @@ fn runtime_config(config: &Config) -> anyhow::Result<RuntimeConfig> {
         },
         cni_conf_dir: config.cni.conf_dir.clone(),
         cni_bin_dirs: config.cni.bin_dirs.clone(),
+        handlers: config
+            .runtimes
+            .iter()
+            .map(|(name, h)| {
+                let handler = OciHandler {
+                    binary: h.path.clone(),
+                    root: Some(h.root.clone()).filter(|r| !r.as_os_str().is_empty()),
+                    pod_annotations: h.pod_annotations.clone(),
+                };
+                (name.clone(), handler)
+            })
+            .collect(),
     })
 }
 

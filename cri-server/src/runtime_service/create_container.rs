@@ -20,6 +20,7 @@ pub async fn create_container(
         .ok_or_else(|| Status::invalid_argument("config is required"))?;
     let mut new = new_container(config)?;
     let pod = pod_context(cri, &req.pod_sandbox_id)?;
+    check_handler_features(cri, &pod.runtime_handler, &new.config)?;
     let pid = match pid_choice(config)? {
         PidChoice::Pod => PidNamespace::Pod,
         PidChoice::Container => PidNamespace::Own,
@@ -48,4 +49,27 @@ pub async fn create_container(
     Ok(CreateContainerResponse {
         container_id: container_id.to_string(),
     })
+}
+
+/// Refuses what the pod's runtime handler does not support (kubelet asks
+/// only for what Status advertises; another client may ask anyway).
+fn check_handler_features(
+    cri: &Cri,
+    handler: &str,
+    config: &corten_runtime::spec::ContainerConfig,
+) -> Result<(), Status> {
+    let Some(h) = cri.handler(handler) else {
+        return Err(Status::failed_precondition(format!(
+            "the pod was run with runtime handler {handler:?}, which is not configured any more"
+        )));
+    };
+    if let Some(m) = config.mounts.iter().find(|m| m.recursive_readonly) {
+        if !h.features.recursive_read_only_mounts {
+            return Err(Status::invalid_argument(format!(
+                "mount {:?}: recursive read-only mounts are not supported by runtime handler {handler:?}",
+                m.container_path
+            )));
+        }
+    }
+    Ok(())
 }

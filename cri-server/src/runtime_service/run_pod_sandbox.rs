@@ -16,10 +16,16 @@ pub async fn run_pod_sandbox(
         .config
         .as_ref()
         .ok_or_else(|| Status::invalid_argument("RunPodSandboxRequest.config is required"))?;
-    if !req.runtime_handler.is_empty() {
+    if cri.handler(&req.runtime_handler).is_none() {
+        let known: Vec<String> = cri
+            .handlers
+            .iter()
+            .map(|h| format!("{:?}", h.name))
+            .collect();
         return Err(Status::invalid_argument(format!(
-            "runtime handler {:?} is not configured (only the default handler \"\" is)",
-            req.runtime_handler
+            "runtime handler {:?} is not configured (configured: {})",
+            req.runtime_handler,
+            known.join(", ")
         )));
     }
     let config = pod_config(config, &req.runtime_handler)?;

@@ -54,13 +54,17 @@ pub fn status(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
             ],
         }),
         info,
-        runtime_handlers: vec![RuntimeHandler {
-            name: String::new(),
-            features: Some(RuntimeHandlerFeatures {
-                recursive_read_only_mounts: true,
-                user_namespaces: false,
-            }),
-        }],
+        runtime_handlers: cri
+            .handlers
+            .iter()
+            .map(|h| RuntimeHandler {
+                name: h.name.clone(),
+                features: Some(RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: h.features.recursive_read_only_mounts,
+                    user_namespaces: h.features.user_namespaces,
+                }),
+            })
+            .collect(),
         // ContainerStatus reports the process user, and Strict/Merge
         // supplemental group policies are honoured.
         features: Some(RuntimeFeatures {

@@ -31,10 +31,19 @@ impl Env {
 
     /// `image` pushed as `library/busybox:latest` and pulled.
     pub fn with_image(image: ImageBuilder) -> Env {
+        Env::with(image, |b| b)
+    }
+
+    /// [`Env::new`] with the daemon's builder edited (its config, say).
+    pub fn with_daemon(edit: impl FnOnce(DaemonBuilder) -> DaemonBuilder) -> Env {
+        Env::with(ImageBuilder::busybox(), edit)
+    }
+
+    fn with(image: ImageBuilder, edit: impl FnOnce(DaemonBuilder) -> DaemonBuilder) -> Env {
         let reg = Registry::start(RegistryOptions::plain()).expect("registry starts");
         let img = image.build(Compression::Gzip).expect("build image");
         img.push(&reg, "library/busybox", "latest").expect("push");
-        let builder = DaemonBuilder::new().mirror("docker.io", &reg.url());
+        let builder = edit(DaemonBuilder::new().mirror("docker.io", &reg.url()));
         let net = TestNetwork::new(&builder);
         let d = builder.start().expect("cortend starts");
         d.crictl(&["pull", "busybox"]).ok();
@@ -76,9 +85,22 @@ impl Env {
     pub fn pod_with(&self, name: &str, linux: Value) -> String {
         let mut pod = self.pod_config(name);
         pod["linux"] = linux;
-        let config = self.file(&format!("pod-{name}.json"), &pod);
-        let out = self.d.crictl(&["runp", path(&config)]);
-        out.ok().trim().to_string()
+        self.pod_from(name, &pod, &[]).ok().trim().to_string()
+    }
+
+    /// `crictl runp [extra] <config>` of pod `name` from `pod`, whatever
+    /// comes of it.
+    pub fn pod_from(
+        &self,
+        name: &str,
+        pod: &Value,
+        extra: &[&str],
+    ) -> crictl_tests::daemon::Crictl {
+        let config = self.file(&format!("pod-{name}.json"), pod);
+        let mut args = vec!["runp"];
+        args.extend_from_slice(extra);
+        args.push(path(&config));
+        self.d.crictl(&args)
     }
 
     /// A busybox container config named `name` running `command`.

@@ -31,6 +31,9 @@ pub struct RuntimeConfig {
     pub cni_conf_dir: PathBuf,
     /// Where CNI plugin binaries are looked for, in order.
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// The runtime handlers (RuntimeClass) pods may name, beside the
+    /// built-in core's "".
+    pub handlers: crate::container::Handlers,
 }
 
 /// The seams below the facade, for tests: each `None` is the real one
@@ -126,7 +129,8 @@ fn open_blocking(
         Some(b) => b,
         None => Arc::new(shims.clone()),
     };
-    let containers = Containers::open(store.clone(), backend, images.holds())?;
+    let containers =
+        Containers::open_with_handlers(store.clone(), backend, images.holds(), config.handlers)?;
     Ok(Opened {
         store,
         images,

@@ -20,6 +20,7 @@ fn config(dir: &Path) -> RuntimeConfig {
         registry: RegistryConfig::default(),
         cni_conf_dir: dir.join("net.d"),
         cni_bin_dirs: vec![dir.join("cni-bin")],
+        handlers: Default::default(),
     }
 }
 
