@@ -6,6 +6,7 @@ use tonic::Status;
 use super::pod_lookup::pod_context;
 use corten_runtime::PidNamespace;
 
+use crate::cdi;
 use crate::convert::container::{new_container, pid_choice, PidChoice};
 use crate::error::CriError;
 use crate::service::Cri;
@@ -20,6 +21,7 @@ pub async fn create_container(
         .ok_or_else(|| Status::invalid_argument("config is required"))?;
     let mut new = new_container(config)?;
     let pod = pod_context(cri, &req.pod_sandbox_id)?;
+    cdi::inject(&cri.config.cdi.spec_dirs, config, &mut new.config)?;
     let pid = match pid_choice(config)? {
         PidChoice::Pod => PidNamespace::Pod,
         PidChoice::Container => PidNamespace::Own,
