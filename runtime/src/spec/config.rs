@@ -95,7 +95,8 @@ pub struct DeviceConfig {
     /// Where it appears in the container.
     pub container_path: String,
     /// cgroup permissions: some of `r`, `w`, `m` (all three when empty);
-    /// `none`: the node is made but no cgroup rule allows it.
+    /// `none`: neither read nor write. `m` is always allowed: the runtime
+    /// makes the node inside the container's cgroup.
     pub permissions: String,
     /// The node as described (a CDI device node), made without reading
     /// `host_path`; `None`: the host node's type, numbers, mode and owner.

@@ -409,14 +409,21 @@ fn devices(
                 reason: format!("permissions {access:?} are not some of `rwm`"),
             });
         }
-        // A FIFO is no device to the cgroup.
-        if !access.is_empty() && d.typ() != LinuxDeviceType::P {
+        // The node is made inside the container's cgroup, so its rule has
+        // `m` whatever else it allows (runc allows `m` on every device for
+        // that; here only on the devices given). A FIFO is no device to
+        // the cgroup.
+        if d.typ() != LinuxDeviceType::P {
+            let mut access = access.to_string();
+            if !access.contains('m') {
+                access.push('m');
+            }
             rules.push(device_rule(
                 true,
                 Some(d.typ()),
                 Some(d.major()),
                 Some(d.minor()),
-                access,
+                &access,
             ));
         }
         nodes.retain(|n| n.path() != d.path());

@@ -205,7 +205,7 @@ fn resources_annotations_oom_and_devices() {
         .devices()
         .iter()
         .flatten()
-        .any(|d| d.allow() && d.access().as_deref() == Some("rw") && d.minor() == Some(3)));
+        .any(|d| d.allow() && d.access().as_deref() == Some("rwm") && d.minor() == Some(3)));
     // No clamp without a cap; limits of 0 are unset.
     c.oom_score_adj_cap = None;
     c.resources.memory_limit_bytes = Some(0);
@@ -320,15 +320,23 @@ fn described_devices_and_bind_mount_options() {
         .filter(|r| r.allow() && matches!(r.major(), Some(250 | 251)))
         .map(|r| (r.typ(), r.major(), r.minor(), r.access().clone()))
         .collect();
-    // "none" and the FIFO get no rule.
+    // Each may be made (`m`); "none" allows no more; the FIFO has no rule.
     assert_eq!(
         allowed,
-        [(
-            Some(LinuxDeviceType::B),
-            Some(250),
-            Some(7),
-            Some("r".to_string())
-        )]
+        [
+            (
+                Some(LinuxDeviceType::B),
+                Some(250),
+                Some(7),
+                Some("rm".into())
+            ),
+            (
+                Some(LinuxDeviceType::C),
+                Some(251),
+                Some(7),
+                Some("m".into())
+            )
+        ]
     );
     let mounts = spec.mounts().as_ref().expect("mounts");
     let options = |dest: &str| {
