@@ -38,3 +38,46 @@ pub fn inject(
         edits::apply(&devices, config)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inject_adds_the_devices_a_request_names_and_nothing_else() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            tmp.path().join("v.json"),
+            r#"{"cdiVersion":"0.5.0","kind":"example.com/dev","containerEdits":{"env":["V=1"]},
+                "devices":[{"name":"null","containerEdits":{"deviceNodes":[
+                  {"path":"/dev/vendor-null","hostPath":"/dev/null"}]}}]}"#,
+        )
+        .expect("write");
+        let dirs = [tmp.path().to_path_buf()];
+        let mut config = ContainerConfig::default();
+        inject(&dirs, &cri::ContainerConfig::default(), &mut config).expect("no devices");
+        assert_eq!(config, ContainerConfig::default());
+
+        let request = cri::ContainerConfig {
+            cdi_devices: vec![cri::CdiDevice {
+                name: "example.com/dev=null".into(),
+            }],
+            ..cri::ContainerConfig::default()
+        };
+        inject(&dirs, &request, &mut config).expect("known");
+        assert_eq!(config.env, [("V".to_string(), "1".to_string())]);
+        assert_eq!(config.devices.len(), 1);
+        assert_eq!(config.devices[0].container_path, "/dev/vendor-null");
+
+        let unknown = cri::ContainerConfig {
+            cdi_devices: vec![cri::CdiDevice {
+                name: "example.com/dev=zero".into(),
+            }],
+            ..cri::ContainerConfig::default()
+        };
+        let mut untouched = ContainerConfig::default();
+        let e = inject(&dirs, &unknown, &mut untouched).expect_err("unknown");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert_eq!(untouched, ContainerConfig::default());
+    }
+}

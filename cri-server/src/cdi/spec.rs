@@ -89,7 +89,7 @@ pub struct DeviceNode {
     #[serde(default)]
     pub minor: i64,
     /// Permission bits; the host node's when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "file_mode")]
     pub file_mode: Option<u32>,
     /// cgroup access: some of `rwm` (all when empty), or `none`.
     #[serde(default)]
@@ -191,6 +191,26 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A file mode: a number, or in YAML also `0644`, which YAML 1.1 (the
+/// reference library's) reads as octal and YAML 1.2 as a string.
+fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        Number(u32),
+        Text(String),
+    }
+    match Option::<Mode>::deserialize(d)? {
+        None => Ok(None),
+        Some(Mode::Number(n)) => Ok(Some(n)),
+        Some(Mode::Text(t)) => t
+            .strip_prefix('0')
+            .and_then(|octal| u32::from_str_radix(octal, 8).ok())
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("fileMode {t:?} is not a number"))),
+    }
 }
 
 impl Spec {
@@ -360,6 +380,9 @@ devices:
     - path: /dev/vendor-null
       hostPath: /dev/null
       permissions: rw
+    - path: /dev/vendor-null2
+      hostPath: /dev/null
+      fileMode: 0640
 - name: "0"
   containerEdits:
     hooks:
@@ -385,6 +408,12 @@ devices:
             ("/dev/vendor-null", "/dev/null", None)
         );
         assert_eq!(spec.devices[1].container_edits.hooks[0].timeout, Some(5));
+        // YAML 1.1 octal, as the reference library reads it.
+        let node = &spec.devices[0].container_edits.device_nodes[1];
+        assert_eq!(node.file_mode, Some(0o640));
+        let bad = YAML.replace("fileMode: 0640", "fileMode: rw");
+        let err = Spec::parse(Path::new("v.yaml"), bad.as_bytes()).expect_err("not a mode");
+        assert!(err.contains("fileMode"), "{err}");
 
         let json = r#"{"cdiVersion":"1.0.0","kind":"example.com/dev",
             "devices":[{"name":"zero","containerEdits":{"env":null,"deviceNodes":[
