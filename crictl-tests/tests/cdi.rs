@@ -234,7 +234,7 @@ fn cdi_annotations_and_yaml_specs_of_a_later_directory() {
     let cdi = Cdi::new();
     cdi.write(
         "run/full.yaml",
-        "cdiVersion: 0.5.0\nkind: example.com/yamldev\ndevices:\n- name: full\n  containerEdits:\n    env: [FULL=yaml]\n    deviceNodes:\n    - path: /dev/vendor-full\n      hostPath: /dev/full\n",
+        "cdiVersion: 0.7.0\nkind: example.com/yamldev\ndevices:\n- name: full\n  containerEdits:\n    env: [FULL=yaml]\n    additionalGids: [4343]\n    deviceNodes:\n    - path: /dev/vendor-full\n      hostPath: /dev/full\n      fileMode: 0640\n",
     );
     // The later directory redefines example.com/dev=null: its wins.
     cdi.write(
@@ -252,14 +252,15 @@ fn cdi_annotations_and_yaml_specs_of_a_later_directory() {
     let pod = cdi.env.pod("ann");
     let mut c = cdi.container(
         "ann",
-        "stat -c '%t:%T' /dev/vendor-full /dev/vendor-null; echo $FULL $NULL_FROM; \
-         echo ${EXAMPLE_VENDOR:-no-example}",
+        "stat -c '%t:%T %a' /dev/vendor-full; stat -c '%t:%T' /dev/vendor-null; \
+         echo $FULL $NULL_FROM; echo ${EXAMPLE_VENDOR:-no-example}; \
+         id -G | tr ' ' '\\n' | grep -x 4343",
     );
     c["annotations"] = json!({
         "cdi.k8s.io/test-plugin": "example.com/yamldev=full,example.com/dev=null"
     });
     let (_, lines) = cdi.output(&pod, "ann", &c);
-    assert_eq!(lines, ["1:7", "1:3", "yaml run", "no-example"]);
+    assert_eq!(lines, ["1:7 640", "1:3", "yaml run", "no-example", "4343"]);
 }
 
 #[test]
