@@ -88,6 +88,8 @@ section! {
         /// creates the containers of pods run with that handler. The
         /// default handler "" is corten's own core and is always there.
         pub runtimes: BTreeMap<String, RuntimeHandler> = BTreeMap::new(),
+        /// CDI (Container Device Interface) devices.
+        pub cdi: Cdi = Cdi::default(),
     }
 }
 
@@ -110,6 +112,19 @@ section! {
         /// containers, as patterns (`*` matches any run of characters),
         /// for runtimes that take settings from annotations.
         pub pod_annotations: Vec<String> = Vec::new(),
+    }
+}
+
+section! {
+    /// CDI (Container Device Interface) devices: the names a container asks
+    /// for (the CRI CDI_devices field, `cdi.k8s.io/*` annotations) are
+    /// looked up in the spec files (*.json, *.yaml) of these directories,
+    /// read again at each creation that asks for a device.
+    pub struct Cdi {
+        /// Directories of CDI spec files, in rising priority: a device
+        /// defined in two directories is the later one's; defined twice in
+        /// one directory, it is refused. Missing directories are skipped.
+        pub spec_dirs: Vec<PathBuf> = vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
     }
 }
 
@@ -261,6 +276,9 @@ impl Config {
         if let Some(p) = self.cni.bin_dirs.iter().find(|p| !p.is_absolute()) {
             return Err(bad("cni.bin_dirs", "absolute paths", format!("{p:?}")));
         }
+        if let Some(p) = self.cdi.spec_dirs.iter().find(|p| !p.is_absolute()) {
+            return Err(bad("cdi.spec_dirs", "absolute paths", format!("{p:?}")));
+        }
         if let Some(p) = self.registry.ca_files.iter().find(|p| !p.is_absolute()) {
             return Err(bad("registry.ca_files", "absolute paths", format!("{p:?}")));
         }
@@ -392,6 +410,7 @@ impl Config {
             one.insert(format!("runtimes.{name}"), handler.clone());
             write_section::<RuntimeHandler>(&mut out, Some(&format!("runtimes.{name}")), &one);
         }
+        write_section::<Cdi>(&mut out, Some("cdi"), &table);
         out
     }
 }
@@ -572,6 +591,7 @@ mod tests {
             ("[cgroup]\ndriver = \"systemd\"\n", "expected `cgroupfs`"),
             ("shutdown_grace_seconds = -1\n", "shutdown_grace_seconds"),
             ("[cni]\nbin_dirs = [\"x\"]\n", "cni.bin_dirs"),
+            ("[cdi]\nspec_dirs = [\"cdi\"]\n", "cdi.spec_dirs"),
             (
                 "[registry]\nmirrors = { \"docker.io\" = [\"a b\"] }\n",
                 "registry.mirrors",

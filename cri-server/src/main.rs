@@ -1,6 +1,7 @@
 //! cortend: the corten CRI daemon.
 #![forbid(unsafe_code)]
 
+mod cdi;
 mod cli;
 mod config;
 mod convert;

@@ -51,7 +51,7 @@ fn with_handlers(b: DaemonBuilder) -> DaemonBuilder {
 fn env() -> Env {
     require(RUNC);
     require(CRUN);
-    Env::with_daemon(with_handlers)
+    Env::with_daemon(crictl_tests::ImageBuilder::busybox(), with_handlers)
 }
 
 /// The runtime's own view of container `id` (`<runtime> --root <bundle>/runc

@@ -57,6 +57,7 @@ pub fn new_container(c: &cri::ContainerConfig) -> Result<NewContainer, Status> {
                 host_path: PathBuf::from(&d.host_path),
                 container_path: d.container_path.clone(),
                 permissions: d.permissions.clone(),
+                node: None,
             })
             .collect(),
         resources: resources(linux.resources.as_ref())?,
@@ -171,6 +172,7 @@ fn mount(m: &cri::Mount) -> Result<MountConfig, Status> {
         readonly: m.readonly,
         recursive_readonly: m.recursive_read_only,
         propagation,
+        options: Vec::new(),
     })
 }
 

@@ -6,6 +6,7 @@ use tonic::Status;
 use super::pod_lookup::pod_context;
 use corten_runtime::PidNamespace;
 
+use crate::cdi;
 use crate::convert::container::{new_container, pid_choice, PidChoice};
 use crate::error::CriError;
 use crate::service::Cri;
@@ -21,6 +22,7 @@ pub async fn create_container(
     let mut new = new_container(config)?;
     let pod = pod_context(cri, &req.pod_sandbox_id)?;
     check_handler_features(cri, &pod.runtime_handler, &new.config)?;
+    cdi::inject(&cri.config.cdi.spec_dirs, config, &mut new.config)?;
     let pid = match pid_choice(config)? {
         PidChoice::Pod => PidNamespace::Pod,
         PidChoice::Container => PidNamespace::Own,

@@ -31,19 +31,18 @@ impl Env {
 
     /// `image` pushed as `library/busybox:latest` and pulled.
     pub fn with_image(image: ImageBuilder) -> Env {
-        Env::with(image, |b| b)
+        Env::with_daemon(image, |b| b)
     }
 
-    /// [`Env::new`] with the daemon's builder edited (its config, say).
-    pub fn with_daemon(edit: impl FnOnce(DaemonBuilder) -> DaemonBuilder) -> Env {
-        Env::with(ImageBuilder::busybox(), edit)
-    }
-
-    fn with(image: ImageBuilder, edit: impl FnOnce(DaemonBuilder) -> DaemonBuilder) -> Env {
+    /// As [`Env::with_image`], the daemon's config changed by `configure`.
+    pub fn with_daemon(
+        image: ImageBuilder,
+        configure: impl FnOnce(DaemonBuilder) -> DaemonBuilder,
+    ) -> Env {
         let reg = Registry::start(RegistryOptions::plain()).expect("registry starts");
         let img = image.build(Compression::Gzip).expect("build image");
         img.push(&reg, "library/busybox", "latest").expect("push");
-        let builder = edit(DaemonBuilder::new().mirror("docker.io", &reg.url()));
+        let builder = configure(DaemonBuilder::new().mirror("docker.io", &reg.url()));
         let net = TestNetwork::new(&builder);
         let d = builder.start().expect("cortend starts");
         d.crictl(&["pull", "busybox"]).ok();

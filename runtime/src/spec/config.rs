@@ -69,6 +69,9 @@ pub struct MountConfig {
     pub recursive_readonly: bool,
     /// Mount propagation.
     pub propagation: Propagation,
+    /// More mount(8) words for the bind mount, as CDI mounts give them
+    /// (`nosuid`, `nodev`, `noexec`, ...; `bind` makes it non-recursive).
+    pub options: Vec<String>,
 }
 
 /// Mount propagation of a bind mount.
@@ -91,8 +94,41 @@ pub struct DeviceConfig {
     pub host_path: PathBuf,
     /// Where it appears in the container.
     pub container_path: String,
-    /// cgroup permissions: some of `r`, `w`, `m` (all three when empty).
+    /// cgroup permissions: some of `r`, `w`, `m` (all three when empty);
+    /// `none`: neither read nor write. `m` is always allowed: the runtime
+    /// makes the node inside the container's cgroup.
     pub permissions: String,
+    /// The node as described (a CDI device node), made without reading
+    /// `host_path`; `None`: the host node's type, numbers, mode and owner.
+    pub node: Option<DeviceNode>,
+}
+
+/// A device node described rather than read from the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    /// Character, block or FIFO.
+    pub kind: DeviceKind,
+    /// The major number (0 for a FIFO).
+    pub major: i64,
+    /// The minor number (0 for a FIFO).
+    pub minor: i64,
+    /// Permission bits; `None`: 0666.
+    pub file_mode: Option<u32>,
+    /// Owner; `None`: the container process's uid.
+    pub uid: Option<u32>,
+    /// Group; `None`: the container process's gid.
+    pub gid: Option<u32>,
+}
+
+/// The kind of a device node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceKind {
+    /// A character device.
+    Char,
+    /// A block device.
+    Block,
+    /// A named pipe (no cgroup rule applies to it).
+    Fifo,
 }
 
 /// cgroup limits; `None` (or 0 from CRI) leaves a limit unset.

@@ -10,7 +10,9 @@ use oci_spec::runtime::{
     Mount, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 
-use super::config::{ContainerConfig, NsMode, Propagation, Resources, SeccompProfile};
+use super::config::{
+    ContainerConfig, DeviceKind, DeviceNode, NsMode, Propagation, Resources, SeccompProfile,
+};
 use super::defaults::{self, capability};
 use super::image::{self, ImageConfig};
 use super::{user, Error, RootfsView};
@@ -119,7 +121,7 @@ pub fn generate(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<HashMap<_, _>>(),
     ));
-    spec.set_linux(Some(linux(c, &cap_names)?));
+    spec.set_linux(Some(linux(c, &cap_names, (user.uid, user.gid))?));
     Ok(spec)
 }
 
@@ -181,10 +183,20 @@ fn mounts(c: &ContainerConfig) -> Result<Vec<Mount>, Error> {
             Propagation::Bidirectional => "rshared",
         };
         let rw = if m.readonly { "ro" } else { "rw" };
-        let mut options = vec!["rbind".to_string(), propagation.into(), rw.into()];
+        let bind = if m.options.iter().any(|o| o == "bind") {
+            "bind"
+        } else {
+            "rbind"
+        };
+        let mut options = vec![bind.to_string(), propagation.into(), rw.into()];
         if m.recursive_readonly {
             options.push("rro".into());
         }
+        let extra = m
+            .options
+            .iter()
+            .filter(|o| !matches!(o.as_str(), "bind" | "rbind"));
+        options.extend(extra.cloned());
         let source = m.host_path.to_string_lossy();
         out.push(mount(&m.container_path, "bind", &source, options));
     }
@@ -205,7 +217,7 @@ fn mount(dest: &str, typ: &str, source: &str, options: Vec<String>) -> Mount {
     m
 }
 
-fn linux(c: &ContainerConfig, cap_names: &[String]) -> Result<Linux, Error> {
+fn linux(c: &ContainerConfig, cap_names: &[String], owner: (u32, u32)) -> Result<Linux, Error> {
     let sec = &c.security;
     let mut linux = Linux::default();
 
@@ -245,7 +257,7 @@ fn linux(c: &ContainerConfig, cap_names: &[String]) -> Result<Linux, Error> {
     };
     linux.set_rootfs_propagation(propagation.map(str::to_string));
 
-    let (devices, mut rules) = devices(c)?;
+    let (devices, mut rules) = devices(c, owner)?;
     linux.set_devices(Some(devices));
 
     let mut resources = linux_resources(&c.resources);
@@ -337,8 +349,12 @@ fn device_rule(
 }
 
 /// Device nodes and the cgroup rules allowing them (after a deny-all rule
-/// the caller puts first).
-fn devices(c: &ContainerConfig) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), Error> {
+/// the caller puts first). `owner`: the process's uid and gid, which own
+/// described nodes that name no owner.
+fn devices(
+    c: &ContainerConfig,
+    owner: (u32, u32),
+) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), Error> {
     let mut nodes = Vec::new();
     let mut rules = Vec::new();
     if c.security.privileged {
@@ -378,11 +394,14 @@ fn devices(c: &ContainerConfig) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgro
         }
     }
     for dc in &c.devices {
-        let d = host_device(&dc.host_path, &dc.container_path)?;
-        let access = if dc.permissions.is_empty() {
-            "rwm"
-        } else {
-            dc.permissions.as_str()
+        let d = match &dc.node {
+            Some(node) => described_device(node, &dc.container_path, owner),
+            None => host_device(&dc.host_path, &dc.container_path)?,
+        };
+        let access = match dc.permissions.as_str() {
+            "" => "rwm",
+            "none" => "",
+            given => given,
         };
         if !access.chars().all(|ch| matches!(ch, 'r' | 'w' | 'm')) {
             return Err(Error::Device {
@@ -390,17 +409,44 @@ fn devices(c: &ContainerConfig) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgro
                 reason: format!("permissions {access:?} are not some of `rwm`"),
             });
         }
-        rules.push(device_rule(
-            true,
-            Some(d.typ()),
-            Some(d.major()),
-            Some(d.minor()),
-            access,
-        ));
+        // The node is made inside the container's cgroup, so its rule has
+        // `m` whatever else it allows (runc allows `m` on every device for
+        // that; here only on the devices given). A FIFO is no device to
+        // the cgroup.
+        if d.typ() != LinuxDeviceType::P {
+            let mut access = access.to_string();
+            if !access.contains('m') {
+                access.push('m');
+            }
+            rules.push(device_rule(
+                true,
+                Some(d.typ()),
+                Some(d.major()),
+                Some(d.minor()),
+                &access,
+            ));
+        }
         nodes.retain(|n| n.path() != d.path());
         nodes.push(d);
     }
     Ok((nodes, rules))
+}
+
+/// The node `node` describes, at `container_path`.
+fn described_device(node: &DeviceNode, container_path: &str, owner: (u32, u32)) -> LinuxDevice {
+    let mut d = LinuxDevice::default();
+    d.set_path(PathBuf::from(container_path));
+    d.set_typ(match node.kind {
+        DeviceKind::Char => LinuxDeviceType::C,
+        DeviceKind::Block => LinuxDeviceType::B,
+        DeviceKind::Fifo => LinuxDeviceType::P,
+    });
+    d.set_major(node.major);
+    d.set_minor(node.minor);
+    d.set_file_mode(Some(node.file_mode.unwrap_or(0o666) & 0o7777));
+    d.set_uid(Some(node.uid.unwrap_or(owner.0)));
+    d.set_gid(Some(node.gid.unwrap_or(owner.1)));
+    d
 }
 
 /// The device node `host` (following symlinks), to appear at `container_path`.

@@ -17,8 +17,8 @@ mod user;
 mod tests;
 
 pub use config::{
-    ContainerConfig, DeviceConfig, MountConfig, Namespaces, NsMode, Propagation, Resources,
-    SeccompProfile, Security,
+    ContainerConfig, DeviceConfig, DeviceKind, DeviceNode, MountConfig, Namespaces, NsMode,
+    Propagation, Resources, SeccompProfile, Security,
 };
 pub use generate::{generate, linux_resources};
 pub use image::ImageConfig;

@@ -160,6 +160,7 @@ fn resources_annotations_oom_and_devices() {
         host_path: "/dev/null".into(),
         container_path: "/dev/mynull".into(),
         permissions: "rw".into(),
+        ..DeviceConfig::default()
     }];
     let spec = gen(&c);
     assert_eq!(
@@ -204,7 +205,7 @@ fn resources_annotations_oom_and_devices() {
         .devices()
         .iter()
         .flatten()
-        .any(|d| d.allow() && d.access().as_deref() == Some("rw") && d.minor() == Some(3)));
+        .any(|d| d.allow() && d.access().as_deref() == Some("rwm") && d.minor() == Some(3)));
     // No clamp without a cap; limits of 0 are unset.
     c.oom_score_adj_cap = None;
     c.resources.memory_limit_bytes = Some(0);
@@ -231,10 +232,126 @@ fn resources_annotations_oom_and_devices() {
             host_path: host.into(),
             container_path: ctr.into(),
             permissions: String::new(),
+            ..DeviceConfig::default()
         }];
         assert!(
             generate(&c, &image(), &rootfs()).is_err(),
             "{host} -> {ctr}"
         );
     }
+}
+
+#[test]
+fn described_devices_and_bind_mount_options() {
+    let mut c = config();
+    let node = |kind, major, uid| DeviceNode {
+        kind,
+        major,
+        minor: 7,
+        file_mode: Some(0o640),
+        uid,
+        gid: None,
+    };
+    c.devices = vec![
+        DeviceConfig {
+            // Not read: the node is described.
+            host_path: "/nonexistent".into(),
+            container_path: "/dev/vendor0".into(),
+            permissions: "r".into(),
+            node: Some(node(DeviceKind::Block, 250, None)),
+        },
+        DeviceConfig {
+            host_path: "/nonexistent".into(),
+            container_path: "/dev/vendor-hidden".into(),
+            permissions: "none".into(),
+            node: Some(node(DeviceKind::Char, 251, Some(5))),
+        },
+        DeviceConfig {
+            host_path: "/nonexistent".into(),
+            container_path: "/dev/vendor-pipe".into(),
+            node: Some(node(DeviceKind::Fifo, 0, None)),
+            ..DeviceConfig::default()
+        },
+    ];
+    c.security.run_as_user = Some(1000);
+    c.mounts = vec![
+        MountConfig {
+            host_path: "/usr/lib".into(),
+            container_path: "/vendor/lib".into(),
+            readonly: true,
+            options: vec!["nosuid".into(), "bind".into(), "nodev".into()],
+            ..MountConfig::default()
+        },
+        MountConfig {
+            host_path: "/usr/share".into(),
+            container_path: "/vendor/share".into(),
+            options: vec!["noexec".into()],
+            ..MountConfig::default()
+        },
+    ];
+    let spec = gen(&c);
+    let linux = spec.linux().as_ref().expect("linux");
+    let find = |p: &str| {
+        linux
+            .devices()
+            .iter()
+            .flatten()
+            .find(|d| d.path() == &PathBuf::from(p))
+            .cloned()
+            .expect(p)
+    };
+    let d = find("/dev/vendor0");
+    assert_eq!(
+        (d.typ(), d.major(), d.minor(), d.file_mode()),
+        (LinuxDeviceType::B, 250, 7, Some(0o640))
+    );
+    // No owner given: the process's (uid 1000, gid 1000 from the image).
+    assert_eq!((d.uid(), d.gid()), (Some(1000), Some(1000)));
+    let hidden = find("/dev/vendor-hidden");
+    assert_eq!((hidden.uid(), hidden.gid()), (Some(5), Some(1000)));
+    assert_eq!(find("/dev/vendor-pipe").typ(), LinuxDeviceType::P);
+    let rules = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .expect("rules");
+    let allowed: Vec<_> = rules
+        .iter()
+        .filter(|r| r.allow() && matches!(r.major(), Some(250 | 251)))
+        .map(|r| (r.typ(), r.major(), r.minor(), r.access().clone()))
+        .collect();
+    // Each may be made (`m`); "none" allows no more; the FIFO has no rule.
+    assert_eq!(
+        allowed,
+        [
+            (
+                Some(LinuxDeviceType::B),
+                Some(250),
+                Some(7),
+                Some("rm".into())
+            ),
+            (
+                Some(LinuxDeviceType::C),
+                Some(251),
+                Some(7),
+                Some("m".into())
+            )
+        ]
+    );
+    let mounts = spec.mounts().as_ref().expect("mounts");
+    let options = |dest: &str| {
+        mounts
+            .iter()
+            .find(|m| m.destination() == &PathBuf::from(dest))
+            .and_then(|m| m.options().clone())
+            .expect(dest)
+    };
+    assert_eq!(
+        options("/vendor/lib"),
+        ["bind", "rprivate", "ro", "nosuid", "nodev"]
+    );
+    assert_eq!(
+        options("/vendor/share"),
+        ["rbind", "rprivate", "rw", "noexec"]
+    );
 }
