@@ -188,6 +188,80 @@ fn pods_show_the_image_names_their_manifests_asked_for() {
     assert!(by_name("short").2.contains("sha256:"), "{images:?}");
 }
 
+/// Issue 15: a RuntimeClass whose handler is one of cortend's
+/// `[runtimes.<name>]` runs its pods' containers with that runtime (Debian's
+/// runc); one whose handler cortend does not have leaves its pod unmade,
+/// with kubelet's event saying why.
+#[test]
+fn a_pod_of_a_runtime_class_runs_under_its_handler() {
+    let runc = Path::new("/usr/sbin/runc");
+    assert!(runc.is_file(), "crictl-tests/run.sh installs Debian's runc");
+    let c = Cluster::start_with(|k| k.runtime_handler("runc", runc));
+    for (class, handler) in [("runc-class", "runc"), ("ghost-class", "ghost")] {
+        c.apply(&json!({
+            "apiVersion": "node.k8s.io/v1",
+            "kind": "RuntimeClass",
+            "metadata": {"name": class},
+            "handler": handler,
+        }));
+    }
+    let mut manifest = pod("classy", vec![sleeper("main", "busybox")]);
+    manifest["spec"]["runtimeClassName"] = json!("runc-class");
+    c.apply(&manifest);
+    c.kubectl(&["wait", "--for=condition=Ready", "pod/classy", ROLLOUT_FLAG])
+        .ok();
+    let hostname = c
+        .kubectl(&["exec", "classy", "--", "hostname"])
+        .ok()
+        .trim()
+        .to_string();
+    assert_eq!(hostname, "classy");
+
+    let d = c.kubelet().daemon();
+    let pods = in_cortend(&c, "pods", "ready", "test=classy");
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    let shown = d.crictl(&["inspectp", "-o", "json", &pods[0]]).json();
+    assert_eq!(shown["status"]["runtimeHandler"], "runc", "{shown}");
+    let containers = in_cortend(&c, "ps", "running", "test=classy");
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let id = &containers[0];
+    // runc's own state of it: runc made it.
+    let out = std::process::Command::new(runc)
+        .arg("--root")
+        .arg(d.state_dir().join("containers").join(id).join("runc"))
+        .args(["state", id])
+        .output()
+        .expect("runc state");
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "runc state {id}: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(state["status"], "running", "{state}");
+
+    let mut ghost = pod("ghostly", vec![sleeper("main", "busybox")]);
+    ghost["spec"]["runtimeClassName"] = json!("ghost-class");
+    c.apply(&ghost);
+    let mut events = String::new();
+    wait::until("kubelet's event on the ghost handler", ROLLOUT, || {
+        events = c
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=ghostly",
+            ])
+            .ok();
+        events.contains("FailedCreatePodSandBox") && events.contains("not configured")
+    });
+    assert!(events.contains("ghost"), "{events}");
+    assert!(
+        in_cortend(&c, "pods", "ready", "test=ghostly").is_empty(),
+        "a pod of an unknown handler was made"
+    );
+}
+
 #[test]
 fn a_job_runs_to_completion() {
     let c = Cluster::start();

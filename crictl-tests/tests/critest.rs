@@ -22,6 +22,9 @@ const SKIPS: &[(&str, &str)] = &[
     ("benchmark", "benchmarks are not conformance specs"),
 ];
 
+/// The runtime handlers critest runs against besides the built-in core.
+const HANDLERS: &[(&str, &str)] = &[("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")];
+
 struct Setup {
     _reg: Registry,
     _net: TestNetwork,
@@ -38,6 +41,14 @@ fn setup() -> Setup {
     push_images(&reg, &tools::critest_double(), busybox.as_deref()).expect("critest images pushed");
     let mut builder = DaemonBuilder::new().config(|c| {
         c.insert("log_level".into(), toml::Value::String("info".into()));
+        // Debian's runc and crun as runtime handlers (RuntimeClass).
+        let mut runtimes = toml::Table::new();
+        for (name, path) in HANDLERS {
+            let mut h = toml::Table::new();
+            h.insert("path".into(), toml::Value::String(path.to_string()));
+            runtimes.insert(name.to_string(), toml::Value::Table(h));
+        }
+        c.insert("runtimes".into(), toml::Value::Table(runtimes));
     });
     for upstream in UPSTREAMS {
         builder = builder.mirror(upstream, &reg.url());
@@ -169,6 +180,25 @@ fn critest_passes_over_spdy_and_websocket() {
         "critest over WebSocket: {summary:?}\n{}\n---- critest output ----\n{text}",
         failures(&text).join("\n")
     );
+}
+
+/// critest's conformance specs with each runtime handler
+/// (`-runtime-handler`): pods run with it, containers made by its runtime.
+#[test]
+fn critest_passes_with_each_runtime_handler() {
+    let s = setup();
+    for (name, path) in HANDLERS {
+        assert!(
+            std::path::Path::new(path).is_file(),
+            "{path} is missing: crictl-tests/run.sh installs it"
+        );
+        let (text, summary) = run_critest(&s.daemon, &["-runtime-handler", name]);
+        assert!(
+            summary.failed == 0 && summary.ran >= 80,
+            "critest -runtime-handler {name}: {summary:?}\n{}\n---- critest output ----\n{text}",
+            failures(&text).join("\n")
+        );
+    }
 }
 
 /// critest's benchmark mode against cortend (not part of the suite: run

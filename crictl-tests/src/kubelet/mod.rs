@@ -73,6 +73,8 @@ struct ClusterOptions {
     config: serde_json::Map<String, Value>,
     /// Registries (besides docker.io) that cortend mirrors to the test registry.
     mirrors: Vec<String>,
+    /// Runtime handlers of cortend (`[runtimes.<name>] path`).
+    handlers: Vec<(String, PathBuf)>,
 }
 
 impl KubeletBuilder {
@@ -120,6 +122,15 @@ impl KubeletBuilder {
         self
     }
 
+    /// cortend gets runtime handler `name` (RuntimeClass), the OCI runtime
+    /// at `path`.
+    pub fn runtime_handler(mut self, name: &str, path: &std::path::Path) -> Self {
+        self.cluster
+            .handlers
+            .push((name.to_string(), path.to_path_buf()));
+        self
+    }
+
     /// Starts the registry, cortend and kubelet; panics (with what went
     /// wrong) when one of them cannot start.
     pub fn start(self) -> Kubelet {
@@ -142,6 +153,21 @@ impl KubeletBuilder {
         let mut builder = DaemonBuilder::new().mirror("docker.io", &registry.url());
         for other in &self.cluster.mirrors {
             builder = builder.mirror(other, &registry.url());
+        }
+        if !self.cluster.handlers.is_empty() {
+            let handlers = self.cluster.handlers.clone();
+            builder = builder.config(move |c| {
+                let mut runtimes = toml::Table::new();
+                for (name, path) in handlers {
+                    let mut h = toml::Table::new();
+                    h.insert(
+                        "path".into(),
+                        toml::Value::String(path.display().to_string()),
+                    );
+                    runtimes.insert(name, toml::Value::Table(h));
+                }
+                c.insert("runtimes".into(), toml::Value::Table(runtimes));
+            });
         }
         let net = TestNetwork::new(&builder);
         let daemon = builder.start().expect("cortend starts");
