@@ -25,6 +25,7 @@
 //! child's end, so the parent sees end-of-file.
 
 mod birth;
+mod bpf;
 mod caps;
 mod child;
 mod confined;
@@ -51,6 +52,7 @@ mod sysctl;
 mod targets;
 
 pub use birth::CgroupBirth;
+pub use bpf::{attach_device_program, device_program_ids, load_device_program, Insn};
 pub use error::{Error, Result};
 pub use exec::{exec_process, ExecOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use init::{spawn_init, Init, Stdio};
