@@ -31,10 +31,18 @@ impl Env {
 
     /// `image` pushed as `library/busybox:latest` and pulled.
     pub fn with_image(image: ImageBuilder) -> Env {
+        Env::with_daemon_env(image, &[])
+    }
+
+    /// As [`Env::with_image`], cortend running with `env` set.
+    pub fn with_daemon_env(image: ImageBuilder, env: &[(&str, &str)]) -> Env {
         let reg = Registry::start(RegistryOptions::plain()).expect("registry starts");
         let img = image.build(Compression::Gzip).expect("build image");
         img.push(&reg, "library/busybox", "latest").expect("push");
-        let builder = DaemonBuilder::new().mirror("docker.io", &reg.url());
+        let builder = env.iter().fold(
+            DaemonBuilder::new().mirror("docker.io", &reg.url()),
+            |b, (k, v)| b.env(k, v),
+        );
         let net = TestNetwork::new(&builder);
         let d = builder.start().expect("cortend starts");
         d.crictl(&["pull", "busybox"]).ok();
