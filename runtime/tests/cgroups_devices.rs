@@ -26,174 +26,182 @@ use oci_spec::runtime::{
     LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, LinuxResourcesBuilder,
 };
 
-const ROLE: &str = "CORTEN_DEVICES_TEST_ROLE";
-const DIR: &str = "CORTEN_DEVICES_TEST_DIR";
-const BLOCK: &str = "CORTEN_DEVICES_TEST_BLOCK";
-static NEXT: AtomicU32 = AtomicU32::new(0);
+/// Helpers (in a cfg(test) module, where unwrapping is allowed).
+#[cfg(test)]
+mod support {
+    use super::*;
 
-/// A cgroup in the unified hierarchy; on drop, kills what is left and
-/// removes it (with its attached programs).
-struct Guard {
-    top: Cgroup,
-    leaf: Cgroup,
-}
+    pub const ROLE: &str = "CORTEN_DEVICES_TEST_ROLE";
+    pub const DIR: &str = "CORTEN_DEVICES_TEST_DIR";
+    pub const BLOCK: &str = "CORTEN_DEVICES_TEST_BLOCK";
+    pub static NEXT: AtomicU32 = AtomicU32::new(0);
 
-impl Guard {
-    fn new() -> Guard {
-        common::require_root("makes cgroups and device nodes");
-        let host = cgroups::detect().expect("detect");
-        let root = host
-            .unified()
-            .expect("this host has no cgroup2 mount")
-            .to_owned();
-        let h = Hierarchy::V2 { root };
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let top = format!("/corten-test-devices-{}-{n}", std::process::id());
-        let top = cgroups::ensure_parent(&h, &top).expect("parent");
-        let leaf = Cgroup::create(&h, &format!("{}/c", top.path())).expect("create");
-        Guard { top, leaf }
+    /// A cgroup in the unified hierarchy; on drop, kills what is left and
+    /// removes it (with its attached programs).
+    pub struct Guard {
+        pub top: Cgroup,
+        pub leaf: Cgroup,
     }
-}
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.leaf.kill_all();
-        if let Err(e) = self.top.destroy() {
-            eprintln!("cleanup of {} failed: {e}", self.top.path());
+    impl Guard {
+        pub fn new() -> Guard {
+            common::require_root("makes cgroups and device nodes");
+            let host = cgroups::detect().expect("detect");
+            let root = host
+                .unified()
+                .expect("this host has no cgroup2 mount")
+                .to_owned();
+            let h = Hierarchy::V2 { root };
+            let n = NEXT.fetch_add(1, Ordering::SeqCst);
+            let top = format!("/corten-test-devices-{}-{n}", std::process::id());
+            let top = cgroups::ensure_parent(&h, &top).expect("parent");
+            let leaf = Cgroup::create(&h, &format!("{}/c", top.path())).expect("create");
+            Guard { top, leaf }
         }
     }
-}
 
-fn rule(
-    allow: bool,
-    typ: LinuxDeviceType,
-    major: Option<i64>,
-    minor: Option<i64>,
-    access: &str,
-) -> LinuxDeviceCgroup {
-    let mut r = LinuxDeviceCgroup::default();
-    r.set_allow(allow);
-    r.set_typ(Some(typ));
-    r.set_major(major);
-    r.set_minor(minor);
-    r.set_access(Some(access.to_owned()));
-    r
-}
-
-/// A default container's rules (deny all, then the standard char nodes and
-/// the ptys), plus `extra`.
-fn resources(extra: &[LinuxDeviceCgroup]) -> LinuxResources {
-    let mut rules = vec![rule(false, LinuxDeviceType::A, None, None, "rwm")];
-    for (major, minor) in [
-        (1, Some(3)),
-        (1, Some(5)),
-        (1, Some(7)),
-        (1, Some(8)),
-        (1, Some(9)),
-        (5, Some(0)),
-        (5, Some(2)),
-        (136, None),
-    ] {
-        rules.push(rule(true, LinuxDeviceType::C, Some(major), minor, "rwm"));
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.leaf.kill_all();
+            if let Err(e) = self.top.destroy() {
+                eprintln!("cleanup of {} failed: {e}", self.top.path());
+            }
+        }
     }
-    rules.extend_from_slice(extra);
-    LinuxResourcesBuilder::default()
-        .devices(rules)
-        .build()
-        .unwrap()
-}
 
-/// A block device of this host that this process can open, `(major,
-/// minor)`, with a node for it made at `node`: the disk holding `/` first,
-/// then the others the kernel lists (this machine's hypervisor refuses
-/// opening its root disk, whoever asks; a loop device opens).
-fn host_block_device(node: &Path) -> (u64, u64) {
-    let dev = std::fs::metadata("/").unwrap().dev();
-    let root = (
-        u64::from(nix::sys::stat::major(dev) as u32),
-        u64::from(nix::sys::stat::minor(dev) as u32),
-    );
-    let mut listed: Vec<(u64, u64)> = std::fs::read_dir("/sys/dev/block")
-        .expect("/sys/dev/block")
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let (a, b) = name.split_once(':')?;
-            Some((a.parse().ok()?, b.parse().ok()?))
-        })
-        .collect();
-    listed.sort_by_key(|d| (*d != root, *d));
-    for (major, minor) in listed {
-        let _ = std::fs::remove_file(node);
-        let made = mknod(
-            node,
-            SFlag::S_IFBLK,
-            Mode::from_bits_truncate(0o600),
-            makedev(major, minor),
+    pub fn rule(
+        allow: bool,
+        typ: LinuxDeviceType,
+        major: Option<i64>,
+        minor: Option<i64>,
+        access: &str,
+    ) -> LinuxDeviceCgroup {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(allow);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_owned()));
+        r
+    }
+
+    /// A default container's rules (deny all, then the standard char nodes and
+    /// the ptys), plus `extra`.
+    pub fn resources(extra: &[LinuxDeviceCgroup]) -> LinuxResources {
+        let mut rules = vec![rule(false, LinuxDeviceType::A, None, None, "rwm")];
+        for (major, minor) in [
+            (1, Some(3)),
+            (1, Some(5)),
+            (1, Some(7)),
+            (1, Some(8)),
+            (1, Some(9)),
+            (5, Some(0)),
+            (5, Some(2)),
+            (136, None),
+        ] {
+            rules.push(rule(true, LinuxDeviceType::C, Some(major), minor, "rwm"));
+        }
+        rules.extend_from_slice(extra);
+        LinuxResourcesBuilder::default()
+            .devices(rules)
+            .build()
+            .unwrap()
+    }
+
+    /// A block device of this host that this process can open, `(major,
+    /// minor)`, with a node for it made at `node`: the disk holding `/` first,
+    /// then the others the kernel lists (this machine's hypervisor refuses
+    /// opening its root disk, whoever asks; a loop device opens).
+    pub fn host_block_device(node: &Path) -> (u64, u64) {
+        let dev = std::fs::metadata("/").unwrap().dev();
+        let root = (
+            u64::from(nix::sys::stat::major(dev) as u32),
+            u64::from(nix::sys::stat::minor(dev) as u32),
         );
-        if made.is_ok() && std::fs::File::open(node).is_ok() {
-            return (major, minor);
+        let mut listed: Vec<(u64, u64)> = std::fs::read_dir("/sys/dev/block")
+            .expect("/sys/dev/block")
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let (a, b) = name.split_once(':')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect();
+        listed.sort_by_key(|d| (*d != root, *d));
+        for (major, minor) in listed {
+            let _ = std::fs::remove_file(node);
+            let made = mknod(
+                node,
+                SFlag::S_IFBLK,
+                Mode::from_bits_truncate(0o600),
+                makedev(major, minor),
+            );
+            if made.is_ok() && std::fs::File::open(node).is_ok() {
+                return (major, minor);
+            }
+        }
+        panic!("no block device of this host opens");
+    }
+
+    /// What the process in the cgroup saw: each step's "ok" or errno name.
+    #[derive(Debug)]
+    pub struct Seen {
+        pub block_mknod: String,
+        pub block_open: String,
+        pub null_open: String,
+        pub null_mknod_open: String,
+    }
+
+    /// Runs the "devices" role inside `cg` with `dir` (holding `disk`, a node
+    /// of the block device made outside the cgroup) and returns what it saw.
+    pub fn try_devices(cg: &Cgroup, dir: &Path, (major, minor): (u64, u64)) -> Seen {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "helper_role", "--nocapture", "--test-threads=1"])
+            .env(ROLE, "devices")
+            .env(DIR, dir)
+            .env(BLOCK, format!("{major}:{minor}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        cg.add_pid(i32::try_from(child.id()).unwrap()).unwrap();
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "{out}");
+        let field = |key: &str| {
+            out.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_owned))
+                .unwrap_or_else(|| panic!("no {key} in {out:?}"))
+        };
+        Seen {
+            block_mknod: field("block-mknod"),
+            block_open: field("block-open"),
+            null_open: field("null-open"),
+            null_mknod_open: field("null-mknod-open"),
         }
     }
-    panic!("no block device of this host opens");
-}
 
-/// What the process in the cgroup saw: each step's "ok" or errno name.
-#[derive(Debug)]
-struct Seen {
-    block_mknod: String,
-    block_open: String,
-    null_open: String,
-    null_mknod_open: String,
-}
-
-/// Runs the "devices" role inside `cg` with `dir` (holding `disk`, a node
-/// of the block device made outside the cgroup) and returns what it saw.
-fn try_devices(cg: &Cgroup, dir: &Path, (major, minor): (u64, u64)) -> Seen {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "helper_role", "--nocapture", "--test-threads=1"])
-        .env(ROLE, "devices")
-        .env(DIR, dir)
-        .env(BLOCK, format!("{major}:{minor}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    cg.add_pid(i32::try_from(child.id()).unwrap()).unwrap();
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "{out}");
-    let field = |key: &str| {
-        out.split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_owned))
-            .unwrap_or_else(|| panic!("no {key} in {out:?}"))
-    };
-    Seen {
-        block_mknod: field("block-mknod"),
-        block_open: field("block-open"),
-        null_open: field("null-open"),
-        null_mknod_open: field("null-mknod-open"),
-    }
-}
-
-fn outcome<T>(r: Result<T, impl Into<std::io::Error>>) -> String {
-    match r {
-        Ok(_) => "ok".to_owned(),
-        Err(e) => {
-            let e: std::io::Error = e.into();
-            format!(
-                "{:?}",
-                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))
-            )
+    pub fn outcome<T>(r: Result<T, impl Into<std::io::Error>>) -> String {
+        match r {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => {
+                let e: std::io::Error = e.into();
+                format!(
+                    "{:?}",
+                    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))
+                )
+            }
         }
     }
 }
+
+use support::*;
 
 /// Not a test of its own: the workload of a re-executed child. Without the
 /// env var it does nothing.

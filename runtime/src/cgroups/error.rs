@@ -131,9 +131,9 @@ pub enum Error {
     DeviceProgram {
         /// The cgroup2 directory.
         path: PathBuf,
-        /// The failed bpf(2) step.
+        /// The failed bpf(2) step (boxed: it is large, and rare).
         #[source]
-        source: crate::linux::Error,
+        source: Box<crate::linux::Error>,
     },
 }
 

@@ -72,7 +72,7 @@ impl V2<'_> {
         let program = DeviceRules::from_oci(rules)?.program();
         let failed = |source| Error::DeviceProgram {
             path: self.dir.to_owned(),
-            source,
+            source: Box::new(source),
         };
         let fd = linux::load_device_program(&program).map_err(failed)?;
         linux::attach_device_program(self.dir, &fd).map_err(failed)
