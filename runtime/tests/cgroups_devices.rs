@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use corten_runtime::cgroups::{self, Cgroup, Hierarchy};
-use corten_runtime::linux::device_program_ids;
+use corten_runtime::linux::{device_program_ids, Insn};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use oci_spec::runtime::{
     LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, LinuxResourcesBuilder,
@@ -334,4 +334,59 @@ fn a_bad_rule_attaches_nothing() {
     let e = guard.leaf.apply(&resources(&[bad])).unwrap_err();
     assert_eq!(e.kind(), corten_runtime::ErrorKind::InvalidArgument, "{e}");
     assert!(device_program_ids(&dir).unwrap().is_empty());
+}
+
+#[test]
+fn programs_of_every_shape_pass_the_kernels_verifier() {
+    let guard = Guard::new();
+    let cg = &guard.leaf;
+    let dir = cg.unified_dir().unwrap().to_owned();
+    let any = |allow, typ, access| rule(allow, typ, None, None, access);
+    let shapes: Vec<Vec<LinuxDeviceCgroup>> = vec![
+        // Default allow with refusals: wildcard majors, minors, big numbers.
+        vec![
+            any(false, LinuxDeviceType::B, "m"),
+            rule(false, LinuxDeviceType::C, None, Some(3), "w"),
+            rule(
+                false,
+                LinuxDeviceType::C,
+                Some(i64::from(u32::MAX)),
+                Some(0x8000_0000),
+                "rwm",
+            ),
+        ],
+        // Default deny with wildcards and an empty access.
+        vec![
+            rule(false, LinuxDeviceType::A, None, None, "rwm"),
+            any(true, LinuxDeviceType::C, "m"),
+            rule(true, LinuxDeviceType::B, Some(7), None, "r"),
+            rule(true, LinuxDeviceType::C, Some(1), Some(3), ""),
+        ],
+        // A long list: 2000 exceptions.
+        std::iter::once(rule(false, LinuxDeviceType::A, None, None, "rwm"))
+            .chain((0..2000).map(|n| rule(true, LinuxDeviceType::C, Some(10), Some(n), "rw")))
+            .collect(),
+        // Deny all and nothing else.
+        vec![rule(false, LinuxDeviceType::A, None, None, "rwm")],
+    ];
+    for rules in shapes {
+        let r = LinuxResourcesBuilder::default()
+            .devices(rules.clone())
+            .build()
+            .unwrap();
+        if let Err(e) = cg.apply(&r) {
+            panic!("{} rules refused: {e}", rules.len());
+        }
+        assert_eq!(device_program_ids(&dir).unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn a_program_the_verifier_refuses_is_an_error_quoting_it() {
+    common::require_root("loads bpf programs");
+    // `exit` with r0 never set.
+    let e = corten_runtime::linux::load_device_program(&[Insn::new(0x95, 0, 0, 0, 0)])
+        .expect_err("the verifier refuses it");
+    let text = e.to_string();
+    assert!(text.contains("verifier: ") && text.contains("R0"), "{text}");
 }

@@ -129,6 +129,16 @@ impl DeviceRules {
     /// minor, r1 (the context, no longer needed) scratch. One block per
     /// exception, each jumping only forward to the next block when the
     /// exception does not decide; after the last, the default.
+    ///
+    /// Each device test is `if equal, go on; else jump to the next block`,
+    /// written as a conditional jump over an unconditional one, so that the
+    /// path the verifier follows first (the fall-through) is the one that
+    /// learns nothing (not equal). Its state at each block's start is then
+    /// the most general, and the paths that matched a device, arriving
+    /// there later with a known number, are pruned against it: the
+    /// verifier's work grows with the number of rules, not with its square
+    /// (with the fall-through being "equal", 2000 rules exhaust its budget
+    /// of a million instructions).
     pub(crate) fn program(&self) -> Vec<Insn> {
         let mut p = vec![
             ldx_w(R2, R1, 0),
@@ -146,15 +156,14 @@ impl DeviceRules {
             .iter()
             .filter(|e| !self.default_allow || e.access != 0);
         for e in deciding {
-            let mut block = Vec::with_capacity(8);
             // Device tests: `u32::MAX as i32` and the like compare as the
             // same 32 bits in a 32-bit jump.
-            block.push((JNE, R3, e.typ as i32));
+            let mut tests = vec![(R3, e.typ as i32)];
             if let Some(major) = e.major {
-                block.push((JNE, R4, major as i32));
+                tests.push((R4, major as i32));
             }
             if let Some(minor) = e.minor {
-                block.push((JNE, R5, minor as i32));
+                tests.push((R5, minor as i32));
             }
             // Access test: under a default deny, every bit asked must be
             // granted (asked & !granted == 0: a bit the kernel may add one
@@ -165,13 +174,13 @@ impl DeviceRules {
             } else {
                 (!e.access, JNE)
             };
-            // The jumps of this block land just past its end: after each
-            // test come the remaining tests, the access test (three
-            // instructions) and the verdict (two).
-            let tests = block.len();
-            for (i, (op, reg, imm)) in block.into_iter().enumerate() {
-                let rest = (tests - 1 - i) + 3 + 2;
-                p.push(jmp32_k(op, reg, imm, rest as i16));
+            // Each unconditional jump lands just past the block's end: after
+            // it come the remaining tests (two instructions each), the
+            // access test (three) and the verdict (two).
+            let n = tests.len();
+            for (i, (reg, imm)) in tests.into_iter().enumerate() {
+                p.push(jmp32_k(JEQ, reg, imm, 1));
+                p.push(ja((2 * (n - 1 - i) + 3 + 2) as i16));
             }
             p.push(alu32_x(MOV, R1, R2));
             p.push(alu32_k(AND, R1, mask as i32));
@@ -253,6 +262,7 @@ pub(crate) const RSH: u8 = 0x70;
 pub(crate) const MOV: u8 = 0xb0;
 pub(crate) const JEQ: u8 = 0x10;
 pub(crate) const JNE: u8 = 0x50;
+pub(crate) const JA: u8 = 0x00;
 pub(crate) const EXIT: u8 = 0x90;
 
 const R0: u8 = 0;
@@ -280,6 +290,11 @@ fn alu32_x(op: u8, dst: u8, src: u8) -> Insn {
 /// `if (dst32 op imm) goto +off`
 fn jmp32_k(op: u8, dst: u8, imm: i32, off: i16) -> Insn {
     Insn::new(CLASS_JMP32 | op | SRC_K, dst, 0, off, imm)
+}
+
+/// `goto +off`
+fn ja(off: i16) -> Insn {
+    Insn::new(CLASS_JMP | JA, 0, 0, off, 0)
 }
 
 fn exit() -> Insn {

@@ -44,6 +44,8 @@ const LICENSE: &[u8] = b"Apache-2.0\0";
 const PROG_NAME: &[u8] = b"corten_devices";
 /// The verifier log asked for when a load fails, to name the reason.
 const LOG_SIZE: usize = 64 * 1024;
+/// How many of its last lines go into the error.
+const LOG_LINES: usize = 3;
 
 /// One eBPF instruction, as `struct bpf_insn`: an opcode, the destination
 /// and source registers (4 bits each), a jump offset and an immediate.
@@ -240,7 +242,9 @@ pub fn load_device_program(insns: &[Insn]) -> Result<OwnedFd> {
             let _ = load(Some(&mut log));
             let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end]);
-            let text = text.trim();
+            // The reason is at the end (the kernel keeps the log's tail).
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            let text = lines[lines.len().saturating_sub(LOG_LINES)..].join("; ");
             Err(Error::Sys {
                 op: if text.is_empty() {
                     "load the cgroup device program".to_owned()

@@ -128,6 +128,11 @@ fn run(program: &[Insn], typ: u32, major: u32, minor: u32, access: u32) -> u32 {
                 }
                 assert!(pc < program.len(), "jump past the end at {}", pc);
             }
+            CLASS_JMP if code == CLASS_JMP | JA => {
+                assert!(insn.off() >= 0, "backward jump at {}", pc - 1);
+                pc += insn.off() as usize;
+                assert!(pc < program.len(), "jump past the end at {}", pc);
+            }
             CLASS_JMP => {
                 assert_eq!(code, CLASS_JMP | EXIT, "{insn:?}");
                 let r0 = get(&regs, 0);
