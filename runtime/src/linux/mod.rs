@@ -16,6 +16,10 @@
 //! * [`exec_process`] runs a command in a running container, from a fresh
 //!   single-threaded helper (`corten-shim exec`).
 //!
+//! * [`load_device_program`] and [`attach_device_program`] put a cgroup
+//!   device program (built by `crate::cgroups` from the device rules) on a
+//!   cgroup2 directory, replacing the previous ones.
+//!
 //! * [`pin`] creates and pins a pod's net/ipc/uts namespaces (from
 //!   `corten-shim pin`); [`unpin`] releases them (from the daemon).
 //!
