@@ -16,7 +16,7 @@
 //!
 //! Device rules go to the v1 devices controller where it is mounted, and on
 //! pure v2 hosts to an eBPF device program attached to the unified directory
-//! ([`devices`]; with [`DEVICE_FILTER_ENV`] set, on hybrid hosts too).
+//! (`devices.rs`; with [`DEVICE_FILTER_ENV`] set, on hybrid hosts too).
 //!
 //! Not done here: blkio/io and hugetlb limits.
 
