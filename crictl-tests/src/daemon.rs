@@ -22,6 +22,7 @@ pub struct DaemonBuilder {
     config: toml::Table,
     args: Vec<String>,
     prefix: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl DaemonBuilder {
@@ -63,6 +64,7 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
             config,
             args: Vec::new(),
             prefix: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -132,6 +134,13 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
         self
     }
 
+    /// Sets an environment variable of cortend (and so of its shims).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// Writes the config and starts cortend, waiting until its socket answers.
     pub fn start(self) -> Result<Daemon, String> {
         let config_path = self.dir.path().join("config.toml");
@@ -146,7 +155,7 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
         std::fs::write(&crictl_config, "").expect("write crictl.yaml");
         let mut daemon = Daemon {
             child: None,
-            env: Vec::new(),
+            env: self.env,
             socket,
             log_path,
             crictl_config,

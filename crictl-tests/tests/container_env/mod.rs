@@ -34,6 +34,11 @@ impl Env {
         Env::with_daemon(image, |b| b)
     }
 
+    /// As [`Env::with_image`], cortend running with `env` set.
+    pub fn with_daemon_env(image: ImageBuilder, env: &[(&str, &str)]) -> Env {
+        Env::with_daemon(image, |b| env.iter().fold(b, |b, (k, v)| b.env(k, v)))
+    }
+
     /// As [`Env::with_image`], the daemon's config changed by `configure`.
     pub fn with_daemon(
         image: ImageBuilder,

@@ -135,14 +135,28 @@ impl Cgroup {
         self.v1.iter().map(|(_, d)| d).chain(self.unified.iter())
     }
 
-    /// Applies memory, cpu, cpuset, pids (and on v1 device) limits.
+    /// Applies memory, cpu, cpuset, pids and device limits. Device rules go
+    /// to the v1 devices controller, or on pure v2 (or with
+    /// [`DEVICE_FILTER_ENV`] set to `bpf`) become an eBPF program attached
+    /// to the unified directory, replacing the one an earlier call attached.
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
         // Every value checked before the first write: a bad one changes nothing.
         convert::check(r)?;
         match self.v2_view() {
             Some(v2) => v2.apply(r),
             None => {
-                self.v1_view().apply(r)?;
+                let rules = r.devices().as_deref().filter(|r| !r.is_empty());
+                match (self.unified.as_deref(), rules) {
+                    // The pure v2 path on a hybrid host: the rules become an
+                    // eBPF program on the unified directory, not v1 files.
+                    (Some(dir), Some(rules)) if device_filter_forced() => {
+                        let mut rest = r.clone();
+                        rest.set_devices(None);
+                        self.v1_view().apply(&rest)?;
+                        V2 { dir }.apply_devices(rules)?;
+                    }
+                    _ => self.v1_view().apply(r)?,
+                }
                 match (
                     &self.unified,
                     r.unified().as_ref().filter(|m| !m.is_empty()),
@@ -235,6 +249,18 @@ impl Cgroup {
         tracing::debug!(cgroup = %self.path, "cgroup destroyed");
         Ok(())
     }
+}
+
+/// The environment variable that, set to `bpf`, sends device rules on a
+/// host with v1 controllers to an eBPF program on the cgroup's unified
+/// directory instead of the v1 devices controller: the pure v2 code path,
+/// for tests on a hybrid host (the kernel runs both checks there). Read by
+/// whoever applies resources (the shim, which inherits cortend's
+/// environment).
+pub const DEVICE_FILTER_ENV: &str = "CORTEN_DEVICE_FILTER";
+
+fn device_filter_forced() -> bool {
+    std::env::var_os(DEVICE_FILTER_ENV).is_some_and(|v| v == "bpf")
 }
 
 /// Creates `parent` (e.g. `/corten`) in every hierarchy, as container

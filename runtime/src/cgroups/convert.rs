@@ -80,6 +80,9 @@ pub fn check(r: &LinuxResources) -> Result<()> {
             cpuset_list("cpuset.mems", mems)?;
         }
     }
+    if let Some(rules) = r.devices() {
+        super::devices::DeviceRules::from_oci(rules)?;
+    }
     if let Some(map) = r.unified() {
         for (k, v) in map {
             unified_key(k)?;

@@ -125,6 +125,16 @@ pub enum Error {
         /// The state last read.
         state: String,
     },
+    /// The eBPF device program of a cgroup2 directory could not be loaded
+    /// or attached.
+    #[error("cannot install the device rules of {path}: {source}")]
+    DeviceProgram {
+        /// The cgroup2 directory.
+        path: PathBuf,
+        /// The failed bpf(2) step (boxed: it is large, and rare).
+        #[source]
+        source: Box<crate::linux::Error>,
+    },
 }
 
 impl Error {
@@ -143,6 +153,7 @@ impl Error {
             | Error::Parse { .. }
             | Error::Kill { .. }
             | Error::Freeze { .. }
+            | Error::DeviceProgram { .. }
             | Error::MissingController { .. } => ErrorKind::Internal,
         }
     }

@@ -14,11 +14,15 @@
 //! root), and it brings an older `nix` and `thiserror` into the build. The
 //! operations themselves are mkdir, a few writes and reads, and rmdir.
 //!
-//! Not done here: v2 device rules (they need an eBPF program; the shim's
-//! device nodes are the guard there), blkio/io and hugetlb limits.
+//! Device rules go to the v1 devices controller where it is mounted, and on
+//! pure v2 hosts to an eBPF device program attached to the unified directory
+//! (`devices.rs`; with [`DEVICE_FILTER_ENV`] set, on hybrid hosts too).
+//!
+//! Not done here: blkio/io and hugetlb limits.
 
 mod cgroup;
 mod convert;
+mod devices;
 mod error;
 mod fs;
 mod hierarchy;
@@ -31,7 +35,7 @@ mod v2;
 #[cfg(test)]
 mod tests;
 
-pub use cgroup::{ensure_parent, Cgroup};
+pub use cgroup::{ensure_parent, Cgroup, DEVICE_FILTER_ENV};
 pub use convert::{check as check_resources, shares_to_weight};
 pub use error::{Error, Result};
 pub use hierarchy::{detect, detect_from, self_cgroup, Controller, Hierarchy};

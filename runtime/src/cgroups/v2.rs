@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 
 use super::convert;
+use super::devices::DeviceRules;
 use super::error::{Error, Result};
 use super::fs;
 use super::stats::{now_ns, CgroupStats, UNLIMITED_FLOOR};
+use crate::linux;
 
 /// Controllers we enable down the tree on a pure v2 host, where available.
 const WANTED: [&str; 6] = ["cpuset", "cpu", "io", "memory", "pids", "hugetlb"];
@@ -20,10 +22,13 @@ pub(crate) struct V2<'a> {
 }
 
 impl V2<'_> {
-    /// Writes the OCI resources into the v2 files. Device rules are not
-    /// applied here: v2 enforces them with an eBPF program (see module doc).
+    /// Writes the OCI resources into the v2 files, and attaches the device
+    /// rules as an eBPF program.
     pub(crate) fn apply(&self, r: &LinuxResources) -> Result<()> {
         let d = self.dir;
+        if let Some(rules) = r.devices().as_deref().filter(|r| !r.is_empty()) {
+            self.apply_devices(rules)?;
+        }
         if let Some(m) = r.memory() {
             if let Some(limit) = m.limit() {
                 let v = convert::memory_limit(limit, true)?;
@@ -59,6 +64,18 @@ impl V2<'_> {
             fs::write_limit(&d.join("pids.max"), &convert::pids_limit(p.limit()))?;
         }
         self.apply_unified(r)
+    }
+
+    /// Compiles the device rules into a cgroup device program and attaches it
+    /// in place of the one attached before (see [`super::devices`]).
+    pub(crate) fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+        let program = DeviceRules::from_oci(rules)?.program();
+        let failed = |source| Error::DeviceProgram {
+            path: self.dir.to_owned(),
+            source: Box::new(source),
+        };
+        let fd = linux::load_device_program(&program).map_err(failed)?;
+        linux::attach_device_program(self.dir, &fd).map_err(failed)
     }
 
     /// OCI `linux.resources.unified`: raw file name -> value pairs, written

@@ -16,6 +16,10 @@
 //! * [`exec_process`] runs a command in a running container, from a fresh
 //!   single-threaded helper (`corten-shim exec`).
 //!
+//! * [`load_device_program`] and [`attach_device_program`] put a cgroup
+//!   device program (built by `crate::cgroups` from the device rules) on a
+//!   cgroup2 directory, replacing the previous ones.
+//!
 //! * [`pin`] creates and pins a pod's net/ipc/uts namespaces (from
 //!   `corten-shim pin`); [`unpin`] releases them (from the daemon).
 //!
@@ -25,6 +29,7 @@
 //! child's end, so the parent sees end-of-file.
 
 mod birth;
+mod bpf;
 mod caps;
 mod child;
 mod confined;
@@ -51,6 +56,7 @@ mod sysctl;
 mod targets;
 
 pub use birth::CgroupBirth;
+pub use bpf::{attach_device_program, device_program_ids, load_device_program, Insn};
 pub use error::{Error, Result};
 pub use exec::{exec_process, ExecOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 pub use init::{spawn_init, Init, Stdio};

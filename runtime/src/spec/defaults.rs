@@ -58,6 +58,9 @@ pub(super) const DEFAULT_CAPS: &[&str] = &[
     "DAC_OVERRIDE",
     "FSETID",
     "FOWNER",
+    // As containerd and CRI-O keep it: a node made is only usable where the
+    // device rules allow it (the v1 devices controller, or on cgroup v2 the
+    // eBPF device program, cgroups::devices).
     "MKNOD",
     "NET_RAW",
     "SETGID",
