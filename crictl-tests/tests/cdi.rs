@@ -14,6 +14,8 @@ use container_env::{path, Env};
 use crictl_tests::ImageBuilder;
 use serde_json::{json, Value};
 
+const RUNC: &str = "/usr/sbin/runc";
+
 /// A daemon whose CDI spec directories are `etc` then `run` under a
 /// temporary directory, which also holds a vendor library directory.
 struct Cdi {
@@ -42,6 +44,12 @@ impl Cdi {
                 let mut cdi = toml::Table::new();
                 cdi.insert("spec_dirs".into(), spec_dirs);
                 c.insert("cdi".into(), toml::Value::Table(cdi));
+                // Debian's runc as a runtime handler: it runs OCI hooks.
+                let mut runc = toml::Table::new();
+                runc.insert("path".into(), toml::Value::String(RUNC.into()));
+                let mut runtimes = toml::Table::new();
+                runtimes.insert("runc".into(), toml::Value::Table(runc));
+                c.insert("runtimes".into(), toml::Value::Table(runtimes));
             })
         });
         let cdi = Cdi { env, dirs };
@@ -310,4 +318,58 @@ fn unknown_malformed_or_unsupported_devices_fail_creation_and_leave_nothing() {
     let (_, lines) = cdi.output(&pod, "bad", &ok);
     assert_eq!(lines, ["yes"]);
     assert_eq!(cdi.container_names(), ["ok"]);
+}
+
+/// A CDI device whose spec carries an OCI hook (as NVIDIA's do): a pod of
+/// the runc handler gets it, and runc runs the hook (createRuntime, in the
+/// runtime's namespaces: it writes the container's state to a host file);
+/// the built-in core runs no hooks and refuses the device, naming it.
+#[test]
+fn cdi_hooks_run_under_a_runtime_handler_and_the_built_in_core_refuses_them() {
+    assert!(
+        std::path::Path::new(RUNC).is_file(),
+        "crictl-tests/run.sh installs Debian's runc"
+    );
+    let cdi = Cdi::new();
+    let marker = cdi.dir("hook-state.json");
+    let spec = json!({
+        "cdiVersion": "0.6.0",
+        "kind": "example.com/hooks",
+        "devices": [{"name": "gpu", "containerEdits": {
+            "env": ["HOOKED=1"],
+            "hooks": [{
+                "hookName": "createRuntime",
+                "path": "/bin/sh",
+                "args": ["sh", "-c", format!("cat > {}", path(&marker))],
+                "timeout": 30
+            }]
+        }}]
+    });
+    cdi.write("run/hooks.json", &spec.to_string());
+    let mut config = cdi.container("hooked", "echo HOOKED=$HOOKED");
+    config["CDI_devices"] = json!([{"name": "example.com/hooks=gpu"}]);
+
+    let pod = cdi
+        .env
+        .pod_from(
+            "hooks",
+            &cdi.env.pod_config("hooks"),
+            &["--runtime", "runc"],
+        )
+        .ok()
+        .trim()
+        .to_string();
+    let (id, lines) = cdi.output(&pod, "hooks", &config);
+    assert_eq!(lines, ["HOOKED=1"]);
+    let state: Value = serde_json::from_slice(&std::fs::read(&marker).expect("the hook ran"))
+        .expect("the hook got the state JSON");
+    assert_eq!(state["id"], id.as_str(), "{state}");
+
+    let plain = cdi.env.pod("plain");
+    let err = cdi.env.try_create(&plain, "plain", &config).fails();
+    assert!(err.contains("InvalidArgument"), "{err}");
+    assert!(
+        err.contains("example.com/hooks=gpu") && err.contains("runtime handler"),
+        "{err}"
+    );
 }

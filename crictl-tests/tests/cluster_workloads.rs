@@ -219,10 +219,10 @@ fn a_pod_of_a_runtime_class_runs_under_its_handler() {
 
     let d = c.kubelet().daemon();
     let pods = in_cortend(&c, "pods", "ready", "test=classy");
-    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert_eq!(pods.len(), 1, "{}", d.crictl(&["pods", "-o", "json"]).ok());
     let shown = d.crictl(&["inspectp", "-o", "json", &pods[0]]).json();
     assert_eq!(shown["status"]["runtimeHandler"], "runc", "{shown}");
-    let containers = in_cortend(&c, "ps", "running", "test=classy");
+    let containers = in_cortend(&c, "ps", "running", "io.kubernetes.pod.name=classy");
     assert_eq!(containers.len(), 1, "{containers:?}");
     let id = &containers[0];
     // runc's own state of it: runc made it.

@@ -6,20 +6,26 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use corten_runtime::spec::{
-    ContainerConfig, DeviceConfig, DeviceKind, DeviceNode, MountConfig, Propagation,
+    ContainerConfig, DeviceConfig, DeviceKind, DeviceNode, HookConfig, MountConfig, Propagation,
 };
 use tonic::Status;
 
 use super::registry::Resolved;
 use super::spec::{self, ContainerEdits};
 
-/// Makes the edits of `devices` into `config`, in order; refuses edits the
-/// built-in runtime cannot make (hooks, Intel RDT, network devices) and
-/// device nodes or mount sources missing on the host. Stats host files.
-pub fn apply(devices: &[Resolved<'_>], config: &mut ContainerConfig) -> Result<(), Status> {
+/// Makes the edits of `devices` into `config`, in order; refuses edits
+/// corten cannot make (Intel RDT, network devices; hooks unless
+/// `hooks_run`: an external runtime handler runs them, the built-in core
+/// does not) and device nodes or mount sources missing on the host. Stats
+/// host files.
+pub fn apply(
+    devices: &[Resolved<'_>],
+    config: &mut ContainerConfig,
+    hooks_run: bool,
+) -> Result<(), Status> {
     for device in devices {
         for edits in &device.edits {
-            apply_one(device.name, edits, config)?;
+            apply_one(device.name, edits, config, hooks_run)?;
         }
     }
     Ok(())
@@ -29,16 +35,29 @@ fn refuse(device: &str, why: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("CDI device {device:?}: {why}"))
 }
 
-fn apply_one(device: &str, e: &ContainerEdits, c: &mut ContainerConfig) -> Result<(), Status> {
-    if let Some(h) = e.hooks.first() {
+fn apply_one(
+    device: &str,
+    e: &ContainerEdits,
+    c: &mut ContainerConfig,
+    hooks_run: bool,
+) -> Result<(), Status> {
+    if let (false, Some(h)) = (hooks_run, e.hooks.first()) {
         return Err(refuse(
             device,
             format_args!(
-                "hook {} ({}) not supported: corten's built-in runtime runs no OCI hooks",
+                "hook {} ({}) not supported: corten's built-in runtime runs no OCI hooks \
+                 (a pod with a runtime handler such as runc runs them)",
                 h.hook_name, h.path
             ),
         ));
     }
+    c.hooks.extend(e.hooks.iter().map(|h| HookConfig {
+        point: h.hook_name.clone(),
+        path: h.path.clone(),
+        args: h.args.clone(),
+        env: h.env.clone(),
+        timeout: h.timeout,
+    }));
     if e.intel_rdt.is_some() {
         return Err(refuse(device, "intelRdt not supported"));
     }
@@ -302,7 +321,7 @@ mod tests {
             name: "example.com/dev=zero",
             edits: vec![&e],
         }];
-        apply(&devices, &mut c).expect("applies");
+        apply(&devices, &mut c, false).expect("applies");
         // Later entries win when the spec is generated.
         assert_eq!(
             c.env,
@@ -331,7 +350,7 @@ mod tests {
             name: "example.com/dev=hooked",
             edits: vec![&hooked],
         }];
-        let err = apply(&devices, &mut c).expect_err("hooks");
+        let err = apply(&devices, &mut c, false).expect_err("hooks");
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(
             err.message()
@@ -340,5 +359,11 @@ mod tests {
             err.message()
         );
         assert!(err.message().contains("not supported"), "{}", err.message());
+        assert!(c.hooks.is_empty());
+        // Under a runtime handler that runs hooks, they go to the spec.
+        apply(&devices, &mut c, true).expect("hooks run");
+        assert_eq!(c.hooks.len(), 1);
+        assert_eq!(c.hooks[0].point, "createContainer");
+        assert_eq!(c.hooks[0].path, "/usr/bin/vendor-hook");
     }
 }

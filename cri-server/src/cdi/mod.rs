@@ -27,6 +27,7 @@ pub fn inject(
     dirs: &[PathBuf],
     request: &cri::ContainerConfig,
     config: &mut ContainerConfig,
+    hooks_run: bool,
 ) -> Result<(), Status> {
     let names = requested(request)?;
     if names.is_empty() {
@@ -35,7 +36,7 @@ pub fn inject(
     corten_runtime::blocking::run(|| {
         let registry = Registry::scan(dirs);
         let devices = registry.resolve(&names)?;
-        edits::apply(&devices, config)
+        edits::apply(&devices, config, hooks_run)
     })
 }
 
@@ -55,7 +56,7 @@ mod tests {
         .expect("write");
         let dirs = [tmp.path().to_path_buf()];
         let mut config = ContainerConfig::default();
-        inject(&dirs, &cri::ContainerConfig::default(), &mut config).expect("no devices");
+        inject(&dirs, &cri::ContainerConfig::default(), &mut config, false).expect("no devices");
         assert_eq!(config, ContainerConfig::default());
 
         let request = cri::ContainerConfig {
@@ -64,7 +65,7 @@ mod tests {
             }],
             ..cri::ContainerConfig::default()
         };
-        inject(&dirs, &request, &mut config).expect("known");
+        inject(&dirs, &request, &mut config, false).expect("known");
         assert_eq!(config.env, [("V".to_string(), "1".to_string())]);
         assert_eq!(config.devices.len(), 1);
         assert_eq!(config.devices[0].container_path, "/dev/vendor-null");
@@ -76,7 +77,7 @@ mod tests {
             ..cri::ContainerConfig::default()
         };
         let mut untouched = ContainerConfig::default();
-        let e = inject(&dirs, &unknown, &mut untouched).expect_err("unknown");
+        let e = inject(&dirs, &unknown, &mut untouched, false).expect_err("unknown");
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert_eq!(untouched, ContainerConfig::default());
     }

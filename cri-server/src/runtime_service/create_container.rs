@@ -22,7 +22,14 @@ pub async fn create_container(
     let mut new = new_container(config)?;
     let pod = pod_context(cri, &req.pod_sandbox_id)?;
     check_handler_features(cri, &pod.runtime_handler, &new.config)?;
-    cdi::inject(&cri.config.cdi.spec_dirs, config, &mut new.config)?;
+    // An external runtime runs OCI hooks; the built-in core runs none.
+    let hooks_run = !pod.runtime_handler.is_empty();
+    cdi::inject(
+        &cri.config.cdi.spec_dirs,
+        config,
+        &mut new.config,
+        hooks_run,
+    )?;
     let pid = match pid_choice(config)? {
         PidChoice::Pod => PidNamespace::Pod,
         PidChoice::Container => PidNamespace::Own,

@@ -327,6 +327,15 @@ impl Containers {
             ),
         };
         let mut config = req.config;
+        if let (None, Some(h)) = (handler, config.hooks.first()) {
+            return Err(crate::spec::Error::Hook {
+                path: h.path.clone(),
+                reason: "corten's built-in core runs no OCI hooks: run the pod with a runtime \
+                         handler (runc, crun) that does"
+                    .into(),
+            }
+            .into());
+        }
         let requested_mounts = config.mounts.clone();
         config.id = id.to_string();
         apply_pod(&mut config, pod);

@@ -52,7 +52,36 @@ pub struct ContainerConfig {
     /// without CAP_SYS_RESOURCE): lower requested values are raised to it,
     /// as containerd's `restrict_oom_score_adj` does. `None`: no clamp.
     pub oom_score_adj_cap: Option<i32>,
+    /// OCI hooks (from CDI devices), which an external runtime runs; the
+    /// built-in core runs none and refuses a container that has any.
+    pub hooks: Vec<HookConfig>,
 }
+
+/// An OCI hook.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HookConfig {
+    /// When it runs: one of [`HOOK_POINTS`].
+    pub point: String,
+    /// The program (absolute).
+    pub path: String,
+    /// Its argv.
+    pub args: Vec<String>,
+    /// Its environment (`KEY=value`).
+    pub env: Vec<String>,
+    /// Seconds before the runtime aborts it.
+    pub timeout: Option<i64>,
+}
+
+/// The points of a container's life the OCI runtime spec runs hooks at.
+pub const HOOK_POINTS: &[&str] = &[
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
 
 /// A bind mount.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! [`generate`]: the OCI runtime spec of a container.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -122,7 +122,52 @@ pub fn generate(
             .collect::<HashMap<_, _>>(),
     ));
     spec.set_linux(Some(linux(c, &cap_names, (user.uid, user.gid))?));
+    if !c.hooks.is_empty() {
+        spec.set_hooks(Some(hooks(&c.hooks)?));
+    }
     Ok(spec)
+}
+
+/// The OCI hooks of `list`, each at its point.
+fn hooks(list: &[super::HookConfig]) -> Result<oci_spec::runtime::Hooks, Error> {
+    use oci_spec::runtime::{Hook, HookBuilder, Hooks};
+    let mut by_point: BTreeMap<&str, Vec<Hook>> = BTreeMap::new();
+    for h in list {
+        let bad = |reason: String| Error::Hook {
+            path: h.path.clone(),
+            reason,
+        };
+        if !super::HOOK_POINTS.contains(&h.point.as_str()) {
+            return Err(bad(format!("{:?} is not an OCI hook point", h.point)));
+        }
+        if !Path::new(&h.path).is_absolute() {
+            return Err(bad("the path is not absolute".into()));
+        }
+        let mut b = HookBuilder::default().path(PathBuf::from(&h.path));
+        if !h.args.is_empty() {
+            b = b.args(h.args.clone());
+        }
+        if !h.env.is_empty() {
+            b = b.env(h.env.clone());
+        }
+        if let Some(t) = h.timeout {
+            b = b.timeout(t);
+        }
+        let hook = b.build().map_err(|source| Error::Build {
+            part: "hook",
+            source,
+        })?;
+        by_point.entry(h.point.as_str()).or_default().push(hook);
+    }
+    let mut hooks = Hooks::default();
+    let mut take = |point: &str| by_point.remove(point);
+    hooks.set_prestart(take("prestart"));
+    hooks.set_create_runtime(take("createRuntime"));
+    hooks.set_create_container(take("createContainer"));
+    hooks.set_start_container(take("startContainer"));
+    hooks.set_poststart(take("poststart"));
+    hooks.set_poststop(take("poststop"));
+    Ok(hooks)
 }
 
 /// Refuses mounts and devices that could point outside what they should.

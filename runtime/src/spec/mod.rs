@@ -17,8 +17,8 @@ mod user;
 mod tests;
 
 pub use config::{
-    ContainerConfig, DeviceConfig, DeviceKind, DeviceNode, MountConfig, Namespaces, NsMode,
-    Propagation, Resources, SeccompProfile, Security,
+    ContainerConfig, DeviceConfig, DeviceKind, DeviceNode, HookConfig, MountConfig, Namespaces,
+    NsMode, Propagation, Resources, SeccompProfile, Security, HOOK_POINTS,
 };
 pub use generate::{generate, linux_resources};
 pub use image::ImageConfig;
@@ -71,6 +71,14 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// An OCI hook is malformed, or asked of a runtime that runs none.
+    #[error("invalid hook {path:?}: {reason}")]
+    Hook {
+        /// The hook's program.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The seccomp profile could not be had.
     #[error(transparent)]
     Seccomp(#[from] seccomp::Error),
@@ -107,6 +115,7 @@ impl Error {
             | Error::Capability(_)
             | Error::NoCommand(_)
             | Error::ImageConfig(_)
+            | Error::Hook { .. }
             | Error::TooBigForExec { .. } => ErrorKind::InvalidArgument,
             Error::Seccomp(e) => e.kind(),
             Error::Build { .. } => ErrorKind::Internal,

@@ -67,3 +67,46 @@ pub(super) fn sorted(v: &[&str]) -> Vec<String> {
     v.sort();
     v
 }
+
+#[test]
+fn hooks_land_at_their_points_and_bad_ones_are_refused() {
+    let mut c = config();
+    assert!(gen(&c).hooks().is_none(), "no hooks, no section");
+    let hook = |point: &str, path: &str| HookConfig {
+        point: point.into(),
+        path: path.into(),
+        args: vec!["hook".into(), point.into()],
+        env: vec!["A=1".into()],
+        timeout: Some(5),
+    };
+    c.hooks = vec![
+        hook("createContainer", "/usr/bin/vendor-hook"),
+        hook("poststop", "/usr/bin/cleanup"),
+        hook("createContainer", "/usr/bin/second"),
+    ];
+    let spec = gen(&c);
+    let hooks = spec.hooks().clone().expect("hooks");
+    let created = hooks.create_container().clone().expect("createContainer");
+    let paths: Vec<_> = created.iter().map(|h| h.path().clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            std::path::PathBuf::from("/usr/bin/vendor-hook"),
+            "/usr/bin/second".into()
+        ]
+    );
+    assert_eq!(created[0].timeout(), Some(5));
+    assert_eq!(created[0].env().clone(), Some(vec!["A=1".to_string()]));
+    assert_eq!(hooks.poststop().as_ref().map(Vec::len), Some(1));
+    assert!(hooks.prestart().is_none() && hooks.start_container().is_none());
+
+    for (bad, needle) in [
+        (hook("atBoot", "/x"), "not an OCI hook point"),
+        (hook("poststart", "relative/x"), "not absolute"),
+    ] {
+        c.hooks = vec![bad];
+        let err = generate(&c, &image(), &rootfs()).expect_err("refused");
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+}
