@@ -39,11 +39,25 @@ fn handler(path: &str, pod_annotations: &[&str]) -> toml::Value {
     toml::Value::Table(t)
 }
 
+/// crun's `--root` (its `root` key), under the daemon's directory; runc
+/// keeps its state in each bundle (no `root`).
+fn crun_root(d: &std::path::Path) -> std::path::PathBuf {
+    d.join("crun-root")
+}
+
 fn with_handlers(b: DaemonBuilder) -> DaemonBuilder {
+    let root = crun_root(b.dir());
     b.config(|c| {
         let mut runtimes = toml::Table::new();
         runtimes.insert("runc".into(), handler(RUNC, &["example.com/*"]));
-        runtimes.insert("crun".into(), handler(CRUN, &[]));
+        let mut crun = handler(CRUN, &[]);
+        if let Some(t) = crun.as_table_mut() {
+            t.insert(
+                "root".into(),
+                toml::Value::String(root.display().to_string()),
+            );
+        }
+        runtimes.insert("crun".into(), crun);
         c.insert("runtimes".into(), toml::Value::Table(runtimes));
     })
 }
@@ -54,10 +68,18 @@ fn env() -> Env {
     Env::with_daemon(crictl_tests::ImageBuilder::busybox(), with_handlers)
 }
 
-/// The runtime's own view of container `id` (`<runtime> --root <bundle>/runc
+/// The runtime's state directory (`--root`) for container `id`.
+fn root_of(env: &Env, runtime: &str, id: &str) -> std::path::PathBuf {
+    match runtime {
+        CRUN => crun_root(env.d.dir()),
+        _ => env.d.state_dir().join("containers").join(id).join("runc"),
+    }
+}
+
+/// The runtime's own view of container `id` (`<runtime> --root <root>
 /// state <id>`): proof that this runtime, not the built-in core, made it.
 fn runtime_state(env: &Env, runtime: &str, id: &str) -> Value {
-    let root = env.d.state_dir().join("containers").join(id).join("runc");
+    let root = root_of(env, runtime, id);
     let out = Command::new(runtime)
         .arg("--root")
         .arg(&root)
@@ -159,6 +181,8 @@ fn a_pod_run_with_a_handler_has_its_containers_made_by_that_runtime() {
         env.d.crictl(&["rmp", &pod]).ok();
         let bundle = env.d.state_dir().join("containers").join(&id);
         assert!(!bundle.exists(), "{handler}: {} left", bundle.display());
+        let state = root_of(&env, runtime, &id).join(&id);
+        assert!(!state.exists(), "{handler}: {} left", state.display());
     }
 }
 
@@ -297,4 +321,42 @@ fn a_handler_whose_runtime_cannot_run_refuses_the_start_naming_it() {
         err.contains("runtimes.ghost: cannot use /nonexistent/ghost-runtime"),
         "{err}"
     );
+}
+
+/// The shim of container `id`: the peer of a connection to its socket.
+fn shim_pid(env: &Env, id: &str) -> i32 {
+    let socket = env
+        .d
+        .state_dir()
+        .join("containers")
+        .join(id)
+        .join("shim.sock");
+    let (_dir, addr) =
+        corten_runtime::shim::protocol::socket_address(&socket).expect("socket address");
+    let stream = std::os::unix::net::UnixStream::connect(&addr).expect("the shim answers");
+    let cred = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .expect("SO_PEERCRED");
+    cred.pid()
+}
+
+/// A shim killed with SIGKILL under an external runtime whose state lives
+/// outside the bundle (crun's `root`): the container is ended through its
+/// cgroup, and its removal deletes the runtime's state too.
+#[test]
+fn a_killed_shim_of_a_handler_leaves_no_runtime_state_after_removal() {
+    let env = env();
+    let (pod, id) = pod_and_container(&env, "orphan", "crun", &["sleep", "3600"]);
+    env.wait_state(&id, "CONTAINER_RUNNING", Duration::from_secs(30));
+    let state_dir = root_of(&env, CRUN, &id).join(&id);
+    assert!(state_dir.exists(), "crun keeps {}", state_dir.display());
+    let shim = shim_pid(&env, &id);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the shim");
+    env.wait_state(&id, "CONTAINER_EXITED", Duration::from_secs(30));
+    env.d.crictl(&["rm", &id]).ok();
+    assert!(!state_dir.exists(), "{} left", state_dir.display());
+    env.d.crictl(&["rmp", "-f", &pod]).ok();
 }

@@ -212,6 +212,15 @@ impl ContainerRuntime {
         let spec_path = bundle.join(files::SPEC);
         let spec_json = serde_json::to_vec(&req.spec).map_err(json(&spec_path))?;
         write_atomic(&spec_path, &spec_json).map_err(io(&spec_path))?;
+        if let Some(binary) = &req.runtime {
+            let record = crate::shim::external::RuntimeRecord {
+                binary: binary.clone(),
+                root: req.runtime_root.clone(),
+            };
+            let path = bundle.join(files::RUNTIME);
+            let bytes = serde_json::to_vec(&record).map_err(json(&path))?;
+            write_atomic(&path, &bytes).map_err(io(&path))?;
+        }
         let rootfs_path = bundle.join(files::ROOTFS);
         let rootfs_json = serde_json::to_vec(&rootfs).map_err(json(&rootfs_path))?;
         write_atomic(&rootfs_path, &rootfs_json).map_err(io(&rootfs_path))?;
@@ -388,8 +397,28 @@ impl ContainerRuntime {
             }
         }
         self.shim_finished(id).await;
+        crate::blocking::run(|| self.delete_runtime_leftover(id));
         self.remove_files(id);
         Ok(())
+    }
+
+    /// An external runtime's state of `id` that its shim did not delete
+    /// (the shim was killed): `<runtime> delete --force`, which also kills
+    /// what is left and removes the runtime's cgroup. Failures are logged:
+    /// the removal goes on (the bundle's own copy of the state goes with it).
+    fn delete_runtime_leftover(&self, id: &str) {
+        let bundle = self.bundle(id);
+        let Ok(bytes) = std::fs::read(bundle.join(files::RUNTIME)) else {
+            return;
+        };
+        let Ok(record) = serde_json::from_slice::<crate::shim::external::RuntimeRecord>(&bytes)
+        else {
+            tracing::warn!(container = id, "unreadable {}", files::RUNTIME);
+            return;
+        };
+        if let Err(e) = record.delete_leftover(&bundle, id) {
+            tracing::warn!(container = id, error = %e, "cannot delete the runtime's state of it");
+        }
     }
 
     /// Waits (bounded) until the shim of an exited container has finished:

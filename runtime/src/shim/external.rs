@@ -30,6 +30,23 @@ pub const LOG_FILE: &str = "runtime.log";
 /// the bundle, its working directory, so the path never exceeds sun_path.
 pub const CONSOLE_SOCKET: &str = "console.sock";
 
+/// The external runtime of a container, as its bundle records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuntimeRecord {
+    /// The runtime binary.
+    pub binary: PathBuf,
+    /// Its `--root`, when not the bundle's [`STATE_DIR`].
+    pub root: Option<PathBuf>,
+}
+
+impl RuntimeRecord {
+    /// `delete --force` of container `id` of `bundle` when the runtime
+    /// still has state of it (the shim died before it could delete it).
+    pub fn delete_leftover(&self, bundle: &Path, id: &str) -> Result<(), Error> {
+        OciRuntime::new(&self.binary, bundle, id, self.root.as_deref()).delete()
+    }
+}
+
 /// Which code creates the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {

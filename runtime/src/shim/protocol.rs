@@ -194,6 +194,10 @@ pub mod files {
     pub const EXIT: &str = "exit.json";
     /// The init's pid and start time, written when it starts.
     pub const STATE: &str = "state.json";
+    /// The external OCI runtime that makes the container, if one does
+    /// ([`crate::shim::external::RuntimeRecord`]): what a removal needs to
+    /// delete that runtime's state when the shim could not.
+    pub const RUNTIME: &str = "runtime.json";
 
     /// Reads the spec at `path` (a bundle's [`SPEC`]) whole, then parses it:
     /// several times faster than parsing from a reader, which counts with
