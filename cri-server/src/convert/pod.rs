@@ -107,8 +107,33 @@ pub fn pod_config(c: &PodSandboxConfig, runtime_handler: &str) -> Result<PodConf
         host_network: network == NamespaceMode::Node,
         host_ipc: ipc == NamespaceMode::Node,
         pid,
+        userns: super::userns::pod_userns(ns.userns_options.as_ref())?,
         runtime_handler: runtime_handler.to_string(),
     })
+}
+
+/// The pod's user namespace as CRI says it: mode POD with its maps, or NODE.
+fn userns_status(pod: &Pod) -> k8s_cri::v1::UserNamespace {
+    let ids = |maps: &[corten_runtime::linux::IdMapping]| {
+        maps.iter()
+            .map(|m| k8s_cri::v1::IdMapping {
+                host_id: m.host_id,
+                container_id: m.container_id,
+                length: m.size,
+            })
+            .collect()
+    };
+    match &pod.config.userns {
+        Some(maps) => k8s_cri::v1::UserNamespace {
+            mode: NamespaceMode::Pod as i32,
+            uids: ids(&maps.uids),
+            gids: ids(&maps.gids),
+        },
+        None => k8s_cri::v1::UserNamespace {
+            mode: NamespaceMode::Node as i32,
+            ..Default::default()
+        },
+    }
 }
 
 fn port_mapping(p: &k8s_cri::v1::PortMapping) -> Result<PortMapping, Status> {
@@ -201,7 +226,7 @@ pub fn pod_status(pod: &Pod) -> PodSandboxStatus {
                     pid: pid as i32,
                     ipc: mode(pod.config.host_ipc) as i32,
                     target_id: String::new(),
-                    userns_options: None,
+                    userns_options: Some(userns_status(pod)),
                 }),
             }),
         }),

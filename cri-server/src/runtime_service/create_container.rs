@@ -20,6 +20,7 @@ pub async fn create_container(
         .ok_or_else(|| Status::invalid_argument("config is required"))?;
     let mut new = new_container(config)?;
     let pod = pod_context(cri, &req.pod_sandbox_id)?;
+    crate::convert::userns::check_container_config(config, pod.user.as_ref())?;
     let pid = match pid_choice(config)? {
         PidChoice::Pod => PidNamespace::Pod,
         PidChoice::Container => PidNamespace::Own,

@@ -58,7 +58,8 @@ pub fn status(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
             name: String::new(),
             features: Some(RuntimeHandlerFeatures {
                 recursive_read_only_mounts: true,
-                user_namespaces: false,
+                // Pods with `userns_options` mode POD (convert/userns.rs).
+                user_namespaces: true,
             }),
         }],
         // ContainerStatus reports the process user, and Strict/Merge

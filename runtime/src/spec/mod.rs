@@ -18,7 +18,7 @@ mod tests;
 
 pub use config::{
     ContainerConfig, DeviceConfig, MountConfig, Namespaces, NsMode, Propagation, Resources,
-    SeccompProfile, Security,
+    SeccompProfile, Security, UserNamespace,
 };
 pub use generate::{generate, linux_resources};
 pub use image::ImageConfig;
