@@ -49,7 +49,7 @@ fn words(s: &str) -> Vec<String> {
 
 #[test]
 fn a_pods_containers_share_its_user_namespace_with_id_mapped_files() {
-    let env = Env::new();
+    let mut env = Env::new();
     // Kubelet's default: a pid namespace per container (pid CONTAINER).
     let ns = options(1, 100_000);
     let pod = env.pod_with(
@@ -125,9 +125,59 @@ fn a_pods_containers_share_its_user_namespace_with_id_mapped_files() {
     assert_eq!(ns_of(&a), ns_of(&b));
     assert_ne!(ns_of(&a), host_ns.display().to_string());
     // Its own pid namespace (pid 1 is its sleep), proc and sysfs mounted.
+    // A terminal, for an exec and for a container's own.
+    let cmd = env
+        .d
+        .crictl_command(&["exec", "-it", &a, "sh", "-c", "tty; id -u; sleep 1"]);
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|w| format!("'{}'", w.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    let t = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        t.contains("/dev/pts/") && t.lines().any(|l| l.trim() == "0"),
+        "{t} {out:?}"
+    );
+    let mut tty = env.container_config("tty", &["sh", "-c", "tty; id -u; sleep 3600"]);
+    tty["tty"] = true.into();
+    tty["linux"] = json!({"security_context": {"namespace_options": ns}});
+    let tty = env.create(&pod, "uns", &tty);
+    env.d.crictl(&["start", &tty]).ok();
+    env.wait_logged(&tty, "0");
     let cmdline = exec(&env, &b, &["cat", "/proc/1/cmdline"]);
     assert_eq!(cmdline.replace('\0', " ").trim(), "sleep 3600");
     assert!(words(&exec(&env, &b, &["ls", "/sys/class/net"])).contains(&"lo".to_string()));
+
+    // A container that ends: its init (forked inside the user namespace's
+    // pid namespace) is the shim's, whose exit code is reported.
+    let mut ends = env.container_config("ends", &["sh", "-c", "exit 3"]);
+    ends["linux"] = json!({"security_context": {"namespace_options": ns}});
+    let ends = env.create(&pod, "uns", &ends);
+    env.d.crictl(&["start", &ends]).ok();
+    let v = env.wait_state(&ends, "CONTAINER_EXITED", Duration::from_secs(30));
+    assert_eq!(v["status"]["exitCode"], 3, "{v}");
+    // And one stopped: the host's signal reaches its pid 1.
+    env.d.crictl(&["stop", "--timeout", "0", &b]).ok();
+    env.wait_state(&b, "CONTAINER_EXITED", Duration::from_secs(30));
+
+    // A restart of the daemon keeps the pod (its user namespace is still
+    // pinned): new containers join it.
+    env.d.restart();
+    let c = sleeper(&env, &pod, "uns", "c", &ns, json!([]));
+    let ns_of = |id: &str| exec(&env, id, &["readlink", "/proc/self/ns/user"]);
+    assert_eq!(ns_of(&c), ns_of(&a));
+
+    // Removing the pod leaves none of its namespaces pinned.
+    env.d.crictl(&["stopp", &pod]).ok();
+    env.d.crictl(&["rmp", &pod]).ok();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!info.contains(&pod), "pod mounts left: {info}");
 }
 
 #[test]

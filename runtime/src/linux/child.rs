@@ -117,13 +117,13 @@ pub(super) fn run(
 /// In the child that has joined a user namespace: unshares a pid namespace
 /// (owned by it) and forks its pid 1, the container's init, which returns
 /// from here; this process reports the init's pid and exits. The init
-/// waits until it is the shim's child (the shim is a subreaper) before
-/// going on, so that its parent-death signal is tied to the shim.
-fn reborn(report: &OwnedFd) -> Result<()> {
-    use nix::unistd::{fork, getpid, getppid, ForkResult};
+/// waits until the shim has reaped this process ([`sync::ADOPTED`]): it is
+/// then the shim's child (the shim is a subreaper), so that its
+/// parent-death signal is tied to the shim.
+fn reborn(go: &OwnedFd, report: &OwnedFd) -> Result<()> {
+    use nix::unistd::{fork, ForkResult};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
         .ctx(|| "unshare a pid namespace in the user namespace")?;
-    let me = getpid();
     // SAFETY: this child is single-threaded (a fork of the single-threaded
     // shim), so its child is a whole copy of the only thread.
     match unsafe { fork() }.ctx(|| "fork the container init in its pid namespace")? {
@@ -132,9 +132,7 @@ fn reborn(report: &OwnedFd) -> Result<()> {
             exit_now(if sent.is_ok() { 0 } else { 1 })
         }
         ForkResult::Child => {
-            while getppid() == me {
-                std::thread::yield_now();
-            }
+            wait_for(go, sync::ADOPTED);
             Ok(())
         }
     }
@@ -173,7 +171,7 @@ fn setup_and_exec(
     let joined_user = match &plan.userns {
         Some(userns) if plan.reborn() => {
             namespaces::join_user(userns)?;
-            reborn(report)?;
+            reborn(go, report)?;
             None
         }
         other => other.as_ref(),

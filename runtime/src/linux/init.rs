@@ -118,15 +118,17 @@ pub fn spawn_init(
 }
 
 fn parent(mut pid: Pid, to_child: OwnedFd, from_child: OwnedFd) -> Result<Init> {
-    let report = match sync::read_pid_then_report(&from_child) {
-        Ok((Some(init), report)) => {
+    let report = match sync::read_pid_or_report(&from_child) {
+        Ok(Ok(init)) => {
             // The child forked the init (see `child::reborn`) and exits:
-            // the init, reparented to this subreaper shim, is the container.
+            // the init, reparented to this subreaper shim once the child is
+            // reaped, is the container; it goes on when told so.
             reap(pid);
             pid = Pid::from_raw(init);
-            Ok(report)
+            sync::write_all(&to_child, &[sync::ADOPTED])
+                .and_then(|()| sync::read_report(&from_child))
         }
-        Ok((None, report)) => Ok(report),
+        Ok(Err(report)) => Ok(report),
         Err(e) => Err(e),
     };
     match report {

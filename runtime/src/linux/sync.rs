@@ -19,6 +19,9 @@ pub(super) const FAILED: u8 = b'E';
 /// namespace it made inside a user namespace) and exits; its host pid
 /// follows (4 bytes, native order), then the init's own reports.
 pub(super) const PID: u8 = b'P';
+/// Parent to the init forked in a child's place: the child is reaped, the
+/// init is the shim's child now (its parent-death signal may be set).
+pub(super) const ADOPTED: u8 = b'A';
 
 /// What the child said.
 #[derive(Debug)]
@@ -77,18 +80,18 @@ pub(super) fn read_report(fd: &OwnedFd) -> nix::Result<Report> {
     report_from(first, fd)
 }
 
-/// Reads the child's next report, after the pid of the init it forked
-/// instead of being it ([`PID`]), when it sends one.
-pub(super) fn read_pid_then_report(fd: &OwnedFd) -> nix::Result<(Option<i32>, Report)> {
+/// Reads the child's first report, or the pid of the init it forked
+/// instead of being it ([`PID`]) when it sends one (`Ok(pid)`).
+pub(super) fn read_pid_or_report(fd: &OwnedFd) -> nix::Result<Result<i32, Report>> {
     match read_byte(fd)? {
         Some(PID) => {
             let mut pid = [0u8; 4];
             for b in pid.iter_mut() {
                 *b = read_byte(fd)?.ok_or(Errno::EPIPE)?;
             }
-            Ok((Some(i32::from_ne_bytes(pid)), read_report(fd)?))
+            Ok(Ok(i32::from_ne_bytes(pid)))
         }
-        first => Ok((None, report_from(first, fd)?)),
+        first => Ok(Err(report_from(first, fd)?)),
     }
 }
 
