@@ -301,6 +301,51 @@ mod tests {
     }
 
     #[test]
+    fn a_user_namespace_goes_to_the_config_and_comes_back_in_the_status() {
+        let ids = vec![k8s_cri::v1::IdMapping {
+            host_id: 100_000,
+            container_id: 0,
+            length: 65_536,
+        }];
+        let mut c = config();
+        if let Some(ns) = c
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+        {
+            ns.network = NamespaceMode::Pod as i32;
+            ns.userns_options = Some(k8s_cri::v1::UserNamespace {
+                mode: NamespaceMode::Pod as i32,
+                uids: ids.clone(),
+                gids: ids.clone(),
+            });
+        }
+        let pc = pod_config(&c, "").expect("valid");
+        let maps = pc.userns.clone().expect("maps");
+        assert_eq!(maps.host_root(), Some((100_000, 100_000)));
+        let pod = Pod {
+            config: pc,
+            ..Pod::default()
+        };
+        let opts = pod_status(&pod)
+            .linux
+            .and_then(|l| l.namespaces)
+            .and_then(|n| n.options)
+            .and_then(|o| o.userns_options)
+            .expect("userns in the status");
+        assert_eq!(opts.mode, NamespaceMode::Pod as i32);
+        assert_eq!(opts.uids, ids);
+        let host = pod_status(&Pod::default())
+            .linux
+            .and_then(|l| l.namespaces)
+            .and_then(|n| n.options)
+            .and_then(|o| o.userns_options)
+            .expect("userns in the status");
+        assert_eq!(host.mode, NamespaceMode::Node as i32);
+    }
+
+    #[test]
     fn status_reports_ips_and_namespaces() {
         let pod = Pod {
             id: corten_runtime::SandboxId::parse("abc").expect("a pod id"),

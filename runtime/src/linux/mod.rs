@@ -16,8 +16,11 @@
 //! * [`exec_process`] runs a command in a running container, from a fresh
 //!   single-threaded helper (`corten-shim exec`).
 //!
-//! * [`pin`] creates and pins a pod's net/ipc/uts namespaces (from
-//!   `corten-shim pin`); [`unpin`] releases them (from the daemon).
+//! * [`pin`] creates and pins a pod's net/ipc/uts namespaces, and a user
+//!   namespace that owns them when asked (from `corten-shim pin`);
+//!   [`unpin`] releases them (from the daemon). Containers of a pod with a
+//!   user namespace join it first; their files are id-mapped mounts (see
+//!   `userns`).
 //!
 //! Sync protocol, over two close-on-exec pipes: the parent writes `S`
 //! (start); the child answers `R` (ready) or an error record
