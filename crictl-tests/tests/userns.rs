@@ -197,6 +197,16 @@ fn a_shared_pid_namespace_lives_in_the_pods_user_namespace() {
     let ps = exec(&env, &a, &["ps", "-o", "pid,args"]);
     assert!(ps.lines().any(|l| l.contains("sleep 3600")), "{ps}");
     assert_eq!(exec(&env, &a, &["stat", "-c", "%u", "/bin/busybox"]), "0");
+
+    // A read-only root in the user namespace: readable, not writable.
+    let mut ro = env.container_config("ro", &["sleep", "3600"]);
+    ro["linux"] = json!({"security_context": {"namespace_options": ns, "readonly_rootfs": true}});
+    let ro = env.create(&pod, "shared", &ro);
+    env.d.crictl(&["start", &ro]).ok();
+    env.wait_state(&ro, "CONTAINER_RUNNING", Duration::from_secs(30));
+    assert_eq!(exec(&env, &ro, &["stat", "-c", "%u", "/etc/passwd"]), "0");
+    let refused = exec(&env, &ro, &["sh", "-c", "touch /x 2>&1 || echo refused"]);
+    assert!(refused.contains("Read-only file system"), "{refused}");
 }
 
 #[test]
