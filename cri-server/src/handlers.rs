@@ -37,7 +37,8 @@ pub fn builtin() -> Handler {
         name: String::new(),
         features: HandlerFeatures {
             recursive_read_only_mounts: true,
-            user_namespaces: false,
+            // Pods with `userns_options` mode POD (convert/userns.rs).
+            user_namespaces: true,
         },
     }
 }

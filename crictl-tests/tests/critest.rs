@@ -201,6 +201,20 @@ fn critest_passes_with_each_runtime_handler() {
     }
 }
 
+/// Issue 15: critest's user namespace specs (mode POD with a mapping, mode
+/// NODE, and the four refusals) all run and pass: without
+/// `user_namespaces` in Status critest skips them, so a count is asserted.
+#[test]
+fn critest_user_namespace_specs_pass() {
+    let s = setup();
+    let (text, summary) = run_critest(&s.daemon, &["-ginkgo.focus=UserNamespaces"]);
+    assert!(
+        summary.failed == 0 && summary.ran == 6 && summary.passed == 6,
+        "critest user namespaces: {summary:?}\n{}\n---- critest output ----\n{text}",
+        failures(&text).join("\n")
+    );
+}
+
 /// critest's benchmark mode against cortend (not part of the suite: run
 /// with `cargo test -p crictl-tests --test critest -- --ignored --nocapture`);
 /// prints critest's measurements.

@@ -131,6 +131,12 @@ fn status_lists_every_handler_with_its_features() {
     // The built-in core and Debian's runc 1.1.5 (its `features` lists
     // "rro") make recursive read-only mounts; crun 1.8.1 has no `features`.
     assert_eq!(features("")["recursive_read_only_mounts"], true, "{info}");
+    // User namespaces: the built-in core's (with id-mapped mounts); not
+    // Debian's runc 1.1.5 (no idmap mount extension) nor crun 1.8.1.
+    assert_eq!(features("")["user_namespaces"], true, "{info}");
+    for name in ["runc", "crun"] {
+        assert_ne!(features(name)["user_namespaces"], true, "{name}: {info}");
+    }
     assert_eq!(
         features("runc")["recursive_read_only_mounts"],
         true,
@@ -359,4 +365,21 @@ fn a_killed_shim_of_a_handler_leaves_no_runtime_state_after_removal() {
     env.d.crictl(&["rm", &id]).ok();
     assert!(!state_dir.exists(), "{} left", state_dir.display());
     env.d.crictl(&["rmp", "-f", &pod]).ok();
+}
+
+/// A user namespace asked of a handler that does not support them (Status
+/// says so; kubelet would not ask) is refused before anything is made.
+#[test]
+fn a_user_namespace_is_refused_by_a_handler_without_them() {
+    let env = env();
+    let mapping = json!([{"host_id": 100000, "container_id": 0, "length": 65536}]);
+    let mut pod = env.pod_config("userns");
+    pod["linux"] = json!({"security_context": {"namespace_options": {
+        "userns_options": {"mode": 0, "uids": mapping, "gids": mapping}
+    }}});
+    let err = env.pod_from("userns", &pod, &["--runtime", "runc"]).fails();
+    assert!(err.contains("InvalidArgument"), "{err}");
+    assert!(err.contains("does not support user namespaces"), "{err}");
+    let pods = env.d.crictl(&["pods", "-q"]).ok();
+    assert!(pods.trim().is_empty(), "{pods}");
 }

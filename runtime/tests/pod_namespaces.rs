@@ -1,13 +1,15 @@
 //! Issue 5, as root: `corten-shim pin` pins a pod's net/ipc/uts namespaces
 //! as nsfs bind mounts, with hostname, namespaced sysctls and `lo` up, and
-//! `PodNamespaces::remove` leaves no trace. Fails when not run as root.
+//! `PodNamespaces::remove` leaves no trace. Issue 15: with a user namespace
+//! (pinned too, with its maps), which owns the others. Fails when not run
+//! as root.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use corten_runtime::linux::PinOptions;
+use corten_runtime::linux::{IdMapping, IdMappings, PinOptions};
 use corten_runtime::sandbox::{Namespace, PodNamespaces};
 use corten_runtime::ErrorKind;
 
@@ -43,6 +45,20 @@ impl Drop for Guard {
     }
 }
 
+/// Host 100000 -> 0, 65536 ids.
+fn maps() -> IdMappings {
+    let m = vec![IdMapping {
+        container_id: 0,
+        host_id: 100_000,
+        size: 65_536,
+    }];
+    IdMappings {
+        uids: m.clone(),
+        gids: m,
+    }
+}
+
+/// Every namespace, the user namespace included.
 fn all_opts() -> PinOptions {
     PinOptions {
         namespaces: Namespace::ALL.to_vec(),
@@ -51,6 +67,7 @@ fn all_opts() -> PinOptions {
             (PING_RANGE.into(), PING_VALUE.into()),
             (SHMMAX.into(), SHMMAX_VALUE.into()),
         ],
+        id_mappings: Some(maps()),
     }
 }
 
@@ -108,11 +125,19 @@ async fn pins_configured_namespaces_and_removes_them() {
     let uts = format!("--uts={}", dir.join("uts").display());
     assert_eq!(run(&["nsenter", &uts, "hostname"]), "pod1");
     let ping = sysctl_path(PING_RANGE);
+    // Gids of the pod's user namespace: 0..1234 inside, mapped outside.
+    let user = format!("--user={}", dir.join("user").display());
+    assert_eq!(
+        run(&["nsenter", &user, &net, "cat", &ping])
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "1234"]
+    );
     assert_eq!(
         run(&["nsenter", &net, "cat", &ping])
             .split_whitespace()
             .collect::<Vec<_>>(),
-        ["0", "1234"]
+        ["100000", "101234"]
     );
     let host_ping = std::fs::read_to_string(&ping).expect("host sysctl");
     assert_ne!(
@@ -126,6 +151,19 @@ async fn pins_configured_namespaces_and_removes_them() {
         std::fs::read_to_string(&shm).expect("host").trim(),
         SHMMAX_VALUE
     );
+
+    // The user namespace has the maps and owns the others: its root (and
+    // nothing more) may rename the pod's uts and take its lo down.
+    let uid_map = run(&["nsenter", &user, "cat", "/proc/self/uid_map"]);
+    assert_eq!(
+        uid_map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    run(&["nsenter", &user, &uts, "hostname", "renamed"]);
+    assert_eq!(run(&["nsenter", &uts, "hostname"]), "renamed");
+    run(&["nsenter", &user, &net, "ip", "link", "set", "lo", "down"]);
+    let lo = run(&["nsenter", &net, "ip", "-o", "link", "show", "lo"]);
+    assert!(!lo.contains(",UP"), "{lo}");
 
     pod.remove().expect("remove");
     assert!(mounts_under(&dir).is_empty(), "{:?}", mounts_under(&dir));
@@ -190,6 +228,37 @@ async fn a_kernel_refusal_mid_way_is_undone() {
 }
 
 #[tokio::test]
+async fn a_refusal_inside_the_user_namespace_is_undone() {
+    common::require_root("pins namespaces");
+    let g = Guard::new();
+    let dir = g.dir();
+    let opts = PinOptions {
+        namespaces: vec![Namespace::User, Namespace::Net],
+        sysctls: vec![("net.ipv4.no_such_knob".into(), "1".into())],
+        id_mappings: Some(maps()),
+        ..PinOptions::default()
+    };
+    let e = PodNamespaces::create(shim(), &dir, &opts).await.err();
+    let e = e.expect("refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("no such sysctl"), "{e}");
+    assert!(!dir.exists(), "files left behind");
+    assert!(mounts_under(g.tmp.path()).is_empty());
+
+    // Maps that cannot be: refused before anything is made.
+    let mut bad = maps();
+    bad.uids[0].size = 0;
+    let opts = PinOptions {
+        id_mappings: Some(bad),
+        sysctls: vec![],
+        ..opts
+    };
+    let e = PodNamespaces::create(shim(), &dir, &opts).await.err();
+    assert_eq!(e.map(|e| e.kind()), Some(ErrorKind::InvalidArgument));
+    assert!(!dir.exists());
+}
+
+#[tokio::test]
 async fn pinning_twice_in_one_dir_is_refused() {
     common::require_root("pins namespaces");
     let g = Guard::new();
@@ -223,7 +292,7 @@ async fn fifty_cycles_leak_no_mounts() {
         assert!(mounts_under(&dir).is_empty());
     }
     // Other tests run alongside; they leave at most their own pods' mounts.
-    assert!(nsfs_count() <= before + 6, "{before} -> {}", nsfs_count());
+    assert!(nsfs_count() <= before + 8, "{before} -> {}", nsfs_count());
     assert!(mounts_under(g.tmp.path()).is_empty());
 }
 

@@ -5,6 +5,7 @@ pub mod image;
 pub mod metrics;
 pub mod pod;
 pub mod stats;
+pub mod userns;
 pub mod validate;
 
 #[cfg(test)]

@@ -107,8 +107,33 @@ pub fn pod_config(c: &PodSandboxConfig, runtime_handler: &str) -> Result<PodConf
         host_network: network == NamespaceMode::Node,
         host_ipc: ipc == NamespaceMode::Node,
         pid,
+        userns: super::userns::pod_userns(ns.userns_options.as_ref())?,
         runtime_handler: runtime_handler.to_string(),
     })
+}
+
+/// The pod's user namespace as CRI says it: mode POD with its maps, or NODE.
+fn userns_status(pod: &Pod) -> k8s_cri::v1::UserNamespace {
+    let ids = |maps: &[corten_runtime::linux::IdMapping]| {
+        maps.iter()
+            .map(|m| k8s_cri::v1::IdMapping {
+                host_id: m.host_id,
+                container_id: m.container_id,
+                length: m.size,
+            })
+            .collect()
+    };
+    match &pod.config.userns {
+        Some(maps) => k8s_cri::v1::UserNamespace {
+            mode: NamespaceMode::Pod as i32,
+            uids: ids(&maps.uids),
+            gids: ids(&maps.gids),
+        },
+        None => k8s_cri::v1::UserNamespace {
+            mode: NamespaceMode::Node as i32,
+            ..Default::default()
+        },
+    }
 }
 
 fn port_mapping(p: &k8s_cri::v1::PortMapping) -> Result<PortMapping, Status> {
@@ -201,7 +226,7 @@ pub fn pod_status(pod: &Pod) -> PodSandboxStatus {
                     pid: pid as i32,
                     ipc: mode(pod.config.host_ipc) as i32,
                     target_id: String::new(),
-                    userns_options: None,
+                    userns_options: Some(userns_status(pod)),
                 }),
             }),
         }),
@@ -273,6 +298,51 @@ mod tests {
         let mut c = config();
         c.log_directory = "relative/dir".into();
         assert!(pod_config(&c, "").is_err());
+    }
+
+    #[test]
+    fn a_user_namespace_goes_to_the_config_and_comes_back_in_the_status() {
+        let ids = vec![k8s_cri::v1::IdMapping {
+            host_id: 100_000,
+            container_id: 0,
+            length: 65_536,
+        }];
+        let mut c = config();
+        if let Some(ns) = c
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+        {
+            ns.network = NamespaceMode::Pod as i32;
+            ns.userns_options = Some(k8s_cri::v1::UserNamespace {
+                mode: NamespaceMode::Pod as i32,
+                uids: ids.clone(),
+                gids: ids.clone(),
+            });
+        }
+        let pc = pod_config(&c, "").expect("valid");
+        let maps = pc.userns.clone().expect("maps");
+        assert_eq!(maps.host_root(), Some((100_000, 100_000)));
+        let pod = Pod {
+            config: pc,
+            ..Pod::default()
+        };
+        let opts = pod_status(&pod)
+            .linux
+            .and_then(|l| l.namespaces)
+            .and_then(|n| n.options)
+            .and_then(|o| o.userns_options)
+            .expect("userns in the status");
+        assert_eq!(opts.mode, NamespaceMode::Pod as i32);
+        assert_eq!(opts.uids, ids);
+        let host = pod_status(&Pod::default())
+            .linux
+            .and_then(|l| l.namespaces)
+            .and_then(|n| n.options)
+            .and_then(|o| o.userns_options)
+            .expect("userns in the status");
+        assert_eq!(host.mode, NamespaceMode::Node as i32);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub async fn create_container(
         &mut new.config,
         hooks_run,
     )?;
+    crate::convert::userns::check_container_config(config, pod.user.as_ref())?;
     let pid = match pid_choice(config)? {
         PidChoice::Pod => PidNamespace::Pod,
         PidChoice::Container => PidNamespace::Own,

@@ -16,7 +16,7 @@ pub async fn run_pod_sandbox(
         .config
         .as_ref()
         .ok_or_else(|| Status::invalid_argument("RunPodSandboxRequest.config is required"))?;
-    if cri.handler(&req.runtime_handler).is_none() {
+    let Some(handler) = cri.handler(&req.runtime_handler) else {
         let known: Vec<String> = cri
             .handlers
             .iter()
@@ -27,8 +27,14 @@ pub async fn run_pod_sandbox(
             req.runtime_handler,
             known.join(", ")
         )));
-    }
+    };
     let config = pod_config(config, &req.runtime_handler)?;
+    if config.userns.is_some() && !handler.features.user_namespaces {
+        return Err(Status::invalid_argument(format!(
+            "runtime handler {:?} does not support user namespaces (userns_options mode POD)",
+            req.runtime_handler
+        )));
+    }
     let pod = cri.runtime.pods().run(config).await.map_err(CriError)?;
     Ok(RunPodSandboxResponse {
         pod_sandbox_id: pod.id.to_string(),

@@ -57,6 +57,7 @@ fn run(args: &[String]) -> Result<String, String> {
     let spec = Spec::load(spec).map_err(|e| format!("error: load spec: {e}"))?;
     let rootfs = PathBuf::from(rootfs);
     let layers = RootfsLayers {
+        idmap: None,
         lower: lower.iter().map(PathBuf::from).collect(),
         upper: path_or_empty(upper),
         work: path_or_empty(work),

@@ -22,8 +22,8 @@ corten-shim: per-container supervisor of the corten runtime
 
 usage: corten-shim run --bundle DIR --id ID --log FILE [--runtime PATH]
        corten-shim exec --bundle DIR [--tty] [--cwd DIR] [--env K=V ...] -- ARGS...
-       corten-shim pin --dir DIR [--net] [--ipc] [--uts] [--hostname NAME] [--sysctl K=V ...]
-       corten-shim pod-init [--cgroup PATH]
+       corten-shim pin --dir DIR [--user --uid-map C:H:N --gid-map C:H:N] [--net] [--ipc] [--uts] [--hostname NAME] [--sysctl K=V ...]
+       corten-shim pod-init [--cgroup PATH] [--userns PATH]
 
   --runtime PATH   create the container with this OCI runtime (runc, crun)
                    instead of the built-in core
@@ -44,15 +44,28 @@ fn main() -> std::process::ExitCode {
         Some("exec") => return exec(&args),
         Some("pin") => return pin(&args),
         Some("pod-init") => {
-            let cgroup = match &args[1..] {
-                [] => None,
-                [flag, path] if flag == "--cgroup" => Some(path.as_str()),
-                _ => {
-                    eprintln!("{USAGE}");
-                    return std::process::ExitCode::from(2);
+            let (mut cgroup, mut userns) = (None, None);
+            let mut rest = args[1..].iter();
+            while let Some(flag) = rest.next() {
+                let slot = match flag.as_str() {
+                    "--cgroup" => &mut cgroup,
+                    "--userns" => &mut userns,
+                    _ => {
+                        eprintln!("{USAGE}");
+                        return std::process::ExitCode::from(2);
+                    }
+                };
+                match rest.next() {
+                    Some(v) => *slot = Some(v.as_str()),
+                    None => {
+                        eprintln!("{USAGE}");
+                        return std::process::ExitCode::from(2);
+                    }
                 }
-            };
-            return std::process::ExitCode::from(corten_runtime::shim::pod_init::main(cgroup));
+            }
+            return std::process::ExitCode::from(corten_runtime::shim::pod_init::main(
+                cgroup, userns,
+            ));
         }
         _ => {}
     }

@@ -15,6 +15,7 @@ pub(super) fn apply_pod(config: &mut ContainerConfig, pod: &PodContext) {
     config.namespaces.ipc = pod.ipc.clone();
     config.namespaces.uts = pod.uts.clone();
     config.namespaces.pid = pod.pid.clone();
+    config.namespaces.user = pod.user.clone();
     config.hostname = match pod.uts {
         // A joined UTS namespace has the pod's hostname already.
         NsMode::New if !pod.hostname.is_empty() => Some(pod.hostname.clone()),

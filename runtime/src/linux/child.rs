@@ -13,7 +13,7 @@ use super::error::{Context, Error, Result};
 use super::init::Stdio;
 use super::process::{self, apply_seccomp, Command};
 use super::sync;
-use super::{confined, namespaces, pivot};
+use super::{confined, mounts, namespaces, pivot};
 
 /// What the child will do, checked in the parent before the fork so that a
 /// malformed spec fails early with `InvalidArgument`.
@@ -25,9 +25,18 @@ pub(super) struct Plan {
     caps: Option<Sets>,
     no_new_privs: bool,
     terminal: bool,
+    /// The user namespace to join (the spec's path, opened by the parent).
+    pub(super) userns: Option<OwnedFd>,
 }
 
 impl Plan {
+    /// Whether the child forks the init in its place: a new pid namespace
+    /// inside a user namespace is made by a process already in the user
+    /// namespace, and its first child is its pid 1.
+    pub(super) fn reborn(&self) -> bool {
+        self.userns.is_some() && namespaces::new_pid(&self.spec)
+    }
+
     pub(super) fn new(spec: &Spec, rootfs: &Path) -> Result<Plan> {
         let proc = spec
             .process()
@@ -56,7 +65,11 @@ impl Plan {
             proc.env().as_deref().unwrap_or_default(),
         )?;
         let caps = proc.capabilities().as_ref().map(Sets::new).transpose()?;
+        let userns = namespaces::user_path(spec)
+            .map(super::userns::open_userns)
+            .transpose()?;
         Ok(Plan {
+            userns,
             spec: spec.clone(),
             rootfs: rootfs.to_path_buf(),
             command,
@@ -101,6 +114,30 @@ pub(super) fn run(
     })
 }
 
+/// In the child that has joined a user namespace: unshares a pid namespace
+/// (owned by it) and forks its pid 1, the container's init, which returns
+/// from here; this process reports the init's pid and exits. The init
+/// waits until the shim has reaped this process ([`sync::ADOPTED`]): it is
+/// then the shim's child (the shim is a subreaper), so that its
+/// parent-death signal is tied to the shim.
+fn reborn(go: &OwnedFd, report: &OwnedFd) -> Result<()> {
+    use nix::unistd::{fork, ForkResult};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
+        .ctx(|| "unshare a pid namespace in the user namespace")?;
+    // SAFETY: this child is single-threaded (a fork of the single-threaded
+    // shim), so its child is a whole copy of the only thread.
+    match unsafe { fork() }.ctx(|| "fork the container init in its pid namespace")? {
+        ForkResult::Parent { child } => {
+            let sent = sync::send_pid(report, child.as_raw());
+            exit_now(if sent.is_ok() { 0 } else { 1 })
+        }
+        ForkResult::Child => {
+            wait_for(go, sync::ADOPTED);
+            Ok(())
+        }
+    }
+}
+
 /// Waits for `want` from the parent; exits quietly if the parent is gone.
 fn wait_for(go: &OwnedFd, want: u8) {
     match sync::read_byte(go) {
@@ -117,6 +154,28 @@ fn setup_and_exec(
     report: &OwnedFd,
 ) -> Result<Infallible> {
     let spec = &plan.spec;
+    let proc = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("no process".into()))?;
+    // Before any user namespace is joined: raising limits needs the host's
+    // CAP_SYS_RESOURCE.
+    process::set_oom_score_adj(proc.oom_score_adj());
+    process::set_rlimits(proc.rlimits().as_deref().unwrap_or_default())?;
+    // Id-mapping needs root on the host too: the bind mounts are cloned and
+    // mapped now, attached inside the container's mount namespace later.
+    let mut mapped = match &plan.userns {
+        Some(userns) => mounts::idmapped_binds(spec, userns)?,
+        None => Vec::new(),
+    };
+    let joined_user = match &plan.userns {
+        Some(userns) if plan.reborn() => {
+            namespaces::join_user(userns)?;
+            reborn(go, report)?;
+            None
+        }
+        other => other.as_ref(),
+    };
     process::reset_signals()?;
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "prctl PR_SET_PDEATHSIG")?;
     setsid().ctx(|| "setsid")?;
@@ -128,19 +187,13 @@ fn setup_and_exec(
     }
     process::cloexec_above_stdio()?;
 
-    namespaces::enter(spec)?;
+    namespaces::enter(spec, joined_user)?;
     if let Some(name) = spec.hostname() {
         sethostname(name).ctx(|| format!("sethostname {name}"))?;
     }
-    pivot::enter_rootfs(spec, &plan.rootfs, &plan.cwd, plan.terminal)?;
+    pivot::enter_rootfs(spec, &plan.rootfs, &plan.cwd, plan.terminal, &mut mapped)?;
     pivot::finish(spec)?;
 
-    let proc = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::InvalidSpec("no process".into()))?;
-    process::set_oom_score_adj(proc.oom_score_adj());
-    process::set_rlimits(proc.rlimits().as_deref().unwrap_or_default())?;
     if !plan.no_new_privs {
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN,
         // which the user switch below may drop: install it now.

@@ -99,6 +99,15 @@ pub enum Error {
         /// Why it is refused.
         reason: String,
     },
+    /// A helper child (the maker of a pod's user namespace, of a pid
+    /// namespace inside one) reported a failure.
+    #[error("{message}")]
+    Helper {
+        /// The kind of the child's error.
+        kind: ErrorKind,
+        /// The child's error message.
+        message: String,
+    },
     /// A namespace file to pin exists already.
     #[error("{}: a namespace is pinned there already", path.display())]
     AlreadyPinned {
@@ -123,7 +132,9 @@ impl Error {
                 }
                 _ => ErrorKind::Internal,
             },
-            Error::Init { kind, .. } | Error::ExecProcess { kind, .. } => *kind,
+            Error::Init { kind, .. }
+            | Error::ExecProcess { kind, .. }
+            | Error::Helper { kind, .. } => *kind,
             Error::NoProcess { .. } => ErrorKind::FailedPrecondition,
             Error::Sys { .. } | Error::Io { .. } | Error::InitDied { .. } => ErrorKind::Internal,
         }

@@ -121,9 +121,15 @@ impl ExecPlan {
     }
 }
 
-/// The namespaces joined, in order: the mount namespace last, so the
-/// others are opened through the host's /proc and the cwd is set after it.
-const NAMESPACES: [(&str, CloneFlags); 6] = [
+/// The namespaces joined, in order: the user namespace (a pod's) first,
+/// since it owns the others; the mount namespace last, so the others are
+/// opened through the host's /proc and the cwd is set after it. The helper
+/// stays host uid 0 after joining the user namespace (unmapped there, with
+/// all capabilities in it): the child is born in the container's cgroup,
+/// which only the host's root may write, and takes the container's user
+/// after the fork.
+const NAMESPACES: [(&str, CloneFlags); 7] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
@@ -133,8 +139,7 @@ const NAMESPACES: [(&str, CloneFlags); 6] = [
 ];
 
 /// Opens the init's namespaces that differ from the helper's own (a
-/// container on a host namespace shares it; the user namespace is never
-/// joined).
+/// container on a host namespace shares it).
 fn open_namespaces(pid: i32) -> Result<Vec<(OwnedFd, CloneFlags, String)>> {
     let mut out = Vec::new();
     for (name, flag) in NAMESPACES {

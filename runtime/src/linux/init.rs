@@ -84,7 +84,13 @@ pub fn spawn_init(
     let plan = child::Plan::new(spec, rootfs)?;
     let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).ctx(|| "create sync pipe")?;
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).ctx(|| "create sync pipe")?;
-    let saved_pid_ns = enter_pid_namespace(spec)?;
+    // With a user namespace, a new pid namespace must be made inside it:
+    // the child does that (see `child::reborn`), the shim stays root here.
+    let saved_pid_ns = if plan.reborn() {
+        None
+    } else {
+        enter_pid_namespace(spec)?
+    };
 
     // SAFETY: the shim calling this is single-threaded (see DESIGN.md,
     // process model), so the child is a complete copy of the only thread and
@@ -111,8 +117,20 @@ pub fn spawn_init(
     }
 }
 
-fn parent(pid: Pid, to_child: OwnedFd, from_child: OwnedFd) -> Result<Init> {
-    let report = sync::read_report(&from_child);
+fn parent(mut pid: Pid, to_child: OwnedFd, from_child: OwnedFd) -> Result<Init> {
+    let report = match sync::read_pid_or_report(&from_child) {
+        Ok(Ok(init)) => {
+            // The child forked the init (see `child::reborn`) and exits:
+            // the init, reparented to this subreaper shim once the child is
+            // reaped, is the container; it goes on when told so.
+            reap(pid);
+            pid = Pid::from_raw(init);
+            sync::write_all(&to_child, &[sync::ADOPTED])
+                .and_then(|()| sync::read_report(&from_child))
+        }
+        Ok(Err(report)) => Ok(report),
+        Err(e) => Err(e),
+    };
     match report {
         Ok(Report::Ready) => Ok(Init {
             pid,

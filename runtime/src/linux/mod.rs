@@ -16,12 +16,15 @@
 //! * [`exec_process`] runs a command in a running container, from a fresh
 //!   single-threaded helper (`corten-shim exec`).
 //!
+//! * [`pin`] creates and pins a pod's net/ipc/uts namespaces, and a user
+//!   namespace that owns them when asked (from `corten-shim pin`);
+//!   [`unpin`] releases them (from the daemon). Containers of a pod with a
+//!   user namespace join it first; their files are id-mapped mounts (see
+//!   `userns`).
+//!
 //! * [`load_device_program`] and [`attach_device_program`] put a cgroup
 //!   device program (built by `crate::cgroups` from the device rules) on a
 //!   cgroup2 directory, replacing the previous ones.
-//!
-//! * [`pin`] creates and pins a pod's net/ipc/uts namespaces (from
-//!   `corten-shim pin`); [`unpin`] releases them (from the daemon).
 //!
 //! Sync protocol, over two close-on-exec pipes: the parent writes `S`
 //! (start); the child answers `R` (ready) or an error record
@@ -54,6 +57,7 @@ mod shm;
 mod sync;
 mod sysctl;
 mod targets;
+mod userns;
 
 pub use birth::CgroupBirth;
 pub use bpf::{attach_device_program, device_program_ids, load_device_program, Insn};
@@ -65,6 +69,7 @@ pub use netns::{connect_in_netns, interfaces_in_netns, InterfaceCounters};
 pub use pin::{check_pin_options, pin, unpin, PinOptions};
 pub use pod_init::spawn_pod_init;
 pub use pty::{open_pty, open_resize_fifo, recv_fd, resize_pty};
-pub use rootfs::{mount_rootfs, RootfsLayers};
+pub use rootfs::{mount_rootfs, RootfsIdmap, RootfsLayers};
 pub use shm::{mount_shm, unmount_shm, DEFAULT_SHM_SIZE};
 pub use sysctl::{check_shape as check_sysctl, namespace_of as sysctl_namespace, Namespace};
+pub use userns::{IdMapping, IdMappings};

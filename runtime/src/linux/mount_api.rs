@@ -147,6 +147,19 @@ pub(super) fn set_attr(mount: &OwnedFd, recursive: bool, attr: &Attr) -> nix::Re
     call_setattr(mount.as_raw_fd(), c"", libc::AT_EMPTY_PATH, recursive, attr)
 }
 
+/// Makes the detached mount `mount` (and with `recursive` the mounts
+/// beneath it) an id-mapped mount with the maps of the user namespace
+/// `userns`. The caller is root in the initial user namespace.
+pub(super) fn set_idmap(mount: &OwnedFd, recursive: bool, userns: &OwnedFd) -> nix::Result<()> {
+    let raw = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: super::userns::raw(userns),
+    };
+    setattr_raw(mount.as_raw_fd(), c"", libc::AT_EMPTY_PATH, recursive, &raw)
+}
+
 /// [`set_attr`] on the mount at `path`.
 pub(super) fn set_attr_at(path: &Path, recursive: bool, attr: &Attr) -> nix::Result<()> {
     let cpath = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
@@ -160,16 +173,26 @@ fn call_setattr(
     recursive: bool,
     attr: &Attr,
 ) -> nix::Result<()> {
-    let mut flags = flags as libc::c_uint;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
     let raw = libc::mount_attr {
         attr_set: attr.set,
         attr_clr: attr.clear,
         propagation: attr.propagation,
         userns_fd: 0,
     };
+    setattr_raw(dirfd, path, flags, recursive, &raw)
+}
+
+fn setattr_raw(
+    dirfd: i32,
+    path: &CStr,
+    flags: i32,
+    recursive: bool,
+    raw: &libc::mount_attr,
+) -> nix::Result<()> {
+    let mut flags = flags as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
     // SAFETY: mount_setattr reads the NUL-terminated `path` and `size`
     // bytes of `raw`, both live for the call; it writes nothing back.
     let rc = unsafe {
@@ -178,7 +201,7 @@ fn call_setattr(
             dirfd,
             path.as_ptr(),
             flags,
-            &raw as *const libc::mount_attr,
+            raw as *const libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
         )
     };

@@ -1,5 +1,6 @@
 //! The spec's mounts, made inside the rootfs before `pivot_root`.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -116,8 +117,47 @@ fn flag(word: &str) -> Option<(MsFlags, MsFlags)> {
     })
 }
 
-/// Makes one spec mount inside the rootfs of `targets`.
-pub(super) fn mount_one(targets: &mut Targets<'_>, m: &Mount) -> Result<()> {
+/// For a container joining a user namespace: an id-mapped detached copy
+/// of each bind mount's source (with `rbind`, of its submounts too), by
+/// the index of the spec's mount; `None` for the other mounts. Made while
+/// the process is still root on the host (id-mapping needs it), attached by
+/// [`mount_one`] inside the container's mount namespace.
+pub(super) fn idmapped_binds(
+    spec: &oci_spec::runtime::Spec,
+    userns: &OwnedFd,
+) -> Result<Vec<Option<OwnedFd>>> {
+    let mut out = Vec::new();
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        let opts = parse_options(m.options().as_deref().unwrap_or_default());
+        if !(opts.bind || m.typ().as_deref() == Some("bind")) {
+            out.push(None);
+            continue;
+        }
+        let Some(source) = m.source() else {
+            out.push(None);
+            continue;
+        };
+        let tree = mount_api::clone_tree(source, opts.recursive)
+            .ctx(|| format!("clone the mount of {}", source.display()))?;
+        mount_api::set_idmap(&tree, opts.recursive, userns).ctx(|| {
+            format!(
+                "id-map {} for {} (its filesystem may not support id-mapped mounts)",
+                source.display(),
+                m.destination().display()
+            )
+        })?;
+        out.push(Some(tree));
+    }
+    Ok(out)
+}
+
+/// Makes one spec mount inside the rootfs of `targets`; a bind mount
+/// attaches `mapped` when given (an id-mapped copy of its source).
+pub(super) fn mount_one(
+    targets: &mut Targets<'_>,
+    m: &Mount,
+    mapped: Option<OwnedFd>,
+) -> Result<()> {
     let root = targets.root();
     let dest = m.destination();
     if !dest.is_absolute() {
@@ -131,7 +171,7 @@ pub(super) fn mount_one(targets: &mut Targets<'_>, m: &Mount) -> Result<()> {
     let shown = Shown { root, dest };
     if opts.bind || typ == "bind" {
         // Flags and propagation included.
-        return bind(targets, m, &opts, &shown);
+        return bind(targets, m, &opts, &shown, mapped);
     }
     if typ == "cgroup" || typ == "cgroup2" {
         cgroup(targets, dest, &opts, &shown)?;
@@ -181,12 +221,22 @@ impl std::fmt::Display for Shown<'_> {
 /// A bind mount: a detached copy of the source moved onto the target, its
 /// flags and propagation set through its descriptor (see [`mount_api`]);
 /// with `mount(2)` and paths where the kernel has no such calls.
-fn bind(targets: &mut Targets<'_>, m: &Mount, opts: &Options, shown: &Shown<'_>) -> Result<()> {
+fn bind(
+    targets: &mut Targets<'_>,
+    m: &Mount,
+    opts: &Options,
+    shown: &Shown<'_>,
+    mapped: Option<OwnedFd>,
+) -> Result<()> {
     let source = m
         .source()
         .as_ref()
         .ok_or_else(|| Error::InvalidSpec(format!("bind mount on {shown} has no source")))?;
-    let tree = match mount_api::clone_tree(source, opts.recursive) {
+    let cloned = match mapped {
+        Some(tree) => Ok(tree),
+        None => mount_api::clone_tree(source, opts.recursive),
+    };
+    let tree = match cloned {
         Ok(tree) => tree,
         Err(Errno::ENOSYS) => return bind_classic(targets, m, source, opts, shown),
         Err(e) => {

@@ -30,28 +30,55 @@ pub(super) fn list(spec: &Spec) -> &[LinuxNamespace] {
         .unwrap_or_default()
 }
 
-/// Refuses what this runtime does not do (user and time namespaces).
+/// Refuses what this runtime does not do: time namespaces, and user
+/// namespaces other than one joined by path (a pod's).
 pub(super) fn validate(spec: &Spec) -> Result<()> {
     for ns in list(spec) {
-        if matches!(
-            ns.typ(),
-            LinuxNamespaceType::User | LinuxNamespaceType::Time
-        ) {
-            return Err(Error::InvalidSpec(format!(
-                "{} namespaces are not supported",
-                ns.typ()
-            )));
+        match ns.typ() {
+            LinuxNamespaceType::Time => {
+                return Err(Error::InvalidSpec(
+                    "time namespaces are not supported".into(),
+                ))
+            }
+            LinuxNamespaceType::User if ns.path().is_none() => {
+                return Err(Error::InvalidSpec(
+                    "a user namespace of the container's own is not supported (only joining one by path)"
+                        .into(),
+                ))
+            }
+            _ => {}
         }
     }
     Ok(())
 }
 
+/// Whether the spec asks for a new pid namespace (one without a path).
+pub(super) fn new_pid(spec: &Spec) -> bool {
+    list(spec)
+        .iter()
+        .find(|n| n.typ() == LinuxNamespaceType::Pid)
+        .is_some_and(|ns| ns.path().is_none())
+}
+
+/// The user namespace the spec joins, by path.
+pub(super) fn user_path(spec: &Spec) -> Option<&std::path::Path> {
+    list(spec)
+        .iter()
+        .find(|n| n.typ() == LinuxNamespaceType::User)
+        .and_then(|n| n.path().as_deref())
+}
+
 /// Joins the namespaces the spec names by path, then creates the others:
 /// uts, ipc, net, a fresh mount namespace (always, so the container's mounts
 /// never touch the shim's), and the cgroup namespace last, after the parent
-/// has put the process in its cgroup.
-pub(super) fn enter(spec: &Spec) -> Result<()> {
+/// has put the process in its cgroup. A user namespace (`userns`, opened
+/// from the spec's path) is joined first, and the process becomes its root,
+/// so that it owns the namespaces made after it.
+pub(super) fn enter(spec: &Spec, userns: Option<&std::os::fd::OwnedFd>) -> Result<()> {
     let nss = list(spec);
+    if let Some(fd) = userns {
+        join_user(fd)?;
+    }
     let join = |typ: LinuxNamespaceType| -> Result<bool> {
         let Some(ns) = nss.iter().find(|n| n.typ() == typ) else {
             return Ok(false);
@@ -87,6 +114,12 @@ pub(super) fn enter(spec: &Spec) -> Result<()> {
         unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace")?;
     }
     Ok(())
+}
+
+/// Joins the user namespace `fd` and becomes its root.
+pub(super) fn join_user(fd: &std::os::fd::OwnedFd) -> Result<()> {
+    setns(fd, CloneFlags::CLONE_NEWUSER).ctx(|| "join the pod's user namespace")?;
+    super::userns::become_root()
 }
 
 /// Whether the container has a UTS namespace of its own (new or joined).

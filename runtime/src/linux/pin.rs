@@ -20,6 +20,13 @@
 //! depends on the propagation type, it only decides how soon the kernel
 //! frees the namespace.
 //!
+//! With a user namespace (DIR/user, [`PinOptions::id_mappings`]) the helper
+//! cannot make the namespaces itself: it forks a child that unshares the
+//! user namespace, waits for the helper to write its maps, becomes its root
+//! and makes the others (so that the user namespace owns them); the helper,
+//! still root on the host, bind-mounts `/proc/<child>/ns/<ns>`, then lets
+//! the child go (see [`super::userns`]).
+//!
 //! Every failure undoes what was done: mounts detached, files removed, DIR
 //! removed if this call created it. Requests that can be judged up front
 //! (sysctls, hostname, files already there) are refused before anything is
@@ -34,8 +41,14 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::stat::Mode;
 
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
+
 use super::error::{Context, Error, Result};
+use super::sync::{self, Report};
 use super::sysctl::{self, Namespace};
+use super::userns::{self, IdMappings};
 
 /// What `corten-shim pin` creates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,6 +59,9 @@ pub struct PinOptions {
     pub hostname: Option<String>,
     /// Sysctls (`name`, `value`) applied in the new namespaces.
     pub sysctls: Vec<(String, String)>,
+    /// The maps of the user namespace (exactly when [`Namespace::User`] is
+    /// asked for).
+    pub id_mappings: Option<IdMappings>,
 }
 
 /// [`PinOptions`] checked: namespaces deduplicated, sysctls as paths.
@@ -53,6 +69,7 @@ struct Plan {
     namespaces: Vec<Namespace>,
     hostname: Option<String>,
     sysctls: Vec<(String, PathBuf, String)>,
+    id_mappings: Option<IdMappings>,
 }
 
 /// Checks `opts` without touching anything.
@@ -80,6 +97,21 @@ fn plan(opts: &PinOptions) -> Result<Plan> {
             return Err(bad("must be 1 to 64 bytes without NUL"));
         }
     }
+    let wants_user = namespaces.contains(&Namespace::User);
+    match &opts.id_mappings {
+        Some(maps) if wants_user => maps.check()?,
+        None if !wants_user => {}
+        Some(_) => {
+            return Err(Error::InvalidSpec(
+                "id mappings without a user namespace to pin".into(),
+            ))
+        }
+        None => {
+            return Err(Error::InvalidSpec(
+                "a user namespace needs uid and gid mappings".into(),
+            ))
+        }
+    }
     let mut sysctls = Vec::with_capacity(opts.sysctls.len());
     for (name, value) in &opts.sysctls {
         let path = sysctl::check(name, value, &namespaces)?;
@@ -89,6 +121,7 @@ fn plan(opts: &PinOptions) -> Result<Plan> {
         namespaces,
         hostname: opts.hostname.clone(),
         sysctls,
+        id_mappings: opts.id_mappings.clone(),
     })
 }
 
@@ -150,23 +183,26 @@ pub fn pin(dir: &Path, opts: &PinOptions) -> Result<()> {
         }
         undo.files.push(file);
         flags |= match ns {
+            Namespace::User => CloneFlags::empty(),
             Namespace::Net => CloneFlags::CLONE_NEWNET,
             Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
             Namespace::Uts => CloneFlags::CLONE_NEWUTS,
         };
     }
-    unshare(flags).ctx(|| "unshare the pod's namespaces")?;
-    if let Some(name) = &plan.hostname {
-        nix::unistd::sethostname(name).ctx(|| format!("set hostname {name:?}"))?;
-    }
-    for (name, path, value) in &plan.sysctls {
-        write_sysctl(name, path, value)?;
-    }
-    if plan.namespaces.contains(&Namespace::Net) {
-        loopback_up()?;
-    }
+    let maker = match &plan.id_mappings {
+        None => {
+            unshare(flags).ctx(|| "unshare the pod's namespaces")?;
+            configure(&plan)?;
+            None
+        }
+        Some(maps) => Some(Maker::start(flags, &plan, maps)?),
+    };
+    let proc_dir = match &maker {
+        Some(m) => format!("/proc/{}", m.pid),
+        None => "/proc/self".to_string(),
+    };
     for ns in &plan.namespaces {
-        let source = format!("/proc/self/ns/{}", ns.name());
+        let source = format!("{proc_dir}/ns/{}", ns.name());
         let target = dir.join(ns.name());
         mount(
             Some(source.as_str()),
@@ -177,8 +213,124 @@ pub fn pin(dir: &Path, opts: &PinOptions) -> Result<()> {
         )
         .ctx(|| format!("bind mount {source} on {}", target.display()))?;
     }
+    if let Some(m) = maker {
+        m.finish();
+    }
     undo.armed = false;
     Ok(())
+}
+
+/// Hostname, sysctls and `lo` of the namespaces the caller is in.
+fn configure(plan: &Plan) -> Result<()> {
+    if let Some(name) = &plan.hostname {
+        nix::unistd::sethostname(name).ctx(|| format!("set hostname {name:?}"))?;
+    }
+    for (name, path, value) in &plan.sysctls {
+        write_sysctl(name, path, value)?;
+    }
+    if plan.namespaces.contains(&Namespace::Net) {
+        loopback_up()?;
+    }
+    Ok(())
+}
+
+/// The child that makes a user namespace and the namespaces it owns; it
+/// lives until [`Maker::finish`] (or is killed on drop) so that its
+/// namespaces can be bind-mounted from `/proc/<pid>/ns`.
+struct Maker {
+    pid: Pid,
+    to_child: Option<OwnedFd>,
+}
+
+impl Maker {
+    fn start(flags: CloneFlags, plan: &Plan, maps: &IdMappings) -> Result<Maker> {
+        let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).ctx(|| "create sync pipe")?;
+        let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).ctx(|| "create sync pipe")?;
+        // SAFETY: `corten-shim pin` is single-threaded; the child makes
+        // system calls and plain Rust, and leaves with _exit.
+        match unsafe { fork() }.ctx(|| "fork the namespace maker")? {
+            ForkResult::Child => {
+                drop(go_write);
+                drop(report_read);
+                let made = Self::child(flags, plan, &go_read, &report_write);
+                let code = match made {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        sync::send_error(&report_write, &e);
+                        1
+                    }
+                };
+                // SAFETY: _exit takes no pointers and never returns.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                drop(go_read);
+                drop(report_write);
+                let mut maker = Maker {
+                    pid: child,
+                    to_child: Some(go_write),
+                };
+                maker.expect_ready(&report_read, "unshare the user namespace")?;
+                userns::write_maps(child, maps)?;
+                if let Some(fd) = &maker.to_child {
+                    sync::write_all(fd, &[sync::START]).ctx(|| "signal the namespace maker")?;
+                }
+                maker.expect_ready(&report_read, "make the pod's namespaces")?;
+                Ok(maker)
+            }
+        }
+    }
+
+    fn child(flags: CloneFlags, plan: &Plan, go: &OwnedFd, report: &OwnedFd) -> Result<()> {
+        unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "unshare the user namespace")?;
+        sync::write_all(report, &[sync::READY]).ctx(|| "report")?;
+        match sync::read_byte(go) {
+            Ok(Some(sync::START)) => {}
+            _ => return Ok(()),
+        }
+        userns::become_root()?;
+        unshare(flags).ctx(|| "unshare the pod's namespaces")?;
+        configure(plan)?;
+        sync::write_all(report, &[sync::READY]).ctx(|| "report")?;
+        // Held until the parent has pinned the namespaces (end of file).
+        let _ = sync::read_byte(go);
+        Ok(())
+    }
+
+    fn expect_ready(&mut self, report: &OwnedFd, step: &str) -> Result<()> {
+        match sync::read_report(report) {
+            Ok(Report::Ready) => Ok(()),
+            Ok(Report::Failed { kind, message }) => Err(Error::Helper { kind, message }),
+            Ok(Report::Eof) => Err(Error::Sys {
+                op: format!("{step}: the namespace maker ended"),
+                source: Errno::ECHILD,
+            }),
+            Err(source) => Err(Error::Sys {
+                op: format!("{step}: read the namespace maker's report"),
+                source,
+            }),
+        }
+    }
+
+    /// Lets the child exit and reaps it.
+    fn finish(mut self) {
+        self.to_child = None;
+        reap(self.pid);
+        self.pid = Pid::from_raw(0);
+    }
+}
+
+impl Drop for Maker {
+    fn drop(&mut self) {
+        if self.pid.as_raw() > 0 {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            reap(self.pid);
+        }
+    }
+}
+
+fn reap(pid: Pid) {
+    while let Err(Errno::EINTR) = waitpid(pid, None) {}
 }
 
 fn write_sysctl(name: &str, path: &Path, value: &str) -> Result<()> {

@@ -42,7 +42,17 @@ pub(super) fn propagation(spec: &Spec) -> Result<MsFlags> {
 
 /// Builds the container's filesystem view and pivots into `rootfs`.
 /// `cwd` is created (confined) before a read-only rootfs is sealed.
-pub(super) fn enter_rootfs(spec: &Spec, rootfs: &Path, cwd: &Path, terminal: bool) -> Result<()> {
+///
+/// `mapped` holds, by the index of the spec's mount, the id-mapped copies
+/// of bind sources made before a user namespace was joined (see
+/// [`mounts::idmapped_binds`]); each is attached instead of a plain copy.
+pub(super) fn enter_rootfs(
+    spec: &Spec,
+    rootfs: &Path,
+    cwd: &Path,
+    terminal: bool,
+    mapped: &mut [Option<std::os::fd::OwnedFd>],
+) -> Result<()> {
     let prop = propagation(spec)?;
     if prop.contains(MsFlags::MS_SHARED) {
         // Keep the copies of the host's mounts peers of theirs (host-path
@@ -85,8 +95,15 @@ pub(super) fn enter_rootfs(spec: &Spec, rootfs: &Path, cwd: &Path, terminal: boo
     let root = Root::open(rootfs)?;
     let mut dev_mounted = false;
     let mut targets = Targets::new(&root);
-    for m in spec.mounts().as_deref().unwrap_or_default() {
-        mounts::mount_one(&mut targets, m)?;
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let tree = mapped.get_mut(i).and_then(Option::take);
+        mounts::mount_one(&mut targets, m, tree)?;
         dev_mounted |= m.destination() == Path::new("/dev");
     }
     drop(targets);

@@ -15,10 +15,11 @@
 
 use std::io::Read as _;
 use std::os::fd::AsRawFd as _;
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -26,13 +27,23 @@ use nix::unistd::{pipe2, Pid};
 
 use super::birth::{fork_into, CgroupBirth, Forked};
 use super::error::{Context, Result};
+use super::userns;
 
 /// Starts the pod's init in a new pid namespace, born in `cgroup` if given
-/// (see [`CgroupBirth`]), and returns its pid as the caller sees it. For the
+/// (see [`CgroupBirth`]), and returns its pid as the caller sees it. With
+/// `userns` (the pod's pinned user namespace) the pid namespace is owned by
+/// it, so that the pod's containers can mount its proc. For the
 /// single-threaded `corten-shim pod-init`.
-pub fn spawn_pod_init(cgroup: Option<&CgroupBirth>) -> Result<i32> {
+pub fn spawn_pod_init(cgroup: Option<&CgroupBirth>, userns: Option<&Path>) -> Result<i32> {
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
+    if let Some(path) = userns {
+        // This helper needs no more of the host's privileges: the init is
+        // born in its cgroup by clone3, whose directory the host uid 0 (kept
+        // in the user namespace, unmapped there) may write.
+        let fd = userns::open_userns(path)?;
+        setns(&fd, CloneFlags::CLONE_NEWUSER).ctx(|| "join the pod's user namespace")?;
+    }
     unshare(CloneFlags::CLONE_NEWPID).ctx(|| "unshare a pid namespace")?;
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).ctx(|| "create sync pipe")?;
     // SAFETY: the caller is the single-threaded helper; the child only makes

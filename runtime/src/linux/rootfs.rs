@@ -11,6 +11,8 @@ use nix::sys::stat::Mode;
 use nix::unistd::{chdir, fchdir};
 
 use super::error::{Context, Error, Result};
+use super::mount_api::{self, Attr};
+use super::userns;
 
 /// The layers of a container's root filesystem.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +26,22 @@ pub struct RootfsLayers {
     pub work: PathBuf,
     /// Mount the overlay read-only.
     pub readonly: bool,
+    /// Id-map the image layers with a user namespace (see
+    /// [`super::userns`]); `None`: as they are.
+    pub idmap: Option<RootfsIdmap>,
+}
+
+/// How a container's root filesystem is id-mapped: its image layers become
+/// id-mapped mounts of `userns` (host uid 0 appears as container uid 0),
+/// and the writable layer is owned by the host ids of container root.
+#[derive(Debug, Clone, Default)]
+pub struct RootfsIdmap {
+    /// The user namespace (a pinned file or `/proc/<pid>/ns/user`).
+    pub userns: PathBuf,
+    /// The host uid of container root.
+    pub host_uid: u32,
+    /// The host gid of container root.
+    pub host_gid: u32,
 }
 
 /// Mount option data is limited to one page by the kernel.
@@ -68,6 +86,19 @@ pub fn mount_rootfs(layers: &RootfsLayers, target: &Path) -> Result<()> {
         flags |= MsFlags::MS_RDONLY;
     }
     let has_upper = !layers.upper.as_os_str().is_empty();
+    let mapped;
+    let layers = match &layers.idmap {
+        Some(idmap) => {
+            mapped = idmap_layers(layers, idmap, target, has_upper)?;
+            &mapped
+        }
+        None => layers,
+    };
+    if !has_upper && layers.lower.len() == 1 && layers.idmap.is_some() {
+        // Already an id-mapped mount of the one layer, at the target.
+        return mount_api::set_attr_at(target, false, &Attr::readonly())
+            .ctx(|| format!("make {} read-only", target.display()));
+    }
     if !has_upper && layers.lower.len() == 1 {
         // overlayfs needs two lower layers without an upper one: a single
         // layer is bind-mounted read-only instead.
@@ -114,6 +145,78 @@ pub fn mount_rootfs(layers: &RootfsLayers, target: &Path) -> Result<()> {
     let mounted = mount_overlay(target, flags, &relative);
     fchdir(&here).ctx(|| "chdir back to the shim's working directory")?;
     mounted
+}
+
+/// Id-maps the image layers of `layers` with `idmap`'s user namespace:
+/// each becomes an id-mapped mount in the shim's mount namespace, next to
+/// `target` (`<target>-layers/<i>`; a single layer without an upper one
+/// goes on `target` itself); the upper and work directories are given to
+/// container root's host ids. Returns the layers to mount the overlay of.
+fn idmap_layers(
+    layers: &RootfsLayers,
+    idmap: &RootfsIdmap,
+    target: &Path,
+    has_upper: bool,
+) -> Result<RootfsLayers> {
+    let userns = userns::open_userns(&idmap.userns)?;
+    let mapped_tree = |source: &Path| -> Result<std::os::fd::OwnedFd> {
+        let tree = mount_api::clone_tree(source, false)
+            .ctx(|| format!("clone the mount of layer {}", source.display()))?;
+        mount_api::set_idmap(&tree, false, &userns)
+            .ctx(|| format!("id-map layer {}", source.display()))?;
+        Ok(tree)
+    };
+    let here = |dir: &Path| -> Result<std::os::fd::OwnedFd> {
+        open(
+            dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("open {}", dir.display()))
+    };
+    if !has_upper && layers.lower.len() == 1 {
+        let tree = mapped_tree(&layers.lower[0])?;
+        mount_api::move_tree(&tree, &here(target)?, c"")
+            .ctx(|| format!("attach the id-mapped layer on {}", target.display()))?;
+        return Ok(layers.clone());
+    }
+    let mut name = target.as_os_str().to_owned();
+    name.push("-layers");
+    let dir = PathBuf::from(name);
+    let mut lower = Vec::with_capacity(layers.lower.len());
+    for (i, layer) in layers.lower.iter().enumerate() {
+        let point = dir.join(i.to_string());
+        std::fs::create_dir_all(&point).ctx(|| format!("create {}", point.display()))?;
+        let tree = mapped_tree(layer)?;
+        mount_api::move_tree(&tree, &here(&point)?, c"").ctx(|| {
+            format!(
+                "attach id-mapped layer {} on {}",
+                layer.display(),
+                point.display()
+            )
+        })?;
+        lower.push(point);
+    }
+    if has_upper {
+        let (uid, gid) = (
+            Some(nix::unistd::Uid::from_raw(idmap.host_uid)),
+            Some(nix::unistd::Gid::from_raw(idmap.host_gid)),
+        );
+        for d in [&layers.upper, &layers.work] {
+            nix::unistd::chown(d, uid, gid).ctx(|| {
+                format!(
+                    "give {} to container root ({}:{})",
+                    d.display(),
+                    idmap.host_uid,
+                    idmap.host_gid
+                )
+            })?;
+        }
+    }
+    Ok(RootfsLayers {
+        lower,
+        ..layers.clone()
+    })
 }
 
 /// The mount point of the mount that holds `path` (the longest mount point
@@ -240,6 +343,7 @@ mod tests {
             upper: "/var/lib/corten/snapshots/c/upper".into(),
             work: "/var/lib/corten/snapshots/c/work".into(),
             readonly: false,
+            idmap: None,
         }
     }
 

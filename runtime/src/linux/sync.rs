@@ -15,6 +15,13 @@ pub(super) const START: u8 = b'S';
 pub(super) const READY: u8 = b'R';
 /// Child to parent: an error record follows (kind byte, message), then EOF.
 pub(super) const FAILED: u8 = b'E';
+/// Child to parent: the child forked the real init (the pid 1 of a pid
+/// namespace it made inside a user namespace) and exits; its host pid
+/// follows (4 bytes, native order), then the init's own reports.
+pub(super) const PID: u8 = b'P';
+/// Parent to the init forked in a child's place: the child is reaped, the
+/// init is the shim's child now (its parent-death signal may be set).
+pub(super) const ADOPTED: u8 = b'A';
 
 /// What the child said.
 #[derive(Debug)]
@@ -69,7 +76,34 @@ fn read_to_end(fd: impl AsFd) -> nix::Result<Vec<u8>> {
 
 /// Reads the child's next report.
 pub(super) fn read_report(fd: &OwnedFd) -> nix::Result<Report> {
+    let first = read_byte(fd)?;
+    report_from(first, fd)
+}
+
+/// Reads the child's first report, or the pid of the init it forked
+/// instead of being it ([`PID`]) when it sends one (`Ok(pid)`).
+pub(super) fn read_pid_or_report(fd: &OwnedFd) -> nix::Result<Result<i32, Report>> {
     match read_byte(fd)? {
+        Some(PID) => {
+            let mut pid = [0u8; 4];
+            for b in pid.iter_mut() {
+                *b = read_byte(fd)?.ok_or(Errno::EPIPE)?;
+            }
+            Ok(Ok(i32::from_ne_bytes(pid)))
+        }
+        first => Ok(Err(report_from(first, fd)?)),
+    }
+}
+
+/// Child side: sends the pid of the init forked in its place.
+pub(super) fn send_pid(fd: &OwnedFd, pid: i32) -> nix::Result<()> {
+    let mut record = vec![PID];
+    record.extend_from_slice(&pid.to_ne_bytes());
+    write_all(fd, &record)
+}
+
+fn report_from(first: Option<u8>, fd: &OwnedFd) -> nix::Result<Report> {
+    match first {
         None => Ok(Report::Eof),
         Some(READY) => Ok(Report::Ready),
         Some(FAILED) => {

@@ -9,6 +9,8 @@ use super::error::{Error, Result};
 /// The namespaces a pod sandbox pins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Namespace {
+    /// The user namespace (`user`): made first, it owns the others.
+    User,
     /// The network namespace (`net`).
     Net,
     /// The System V IPC / POSIX message queue namespace (`ipc`).
@@ -19,12 +21,18 @@ pub enum Namespace {
 
 impl Namespace {
     /// All of them, in the order they are pinned.
-    pub const ALL: [Namespace; 3] = [Namespace::Net, Namespace::Ipc, Namespace::Uts];
+    pub const ALL: [Namespace; 4] = [
+        Namespace::User,
+        Namespace::Net,
+        Namespace::Ipc,
+        Namespace::Uts,
+    ];
 
     /// The name of the namespace under `/proc/<pid>/ns/` (and of the pinned
     /// file).
     pub fn name(self) -> &'static str {
         match self {
+            Namespace::User => "user",
             Namespace::Net => "net",
             Namespace::Ipc => "ipc",
             Namespace::Uts => "uts",

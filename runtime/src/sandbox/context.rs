@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PodFiles;
 use crate::ids::SandboxId;
-use crate::spec::NsMode;
+use crate::spec::{NsMode, UserNamespace};
 
 /// A pod as its containers see it: the namespaces to join, the files to
 /// bind-mount, the cgroup to nest under. [`super::Pod::context`] builds it;
@@ -33,6 +33,8 @@ pub struct PodContext {
     pub ipc: NsMode,
     /// UTS namespace: the pod's pinned one or the host's.
     pub uts: NsMode,
+    /// The pod's user namespace (pinned) and its maps; `None`: the host's.
+    pub user: Option<UserNamespace>,
     /// PID namespace: `New` (one per container, the CRI default), the
     /// pod's shared one (`Path` to `/proc/<init>/ns/pid`) or the host's.
     pub pid: NsMode,

@@ -272,6 +272,7 @@ impl PodPlumbing for FakePlumbing {
     fn spawn_init<'a>(
         &'a self,
         cgroup: Option<&'a str>,
+        _userns: Option<&'a Path>,
     ) -> BoxFuture<'a, Result<PodInit, crate::Error>> {
         let cgroup = cgroup.map(str::to_owned);
         let result = self

@@ -3,8 +3,9 @@
 //!
 //! [`PodNamespaces::create`] runs `corten-shim pin` (a fresh process, since
 //! the daemon is threaded and never unshares or forks Rust code) and waits
-//! for it; the namespaces then live on as bind mounts DIR/net, DIR/ipc,
-//! DIR/uts until [`PodNamespaces::remove`]. CNI plugins get
+//! for it; the namespaces then live on as bind mounts DIR/user (a pod with
+//! a user namespace), DIR/net, DIR/ipc, DIR/uts until
+//! [`PodNamespaces::remove`]. CNI plugins get
 //! [`PodNamespaces::path`] of [`Namespace::Net`] as their netns; containers
 //! of the pod join the files by path.
 

@@ -62,10 +62,12 @@ pub trait PodPlumbing: Send + Sync + std::fmt::Debug {
     /// Whether `dir` exists and each of `namespaces` is still pinned in it.
     fn pinned(&self, dir: &Path, namespaces: &[Namespace]) -> bool;
 
-    /// Starts the init of a shared pid namespace, born in `cgroup`.
+    /// Starts the init of a shared pid namespace, born in `cgroup`; with
+    /// `userns` (a pinned user namespace), the pid namespace is owned by it.
     fn spawn_init<'a>(
         &'a self,
         cgroup: Option<&'a str>,
+        userns: Option<&'a Path>,
     ) -> BoxFuture<'a, Result<PodInit, crate::Error>>;
     /// Kills `init` if it is still that process, and waits briefly for it.
     fn kill_init(&self, init: PodInit) -> BoxFuture<'_, ()>;
@@ -127,11 +129,18 @@ impl HostPlumbing {
         }
     }
 
-    async fn start_init(&self, cgroup: Option<&str>) -> Result<PodInit, Error> {
+    async fn start_init(
+        &self,
+        cgroup: Option<&str>,
+        userns: Option<&Path>,
+    ) -> Result<PodInit, Error> {
         let mut command = tokio::process::Command::new(&self.shim);
         command.arg("pod-init");
         if let Some(path) = cgroup {
             command.arg("--cgroup").arg(path);
+        }
+        if let Some(path) = userns {
+            command.arg("--userns").arg(path);
         }
         command.stdin(Stdio::null()).kill_on_drop(true);
         let out = crate::blocking::output(&mut command)
@@ -254,8 +263,9 @@ impl PodPlumbing for HostPlumbing {
     fn spawn_init<'a>(
         &'a self,
         cgroup: Option<&'a str>,
+        userns: Option<&'a Path>,
     ) -> BoxFuture<'a, Result<PodInit, crate::Error>> {
-        Box::pin(async move { Ok(self.start_init(cgroup).await?) })
+        Box::pin(async move { Ok(self.start_init(cgroup, userns).await?) })
     }
 
     fn kill_init(&self, init: PodInit) -> BoxFuture<'_, ()> {

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{DnsConfig, Namespace, PodContext, PodFiles};
 use crate::ids::SandboxId;
+use crate::linux::IdMappings;
 use crate::network::PortMapping;
-use crate::spec::NsMode;
+use crate::spec::{NsMode, UserNamespace};
 
 /// How the pod's containers get their pid namespace.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +59,9 @@ pub struct PodConfig {
     pub host_ipc: bool,
     /// The pid namespace mode.
     pub pid: PidMode,
+    /// A user namespace of the pod's own with these maps (CRI
+    /// `userns_options` mode POD); `None`: the host's.
+    pub userns: Option<IdMappings>,
     /// The runtime handler ("" = default).
     pub runtime_handler: String,
 }
@@ -157,6 +161,13 @@ impl Pod {
             network: ns(Namespace::Net),
             ipc: ns(Namespace::Ipc),
             uts: ns(Namespace::Uts),
+            user: match (&self.config.userns, self.namespace_path(Namespace::User)) {
+                (Some(mappings), Some(path)) => Some(UserNamespace {
+                    path,
+                    mappings: mappings.clone(),
+                }),
+                _ => None,
+            },
             pid: match (self.config.pid, self.pid_namespace_path()) {
                 (PidMode::Host, _) => NsMode::Host,
                 (PidMode::Pod, Some(path)) => NsMode::Path(path),

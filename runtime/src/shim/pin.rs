@@ -1,6 +1,7 @@
-//! `corten-shim pin --dir DIR [--net] [--ipc] [--uts] [--hostname NAME]
-//! [--sysctl K=V ...]`: create a pod's namespaces and pin them as DIR/net,
-//! DIR/ipc and DIR/uts (see [`crate::linux::pin`]), then exit.
+//! `corten-shim pin --dir DIR [--user --uid-map C:H:N --gid-map C:H:N]
+//! [--net] [--ipc] [--uts] [--hostname NAME] [--sysctl K=V ...]`: create a
+//! pod's namespaces and pin them as DIR/user, DIR/net, DIR/ipc and DIR/uts
+//! (see [`crate::linux::pin`]), then exit.
 //!
 //! Prints nothing on success. On failure, one line `corten-shim pin: WHY` on
 //! stderr and an exit code that carries the error's kind: [`EXIT_INVALID`]
@@ -11,7 +12,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::linux::{self, Namespace, PinOptions};
+use crate::linux::{self, IdMapping, IdMappings, Namespace, PinOptions};
 use crate::ErrorKind;
 
 /// Exit code of a malformed or refused request.
@@ -43,6 +44,19 @@ impl Args {
         while let Some(flag) = it.next() {
             let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
             match flag.as_str() {
+                "--user" => out.options.namespaces.push(Namespace::User),
+                "--uid-map" | "--gid-map" => {
+                    let m = parse_mapping(value()?)?;
+                    let maps = out
+                        .options
+                        .id_mappings
+                        .get_or_insert_with(IdMappings::default);
+                    if flag == "--uid-map" {
+                        maps.uids.push(m);
+                    } else {
+                        maps.gids.push(m);
+                    }
+                }
                 "--net" => out.options.namespaces.push(Namespace::Net),
                 "--ipc" => out.options.namespaces.push(Namespace::Ipc),
                 "--uts" => out.options.namespaces.push(Namespace::Uts),
@@ -62,9 +76,26 @@ impl Args {
         }
         out.dir = dir.ok_or("--dir is required")?;
         if out.options.namespaces.is_empty() {
-            return Err("at least one of --net, --ipc, --uts is required".into());
+            return Err("at least one of --user, --net, --ipc, --uts is required".into());
         }
         Ok(out)
+    }
+}
+
+/// `C:H:N`: container id, host id, count.
+fn parse_mapping(v: &str) -> Result<IdMapping, String> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let num = |s: &str| {
+        s.parse::<u32>()
+            .map_err(|_| format!("bad id mapping {v:?}"))
+    };
+    match parts.as_slice() {
+        [c, h, n] => Ok(IdMapping {
+            container_id: num(c)?,
+            host_id: num(h)?,
+            size: num(n)?,
+        }),
+        _ => Err(format!("id mapping {v:?} is not CONTAINER:HOST:COUNT")),
     }
 }
 
@@ -75,6 +106,14 @@ pub fn command_line(dir: &Path, options: &PinOptions) -> Vec<OsString> {
     for ns in Namespace::ALL {
         if options.namespaces.contains(&ns) {
             out.push(format!("--{}", ns.name()).into());
+        }
+    }
+    if let Some(maps) = &options.id_mappings {
+        for (flag, list) in [("--uid-map", &maps.uids), ("--gid-map", &maps.gids)] {
+            for m in list {
+                out.push(flag.into());
+                out.push(format!("{}:{}:{}", m.container_id, m.host_id, m.size).into());
+            }
         }
     }
     if let Some(name) = &options.hostname {
@@ -131,6 +170,7 @@ mod tests {
             namespaces: vec![Namespace::Uts, Namespace::Net],
             hostname: Some("pod1".into()),
             sysctls: vec![("net.ipv4.ping_group_range".into(), "0 0".into())],
+            id_mappings: None,
         };
         let line = strings(&command_line(Path::new("/run/x"), &options));
         assert_eq!(line[..5], ["pin", "--dir", "/run/x", "--net", "--uts"]);
@@ -139,6 +179,30 @@ mod tests {
         assert_eq!(parsed.options.hostname.as_deref(), Some("pod1"));
         assert_eq!(parsed.options.sysctls, options.sysctls);
         assert_eq!(parsed.options.namespaces, [Namespace::Net, Namespace::Uts]);
+    }
+
+    #[test]
+    fn user_namespace_maps_round_trip() {
+        let m = |c, h, size| IdMapping {
+            container_id: c,
+            host_id: h,
+            size,
+        };
+        let options = PinOptions {
+            namespaces: vec![Namespace::User, Namespace::Net],
+            id_mappings: Some(IdMappings {
+                uids: vec![m(0, 100_000, 65_536)],
+                gids: vec![m(0, 200_000, 65_536)],
+            }),
+            ..PinOptions::default()
+        };
+        let line = strings(&command_line(Path::new("/run/x"), &options));
+        assert!(line.contains(&"--uid-map".to_string()), "{line:?}");
+        let parsed = Args::parse(&line).expect("parse");
+        assert_eq!(parsed.options, options);
+        let p = |v: &[&str]| Args::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(p(&["pin", "--dir", "/x", "--user", "--uid-map", "0:1"]).is_err());
+        assert!(p(&["pin", "--dir", "/x", "--user", "--uid-map", "0:x:1"]).is_err());
     }
 
     #[test]

@@ -5,10 +5,11 @@
 
 use crate::linux;
 
-/// Runs `corten-shim pod-init [--cgroup PATH]`: returns the process exit
-/// code. With a cgroup, the init is born there (removing the pod's cgroup
-/// kills it, recorded or not); this helper itself never joins it.
-pub fn main(cgroup: Option<&str>) -> u8 {
+/// Runs `corten-shim pod-init [--cgroup PATH] [--userns PATH]`: returns
+/// the process exit code. With a cgroup, the init is born there (removing
+/// the pod's cgroup kills it, recorded or not); this helper itself never
+/// joins it. With a user namespace, the pid namespace is made inside it.
+pub fn main(cgroup: Option<&str>, userns: Option<&str>) -> u8 {
     let birth = match cgroup.map(open_birth).transpose() {
         Ok(birth) => birth,
         Err(e) => {
@@ -16,7 +17,7 @@ pub fn main(cgroup: Option<&str>) -> u8 {
             return 1;
         }
     };
-    match linux::spawn_pod_init(birth.as_ref()) {
+    match linux::spawn_pod_init(birth.as_ref(), userns.map(std::path::Path::new)) {
         Ok(pid) => {
             println!("{pid}");
             0

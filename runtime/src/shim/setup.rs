@@ -179,6 +179,7 @@ fn create(args: &Args) -> Result<Supervisor, Error> {
             upper: rootfs.upper,
             work: rootfs.work,
             readonly: rootfs.readonly,
+            idmap: rootfs_idmap(&spec),
         },
         &target,
     )?;
@@ -319,6 +320,30 @@ fn builtin(
             Err(e)
         }
     }
+}
+
+/// The id-mapping of the rootfs when the container joins a user namespace
+/// by path, with container root mapped.
+fn rootfs_idmap(spec: &Spec) -> Option<linux::RootfsIdmap> {
+    let l = spec.linux().as_ref()?;
+    let userns = l
+        .namespaces()
+        .as_ref()?
+        .iter()
+        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)?
+        .path()
+        .clone()?;
+    let root = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.as_ref()?
+            .iter()
+            .find(|m| m.container_id() == 0 && m.size() > 0)
+            .map(|m| m.host_id())
+    };
+    Some(linux::RootfsIdmap {
+        userns,
+        host_uid: root(l.uid_mappings())?,
+        host_gid: root(l.gid_mappings())?,
+    })
 }
 
 fn cgroup_path(spec: &Spec) -> Option<String> {

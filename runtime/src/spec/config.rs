@@ -243,6 +243,18 @@ pub struct Namespaces {
     pub ipc: NsMode,
     /// UTS namespace.
     pub uts: NsMode,
+    /// The pod's user namespace to join; `None`: the host's.
+    pub user: Option<UserNamespace>,
+}
+
+/// The user namespace a container joins (its pod's) and its maps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserNamespace {
+    /// The pinned namespace file.
+    pub path: PathBuf,
+    /// Its uid and gid maps.
+    pub mappings: crate::linux::IdMappings,
 }
 
 /// How a container gets one namespace.

@@ -6,8 +6,9 @@ use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{
     Capabilities, Linux, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup,
-    LinuxDeviceType, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources,
-    Mount, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
+    LinuxDeviceType, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, Mount, PosixRlimitBuilder, PosixRlimitType,
+    Process, Root, Spec, User,
 };
 
 use super::config::{
@@ -266,10 +267,30 @@ fn linux(c: &ContainerConfig, cap_names: &[String], owner: (u32, u32)) -> Result
     let sec = &c.security;
     let mut linux = Linux::default();
 
-    let mut namespaces = vec![
-        namespace(LinuxNamespaceType::Mount, None),
-        namespace(LinuxNamespaceType::Cgroup, None),
-    ];
+    let mut namespaces = Vec::new();
+    if let Some(user) = &c.namespaces.user {
+        // First: the others are made (or joined) inside it.
+        namespaces.push(namespace(LinuxNamespaceType::User, Some(user.path.clone())));
+        let oci = |maps: &[crate::linux::IdMapping]| -> Result<Vec<LinuxIdMapping>, Error> {
+            maps.iter()
+                .map(|m| {
+                    LinuxIdMappingBuilder::default()
+                        .container_id(m.container_id)
+                        .host_id(m.host_id)
+                        .size(m.size)
+                        .build()
+                        .map_err(|source| Error::Build {
+                            part: "id mappings",
+                            source,
+                        })
+                })
+                .collect::<Result<_, _>>()
+        };
+        linux.set_uid_mappings(Some(oci(&user.mappings.uids)?));
+        linux.set_gid_mappings(Some(oci(&user.mappings.gids)?));
+    }
+    namespaces.push(namespace(LinuxNamespaceType::Mount, None));
+    namespaces.push(namespace(LinuxNamespaceType::Cgroup, None));
     for (typ, mode) in [
         (LinuxNamespaceType::Network, &c.namespaces.network),
         (LinuxNamespaceType::Pid, &c.namespaces.pid),

@@ -18,7 +18,7 @@ mod tests;
 
 pub use config::{
     ContainerConfig, DeviceConfig, DeviceKind, DeviceNode, HookConfig, MountConfig, Namespaces,
-    NsMode, Propagation, Resources, SeccompProfile, Security, HOOK_POINTS,
+    NsMode, Propagation, Resources, SeccompProfile, Security, UserNamespace, HOOK_POINTS,
 };
 pub use generate::{generate, linux_resources};
 pub use image::ImageConfig;

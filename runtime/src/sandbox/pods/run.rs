@@ -16,6 +16,20 @@ impl Pods {
         if config.name.is_empty() {
             return Err(Error::Refused("pod metadata needs a name".into()).into());
         }
+        if let Some(maps) = &config.userns {
+            maps.check().map_err(Error::Invalid)?;
+            let host = [
+                (config.host_network, "network"),
+                (config.host_ipc, "IPC"),
+                (config.pid == PidMode::Host, "PID"),
+            ];
+            if let Some((_, what)) = host.iter().find(|(on, _)| *on) {
+                return Err(Error::Refused(format!(
+                    "a pod with a user namespace cannot use the host's {what} namespace"
+                ))
+                .into());
+            }
+        }
         let key = name_key(&config);
         let id = SandboxId::random()?;
         let _reservation = self.reserve(&key, &config)?;
@@ -133,6 +147,10 @@ impl Pods {
         crate::crash::point("pod.run.after_shm");
 
         let mut namespaces = Vec::new();
+        if config.userns.is_some() {
+            // The user namespace first: it owns the others.
+            namespaces.push(Namespace::User);
+        }
         if !config.host_network {
             namespaces.extend([Namespace::Net, Namespace::Uts]);
         }
@@ -158,6 +176,7 @@ impl Pods {
                     .then(|| pod.hostname.clone()),
                 namespaces,
                 sysctls,
+                id_mappings: config.userns.clone(),
             };
             self.plumbing.pin(&pod.dir, &opts).await?;
             pod.namespaces = opts.namespaces.clone();
@@ -167,7 +186,11 @@ impl Pods {
         if config.pid == PidMode::Pod {
             // Born in the pod's cgroup, so that removing the pod kills it
             // even if its pid was never recorded (a crash right here).
-            let init = self.plumbing.spawn_init(pod.cgroup.as_deref()).await?;
+            let userns = pod.namespace_path(Namespace::User);
+            let init = self
+                .plumbing
+                .spawn_init(pod.cgroup.as_deref(), userns.as_deref())
+                .await?;
             pod.init = Some(init);
         }
         crate::crash::point("pod.run.after_init");

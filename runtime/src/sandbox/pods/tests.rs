@@ -451,3 +451,77 @@ fn names_are_keyed_by_namespace_name_uid_attempt() {
     b.attempt = 1;
     assert_ne!(name_key(&a), name_key(&b));
 }
+
+fn userns_maps() -> crate::linux::IdMappings {
+    let m = vec![crate::linux::IdMapping {
+        container_id: 0,
+        host_id: 100_000,
+        size: 65_536,
+    }];
+    crate::linux::IdMappings {
+        uids: m.clone(),
+        gids: m,
+    }
+}
+
+#[tokio::test]
+async fn a_user_namespace_is_pinned_first_and_given_to_containers() {
+    let env = Env::new().await;
+    let config = PodConfig {
+        userns: Some(userns_maps()),
+        ..full()
+    };
+    let pod = env.pods.run(config).await.expect("run");
+    assert!(env.fake.calls().contains(&Call::Pin(
+        pod.dir.clone(),
+        vec![
+            Namespace::User,
+            Namespace::Net,
+            Namespace::Uts,
+            Namespace::Ipc
+        ]
+    )));
+    let user = pod.context().user.expect("the pod's user namespace");
+    assert_eq!(user.path, pod.dir.join("user"));
+    assert_eq!(user.mappings, userns_maps());
+    // Without one, containers stay in the host's.
+    let other = env.pods.run(PodConfig {
+        name: "plain".into(),
+        ..full()
+    });
+    assert_eq!(other.await.expect("run").context().user, None);
+}
+
+#[tokio::test]
+async fn a_user_namespace_with_host_namespaces_or_bad_maps_is_refused_up_front() {
+    let env = Env::new().await;
+    let mut bad = userns_maps();
+    bad.gids.clear();
+    let cases = [
+        PodConfig {
+            host_network: true,
+            userns: Some(userns_maps()),
+            ..full()
+        },
+        PodConfig {
+            host_ipc: true,
+            userns: Some(userns_maps()),
+            ..full()
+        },
+        PodConfig {
+            pid: PidMode::Host,
+            userns: Some(userns_maps()),
+            ..full()
+        },
+        PodConfig {
+            userns: Some(bad),
+            ..full()
+        },
+    ];
+    for config in cases {
+        let e = env.pods.run(config).await.expect_err("refused");
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+    }
+    assert!(env.fake.calls().is_empty(), "{:?}", env.fake.calls());
+    env.assert_nothing_left();
+}

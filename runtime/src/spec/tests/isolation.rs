@@ -8,6 +8,45 @@ use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, LinuxSeccompAction}
 use super::*;
 
 #[test]
+fn a_pods_user_namespace_comes_first_with_its_maps() {
+    use crate::linux::{IdMapping, IdMappings};
+    let mut c = config();
+    assert!(!gen(&c)
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User));
+    let map = vec![IdMapping {
+        container_id: 0,
+        host_id: 100_000,
+        size: 65_536,
+    }];
+    c.namespaces.user = Some(crate::spec::UserNamespace {
+        path: "/run/corten/pods/p/user".into(),
+        mappings: IdMappings {
+            uids: map.clone(),
+            gids: map,
+        },
+    });
+    let spec = gen(&c);
+    let linux = spec.linux().as_ref().expect("linux");
+    let ns = linux.namespaces().clone().expect("ns");
+    assert_eq!(ns[0].typ(), LinuxNamespaceType::User);
+    assert_eq!(
+        ns[0].path().clone(),
+        Some(PathBuf::from("/run/corten/pods/p/user"))
+    );
+    let uids = linux.uid_mappings().clone().expect("uid maps");
+    assert_eq!(
+        (uids[0].container_id(), uids[0].host_id(), uids[0].size()),
+        (0, 100_000, 65_536)
+    );
+    assert_eq!(linux.gid_mappings().as_ref().map(Vec::len), Some(1));
+}
+
+#[test]
 fn namespaces_and_hostname() {
     let mut c = config();
     c.hostname = Some("pod-a".into());
@@ -16,6 +55,7 @@ fn namespaces_and_hostname() {
         pid: NsMode::Host,
         ipc: NsMode::Path("/run/corten/pods/p/ipc".into()),
         uts: NsMode::New,
+        user: None,
     };
     let spec = gen(&c);
     assert_eq!(spec.hostname().as_deref(), Some("pod-a"));
