@@ -262,6 +262,60 @@ fn a_pod_of_a_runtime_class_runs_under_its_handler() {
     );
 }
 
+/// Issue 15: `hostUsers: false` (user namespaces, on by default since
+/// Kubernetes 1.33): kubelet gives the pod a range of host ids and cortend
+/// runs it in a user namespace of that mapping; its root is not the host's.
+#[test]
+fn a_pod_without_host_users_runs_in_a_user_namespace() {
+    let c = Cluster::start();
+    let mut manifest = pod("userns", vec![sleeper("main", "busybox")]);
+    manifest["spec"]["hostUsers"] = json!(false);
+    c.apply(&manifest);
+    c.kubectl(&["wait", "--for=condition=Ready", "pod/userns", ROLLOUT_FLAG])
+        .ok();
+    let map = c
+        .kubectl(&["exec", "userns", "--", "cat", "/proc/self/uid_map"])
+        .ok();
+    let fields: Vec<u64> = map
+        .split_whitespace()
+        .map(|f| f.parse().expect("uid_map numbers"))
+        .collect();
+    assert_eq!(fields.len(), 3, "one range: {map}");
+    assert_eq!(fields[0], 0, "{map}");
+    assert!(
+        fields[1] >= 65536,
+        "container root is not a low host id: {map}"
+    );
+    assert_eq!(fields[2], 65536, "{map}");
+    let uid = c.kubectl(&["exec", "userns", "--", "id", "-u"]).ok();
+    assert_eq!(uid.trim(), "0");
+    // The service account token, a volume kubelet made, reads inside.
+    let token = c
+        .kubectl(&[
+            "exec",
+            "userns",
+            "--",
+            "cat",
+            "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+        ])
+        .ok();
+    assert_eq!(token.trim(), "default");
+    // The same pod seen by cortend: its user namespace with kubelet's map.
+    let pods = in_cortend(&c, "pods", "ready", "test=userns");
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    let shown = c
+        .kubelet()
+        .daemon()
+        .crictl(&["inspectp", "-o", "json", &pods[0]])
+        .json();
+    let opts = &shown["status"]["linux"]["namespaces"]["options"]["usernsOptions"];
+    assert_eq!(
+        opts["uids"][0]["hostId"].as_u64(),
+        Some(fields[1]),
+        "{shown}"
+    );
+}
+
 #[test]
 fn a_job_runs_to_completion() {
     let c = Cluster::start();
