@@ -107,8 +107,16 @@ fn clean_critest_mounts(before: &[String]) {
     }
 }
 
+/// One critest run at a time, across the tests of this file: its specs
+/// use fixed host ports (12000-12003).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs critest with `extra` arguments; returns its output and summary.
 fn run_critest(daemon: &Daemon, extra: &[&str]) -> (String, crictl_tests::critest::Summary) {
+    // A run that panicked elsewhere poisons the lock, not the ports.
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let critest = critest_binary().expect("critest is missing: run crictl-tests/run.sh");
     let endpoint = format!("unix://{}", daemon.socket().display());
     let skips = skips_for_kernel();
@@ -155,8 +163,7 @@ fn failures(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// One test, two runs in sequence: critest's specs use fixed host ports
-/// (12000-12003), so two runs at once would collide.
+/// Two runs in sequence (each run holds [`ONE_AT_A_TIME`]).
 #[test]
 fn critest_passes_over_spdy_and_websocket() {
     let s = setup();
