@@ -192,18 +192,22 @@ fn a_pod_run_with_a_handler_has_its_containers_made_by_that_runtime() {
     }
 }
 
+/// The OCI spec in container `id`'s bundle.
+fn bundle_spec(env: &Env, id: &str) -> Value {
+    let path = env
+        .d
+        .state_dir()
+        .join("containers")
+        .join(id)
+        .join("config.json");
+    serde_json::from_slice(&std::fs::read(&path).expect("read spec")).expect("spec JSON")
+}
+
 #[test]
 fn only_the_pod_annotations_a_handler_allows_reach_the_containers_spec() {
     let env = env();
     let (_pod, id) = pod_and_container(&env, "annotated", "runc", &["sleep", "3600"]);
-    let spec_path = env
-        .d
-        .state_dir()
-        .join("containers")
-        .join(&id)
-        .join("config.json");
-    let spec: Value =
-        serde_json::from_slice(&std::fs::read(&spec_path).expect("read spec")).expect("spec JSON");
+    let spec = bundle_spec(&env, &id);
     let annotations = &spec["annotations"];
     assert_eq!(
         annotations["example.com/gpu-mode"], "shared",
@@ -212,14 +216,7 @@ fn only_the_pod_annotations_a_handler_allows_reach_the_containers_spec() {
     assert!(annotations.get("other.org/x").is_none(), "{annotations}");
     // crun allows none.
     let (_pod, id) = pod_and_container(&env, "annotated-crun", "crun", &["sleep", "3600"]);
-    let spec_path = env
-        .d
-        .state_dir()
-        .join("containers")
-        .join(&id)
-        .join("config.json");
-    let spec: Value =
-        serde_json::from_slice(&std::fs::read(&spec_path).expect("read spec")).expect("spec JSON");
+    let spec = bundle_spec(&env, &id);
     assert!(
         spec["annotations"].get("example.com/gpu-mode").is_none(),
         "{}",

@@ -170,14 +170,7 @@ pub struct NetDevice {
 }
 
 /// The hook names the OCI runtime spec knows.
-pub const HOOK_NAMES: &[&str] = &[
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-];
+pub use corten_runtime::spec::HOOK_POINTS as HOOK_NAMES;
 
 /// The CDI versions there are, oldest first.
 const VERSIONS: &[&str] = &[
