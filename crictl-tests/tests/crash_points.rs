@@ -243,7 +243,8 @@ fn processes_mentioning(needles: &[&str], daemon: Option<u32>) -> Vec<String> {
 #[test]
 fn every_crash_point_leaves_state_a_restart_completes_or_removes() {
     let mut w = World::new();
-    for point in crash::POINTS {
+    // The shim's points are visited by their own test (the daemon lives).
+    for point in crash::POINTS.iter().filter(|p| !p.starts_with("shim.")) {
         w.env.d.set_env(crash::ENV, Some(point));
         w.env.d.restart();
         w.scenario(point);

@@ -380,3 +380,60 @@ fn a_user_namespace_is_refused_by_a_handler_without_them() {
     let pods = env.d.crictl(&["pods", "-q"]).ok();
     assert!(pods.trim().is_empty(), "{pods}");
 }
+
+/// The shim aborted (crash point `shim.external.after_create`, as a
+/// `kill -9` would end it) once the handler's runtime has created the
+/// container and before the daemon hears of it: StartContainer fails with
+/// the reason, and RemoveContainer deletes what the runtime made (its
+/// state, its waiting init, its cgroup) as well as the bundle.
+#[test]
+fn a_shim_aborted_after_the_runtimes_create_leaves_nothing_after_removal() {
+    use corten_runtime::crash;
+    let mut env = env();
+    env.d
+        .set_env(crash::ENV, Some("shim.external.after_create"));
+    env.d.restart();
+    for (handler, runtime) in [("runc", RUNC), ("crun", CRUN)] {
+        let name = format!("aborted-{handler}");
+        let pod = env
+            .pod_from(&name, &env.pod_config(&name), &["--runtime", handler])
+            .ok()
+            .trim()
+            .to_string();
+        let id = env.create(&pod, &name, &env.container_config("c", &["sleep", "3600"]));
+        let err = env.d.crictl(&["start", &id]).fails();
+        assert!(
+            err.contains(&id[..12]) || err.contains("shim"),
+            "{handler}: {err}"
+        );
+        let cgroup = bundle_spec(&env, &id)["linux"]["cgroupsPath"]
+            .as_str()
+            .expect("cgroups path")
+            .to_string();
+        let state = root_of(&env, runtime, &id).join(&id);
+        assert!(
+            state.exists(),
+            "{handler}: the runtime's create ran: {}",
+            state.display()
+        );
+        let hierarchy = corten_runtime::cgroups::detect().expect("cgroups");
+        let cg = corten_runtime::cgroups::Cgroup::open(&hierarchy, &cgroup)
+            .expect("the runtime made the cgroup");
+        assert!(
+            !cg.pids().expect("pids").is_empty(),
+            "{handler}: its init waits"
+        );
+
+        let v = env.wait_state(&id, "CONTAINER_EXITED", Duration::from_secs(30));
+        assert_eq!(v["status"]["reason"], "StartError", "{v}");
+        env.d.crictl(&["rm", &id]).ok();
+        assert!(!state.exists(), "{handler}: {} left", state.display());
+        assert!(
+            corten_runtime::cgroups::Cgroup::open(&hierarchy, &cgroup).is_err(),
+            "{handler}: cgroup {cgroup} left"
+        );
+        env.d.crictl(&["rmp", "-f", &pod]).ok();
+    }
+    env.d.set_env(crash::ENV, None);
+    env.d.restart();
+}

@@ -44,6 +44,9 @@ pub const POINTS: &[&str] = &[
     "image.pull.after_layers",
     // RemoveImage (its garbage collection, after the lock is released)
     "image.remove.gc_before_delete",
+    // The shim (which inherits cortend's environment): an external
+    // runtime's create done, the daemon not told yet.
+    "shim.external.after_create",
 ];
 
 /// Aborts the process if `name` is the crash point it was told to stop at.

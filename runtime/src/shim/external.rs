@@ -176,6 +176,7 @@ impl OciRuntime {
             .stderr(ProcStdio::from(stdio.stderr));
         // The write ends go with `cmd`: after this only the init holds them.
         self.run(cmd, "create")?;
+        crate::crash::point("shim.external.after_create");
         self.read_pid(&pid_file)
     }
 
@@ -227,6 +228,7 @@ impl OciRuntime {
                 return Err(e);
             }
         };
+        crate::crash::point("shim.external.after_create");
         Ok((self.read_pid(&pid_file)?, master))
     }
 
