@@ -1,6 +1,7 @@
 //! Nothing lost, nothing stuck (issue 12): cortend aborted at every named
 //! crash point of RunPodSandbox, StopPodSandbox, RemovePodSandbox,
-//! Create/Start/Stop/RemoveContainer and PullImage, then restarted: every
+//! Create/Start/Stop/RemoveContainer and PullImage (each with a plain pod
+//! and with a pod in a user namespace), then restarted: every
 //! object is complete or removable, RemovePodSandbox succeeds, and no
 //! mount, pin, cgroup, veth, address, shim, process or temporary file is
 //! left. Then a `kill -9` loop under pod and container churn.
@@ -39,6 +40,8 @@ struct World {
     env: Env,
     parent: String,
     next: u32,
+    /// The scenarios' pods have a user namespace.
+    userns: bool,
 }
 
 impl World {
@@ -54,14 +57,22 @@ impl World {
             env,
             parent: cgroup_parent(),
             next: 0,
+            userns: false,
         }
     }
 
-    /// A new pod under the test's cgroup parent; its name.
+    /// A new pod under the test's cgroup parent; its name. With
+    /// `self.userns` it has a user namespace (`hostUsers: false`).
     fn pod(&mut self) -> (String, String) {
         self.next += 1;
         let name = format!("crash{}", self.next);
-        let linux = json!({"cgroup_parent": format!("{}/{name}", self.parent)});
+        let mut linux = json!({"cgroup_parent": format!("{}/{name}", self.parent)});
+        if self.userns {
+            let map = json!([{"host_id": 200000, "container_id": 0, "length": 65536}]);
+            linux["security_context"] = json!({"namespace_options": {
+                "userns_options": {"mode": 0, "uids": map, "gids": map}
+            }});
+        }
         let mut pod = self.env.pod_config(&name);
         pod["linux"] = linux;
         let config = self.env.file(&format!("pod-{name}.json"), &pod);
@@ -244,7 +255,10 @@ fn processes_mentioning(needles: &[&str], daemon: Option<u32>) -> Vec<String> {
 fn every_crash_point_leaves_state_a_restart_completes_or_removes() {
     let mut w = World::new();
     // The shim's points are visited by their own test (the daemon lives).
-    for point in crash::POINTS.iter().filter(|p| !p.starts_with("shim.")) {
+    let points = crash::POINTS.iter().filter(|p| !p.starts_with("shim."));
+    // Each point with a plain pod, then with a pod in a user namespace.
+    for (point, userns) in points.flat_map(|p| [(p, false), (p, true)]) {
+        w.userns = userns;
         w.env.d.set_env(crash::ENV, Some(point));
         w.env.d.restart();
         w.scenario(point);
@@ -257,8 +271,8 @@ fn every_crash_point_leaves_state_a_restart_completes_or_removes() {
         w.env.d.set_env(crash::ENV, None);
         w.env.d.resume();
         w.converge();
-        w.assert_clean(point);
-        println!("crash point {point}: recovered, nothing left");
+        w.assert_clean(&format!("{point} (user namespace: {userns})"));
+        println!("crash point {point} (user namespace: {userns}): recovered, nothing left");
     }
 }
 
