@@ -405,6 +405,9 @@ impl Config {
         write_section::<Registry>(&mut out, Some("registry"), &table);
         write_section::<Streaming>(&mut out, Some("streaming"), &table);
         let handlers = table.get("runtimes").and_then(toml::Value::as_table);
+        if handlers.is_none_or(toml::Table::is_empty) {
+            write_handler_example(&mut out);
+        }
         for (name, handler) in handlers.into_iter().flatten() {
             let mut one = toml::Table::new();
             one.insert(format!("runtimes.{name}"), handler.clone());
@@ -413,6 +416,34 @@ impl Config {
         write_section::<Cdi>(&mut out, Some("cdi"), &table);
         out
     }
+}
+
+/// The runtimes section when no handler is configured: its documentation
+/// and an example handler, all commented out.
+fn write_handler_example(out: &mut String) {
+    if let Some((_, doc)) = Config::KEYS.iter().find(|(k, _)| *k == "runtimes") {
+        for line in *doc {
+            let _ = writeln!(out, "#{line}");
+        }
+    }
+    for line in RuntimeHandler::SECTION_DOC {
+        let _ = writeln!(out, "#{line}");
+    }
+    let _ = writeln!(out, "#[runtimes.runc]");
+    let example = RuntimeHandler {
+        path: PathBuf::from("/usr/sbin/runc"),
+        ..RuntimeHandler::default()
+    };
+    let table = toml::Table::try_from(&example).unwrap_or_default();
+    for (key, doc) in RuntimeHandler::KEYS {
+        for line in *doc {
+            let _ = writeln!(out, "#{line}");
+        }
+        if let Some(value) = table.get(*key) {
+            let _ = writeln!(out, "#{key} = {value}");
+        }
+    }
+    out.push('\n');
 }
 
 /// A DNS-1123 label: what Kubernetes allows as a RuntimeClass handler.
@@ -506,6 +537,23 @@ mod tests {
             let above = text[..pos].lines().last().unwrap_or_default();
             assert!(above.starts_with("# "), "{key} has no doc comment above it");
         }
+    }
+
+    #[test]
+    fn the_default_template_shows_a_commented_handler() {
+        let text = Config::default().template();
+        assert!(text.contains("\n#[runtimes.runc]\n#"), "{text}");
+        assert!(text.contains("\n#path = \"/usr/sbin/runc\"\n"), "{text}");
+        // Uncommented, the example is a valid handler.
+        let example: String = text
+            .lines()
+            .skip_while(|l| *l != "#[runtimes.runc]")
+            .take_while(|l| !l.is_empty())
+            .filter(|l| !l.starts_with("# "))
+            .map(|l| format!("{}\n", l.trim_start_matches('#')))
+            .collect();
+        let c = Config::parse(Path::new("example.toml"), &example).expect("example parses");
+        assert_eq!(c.runtimes["runc"].path, PathBuf::from("/usr/sbin/runc"));
     }
 
     #[test]
