@@ -39,7 +39,10 @@ if [ -s "$unified/cgroup.controllers" ] && [ ! -s "$unified/cgroup.subtree_contr
     for c in $(cat "$unified/cgroup.controllers"); do
         echo "== mounting the $c cgroup controller on v1 (hybrid host)"
         mkdir -p "/sys/fs/cgroup/$c"
-        mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"
+        # A controller v1 cannot take stays where it is: the crun tests
+        # then fail saying so, and everything else runs.
+        mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c" ||
+            echo "warning: cannot mount the $c controller on v1: crun will refuse this host" >&2
     done
 fi
 
