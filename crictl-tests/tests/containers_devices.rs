@@ -7,51 +7,15 @@
 //! A default container keeps CAP_MKNOD (as under containerd and CRI-O), so
 //! the program is what stops it from making and opening a host disk.
 
+#[path = "../../runtime/tests/common/block_device.rs"]
+mod block_device;
 mod container_env;
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-
+use block_device::host_block_device;
 use container_env::{path, Env};
 use corten_runtime::cgroups::{self, Cgroup, Controller, DEVICE_FILTER_ENV};
 use crictl_tests::ImageBuilder;
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use serde_json::json;
-
-/// A block device of this host that opens, `(major, minor)`, with a node
-/// for it made at `node`: the disk holding `/` first, then the others the
-/// kernel lists (this machine's hypervisor refuses opening its root disk
-/// to anyone; a loop device opens).
-fn host_block_device(node: &Path) -> (u64, u64) {
-    let dev = std::fs::metadata("/").expect("stat /").dev();
-    let root = (
-        u64::from(nix::sys::stat::major(dev) as u32),
-        u64::from(nix::sys::stat::minor(dev) as u32),
-    );
-    let mut listed: Vec<(u64, u64)> = std::fs::read_dir("/sys/dev/block")
-        .expect("/sys/dev/block")
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let (a, b) = name.split_once(':')?;
-            Some((a.parse().ok()?, b.parse().ok()?))
-        })
-        .collect();
-    listed.sort_by_key(|d| (*d != root, *d));
-    for (major, minor) in listed {
-        let _ = std::fs::remove_file(node);
-        let made = mknod(
-            node,
-            SFlag::S_IFBLK,
-            Mode::from_bits_truncate(0o600),
-            makedev(major, minor),
-        );
-        if made.is_ok() && std::fs::File::open(node).is_ok() {
-            return (major, minor);
-        }
-    }
-    panic!("no block device of this host opens");
-}
 
 /// The container's cgroup, from its runtime spec.
 fn cgroup_of(env: &Env, id: &str) -> Cgroup {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod block_device;
 pub mod wait;
 
 use std::os::unix::fs::PermissionsExt as _;
