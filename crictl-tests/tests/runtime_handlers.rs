@@ -437,3 +437,41 @@ fn a_shim_aborted_after_the_runtimes_create_leaves_nothing_after_removal() {
     env.d.set_env(crash::ENV, None);
     env.d.restart();
 }
+
+/// A pod run with a handler that a later configuration no longer has: the
+/// pod stays listable and removable, and a new container in it is
+/// FailedPrecondition naming the handler, with nothing made.
+#[test]
+fn a_handler_removed_from_the_config_refuses_new_containers_of_its_pods() {
+    let mut env = env();
+    let pod = env
+        .pod_from("gone", &env.pod_config("gone"), &["--runtime", "crun"])
+        .ok()
+        .trim()
+        .to_string();
+    let path = env.d.config_path().to_path_buf();
+    let mut config: toml::Table = std::fs::read_to_string(&path)
+        .expect("read config")
+        .parse()
+        .expect("config parses");
+    if let Some(runtimes) = config
+        .get_mut("runtimes")
+        .and_then(toml::Value::as_table_mut)
+    {
+        runtimes.remove("crun");
+    }
+    std::fs::write(&path, toml::to_string(&config).expect("render")).expect("write config");
+    env.d.restart();
+    let err = env
+        .try_create(&pod, "gone", &env.container_config("c", &["true"]))
+        .fails();
+    assert!(err.contains("FailedPrecondition"), "{err}");
+    assert!(
+        err.contains("crun") && err.contains("not configured"),
+        "{err}"
+    );
+    let all = env.d.crictl(&["ps", "-a", "-q"]).ok();
+    assert!(all.trim().is_empty(), "{all}");
+    env.d.crictl(&["stopp", &pod]).ok();
+    env.d.crictl(&["rmp", &pod]).ok();
+}
