@@ -17,9 +17,9 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-# protoc for the CRI bindings; the parts both runtimes use; libseccomp for
-# the runc that peer-tools.sh builds.
-packages=(protobuf-compiler containernetworking-plugins iptables iproute2 docker-registry libseccomp-dev)
+# The parts both runtimes use; libseccomp for the runc that peer-tools.sh
+# builds.
+packages=(containernetworking-plugins iptables iproute2 docker-registry libseccomp-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,11 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:$HOME/.cargo/bin"
 
-# The CRI bindings are generated at build time and need protoc.
-if ! command -v protoc >/dev/null; then
-    echo "== installing protobuf-compiler (protoc)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler
-fi
+# The CRI bindings are compiled by protox at build time: no protoc.
 cargo build --release --bins
 exec ./target/release/cortend "$@"

@@ -8,6 +8,7 @@ mod convert;
 mod error;
 mod handlers;
 mod image_service;
+mod paging;
 mod rpc_log;
 mod runtime_service;
 mod server;

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use corten_cri_api::v1::image_service_client::ImageServiceClient;
+use corten_cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use hyper_util::rt::TokioIo;
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 /// Connects to the CRI socket at `socket`.
@@ -51,9 +51,9 @@ pub type RuntimeClient = RuntimeServiceClient<Channel>;
 
 /// The CRI config of pod `name` in `namespace` (uid `uid-<name>`, the
 /// name as hostname), as the tests' own gRPC clients send it.
-pub fn pod_config(name: &str, namespace: &str) -> k8s_cri::v1::PodSandboxConfig {
-    k8s_cri::v1::PodSandboxConfig {
-        metadata: Some(k8s_cri::v1::PodSandboxMetadata {
+pub fn pod_config(name: &str, namespace: &str) -> corten_cri_api::v1::PodSandboxConfig {
+    corten_cri_api::v1::PodSandboxConfig {
+        metadata: Some(corten_cri_api::v1::PodSandboxMetadata {
             name: name.into(),
             namespace: namespace.into(),
             uid: format!("uid-{name}"),
@@ -65,13 +65,13 @@ pub fn pod_config(name: &str, namespace: &str) -> k8s_cri::v1::PodSandboxConfig 
 }
 
 /// A busybox container named `name` that sleeps for an hour.
-pub fn sleeper(name: &str) -> k8s_cri::v1::ContainerConfig {
-    k8s_cri::v1::ContainerConfig {
-        metadata: Some(k8s_cri::v1::ContainerMetadata {
+pub fn sleeper(name: &str) -> corten_cri_api::v1::ContainerConfig {
+    corten_cri_api::v1::ContainerConfig {
+        metadata: Some(corten_cri_api::v1::ContainerMetadata {
             name: name.into(),
             attempt: 0,
         }),
-        image: Some(k8s_cri::v1::ImageSpec {
+        image: Some(corten_cri_api::v1::ImageSpec {
             image: "busybox".into(),
             ..Default::default()
         }),
@@ -83,9 +83,9 @@ pub fn sleeper(name: &str) -> k8s_cri::v1::ContainerConfig {
 /// RunPodSandbox of `config`; the pod's id.
 pub async fn run_pod(
     c: &mut RuntimeClient,
-    config: k8s_cri::v1::PodSandboxConfig,
+    config: corten_cri_api::v1::PodSandboxConfig,
 ) -> Result<String, tonic::Status> {
-    Ok(c.run_pod_sandbox(k8s_cri::v1::RunPodSandboxRequest {
+    Ok(c.run_pod_sandbox(corten_cri_api::v1::RunPodSandboxRequest {
         config: Some(config),
         runtime_handler: String::new(),
     })
@@ -98,10 +98,10 @@ pub async fn run_pod(
 pub async fn run_container(
     c: &mut RuntimeClient,
     pod: &str,
-    config: k8s_cri::v1::ContainerConfig,
+    config: corten_cri_api::v1::ContainerConfig,
 ) -> Result<String, tonic::Status> {
     let id = c
-        .create_container(k8s_cri::v1::CreateContainerRequest {
+        .create_container(corten_cri_api::v1::CreateContainerRequest {
             pod_sandbox_id: pod.into(),
             config: Some(config),
             sandbox_config: None,
@@ -109,7 +109,7 @@ pub async fn run_container(
         .await?
         .into_inner()
         .container_id;
-    c.start_container(k8s_cri::v1::StartContainerRequest {
+    c.start_container(corten_cri_api::v1::StartContainerRequest {
         container_id: id.clone(),
     })
     .await?;

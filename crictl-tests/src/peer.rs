@@ -132,7 +132,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
                     let Ok(mut rt) = cri::runtime(&c.socket).await else {
                         return false;
                     };
-                    rt.version(k8s_cri::v1::VersionRequest::default())
+                    rt.version(corten_cri_api::v1::VersionRequest::default())
                         .await
                         .is_ok()
                 })
@@ -213,7 +213,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
         let _ = cri::block_on(async {
             let mut rt = cri::runtime(&self.socket).await.ok()?;
             let pods = rt
-                .list_pod_sandbox(k8s_cri::v1::ListPodSandboxRequest::default())
+                .list_pod_sandbox(corten_cri_api::v1::ListPodSandboxRequest::default())
                 .await
                 .ok()?
                 .into_inner()
@@ -221,12 +221,14 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
             for p in pods {
                 let id = p.id;
                 let _ = rt
-                    .stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
+                    .stop_pod_sandbox(corten_cri_api::v1::StopPodSandboxRequest {
                         pod_sandbox_id: id.clone(),
                     })
                     .await;
                 let _ = rt
-                    .remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest { pod_sandbox_id: id })
+                    .remove_pod_sandbox(corten_cri_api::v1::RemovePodSandboxRequest {
+                        pod_sandbox_id: id,
+                    })
                     .await;
             }
             Some(())

@@ -6,8 +6,8 @@ mod container_env;
 use std::time::Duration;
 
 use container_env::Env;
+use corten_cri_api::v1::ExecSyncRequest;
 use crictl_tests::{cri, wait};
-use k8s_cri::v1::ExecSyncRequest;
 
 #[test]
 fn tutorial_pull_run_list_exec_logs_stop_remove() {

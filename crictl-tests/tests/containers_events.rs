@@ -6,8 +6,8 @@ mod container_env;
 use std::time::Duration;
 
 use container_env::Env;
+use corten_cri_api::v1::ContainerEventType;
 use crictl_tests::{cri, wait};
-use k8s_cri::v1::ContainerEventType;
 
 fn number(v: &serde_json::Value) -> u64 {
     v["value"]
@@ -159,7 +159,7 @@ fn container_events_arrive_in_order_with_statuses() {
     let mut stream = rt.block_on(async {
         let mut client = cri::runtime(&socket).await.expect("connect");
         client
-            .get_container_events(k8s_cri::v1::GetEventsRequest {})
+            .get_container_events(corten_cri_api::v1::GetEventsRequest {})
             .await
             .expect("subscribe")
             .into_inner()

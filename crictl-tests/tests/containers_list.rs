@@ -137,7 +137,7 @@ fn removing_a_pod_removes_its_running_containers() {
             .await
             .expect("connect");
         client
-            .pod_sandbox_status(k8s_cri::v1::PodSandboxStatusRequest {
+            .pod_sandbox_status(corten_cri_api::v1::PodSandboxStatusRequest {
                 pod_sandbox_id: pod.clone(),
                 verbose: false,
             })
@@ -184,7 +184,7 @@ fn status_shows_the_image_the_user_asked_for() {
         let mut shown = Vec::new();
         for (name, user) in [("by-name", "busybox:latest"), ("by-id", "")] {
             let mut config = crictl_tests::cri::sleeper(name);
-            config.image = Some(k8s_cri::v1::ImageSpec {
+            config.image = Some(corten_cri_api::v1::ImageSpec {
                 image: image_id.clone(),
                 user_specified_image: user.into(),
                 ..Default::default()
@@ -193,7 +193,7 @@ fn status_shows_the_image_the_user_asked_for() {
                 .await
                 .expect("create and start");
             let status = client
-                .container_status(k8s_cri::v1::ContainerStatusRequest {
+                .container_status(corten_cri_api::v1::ContainerStatusRequest {
                     container_id: id.clone(),
                     verbose: false,
                 })
@@ -203,8 +203,8 @@ fn status_shows_the_image_the_user_asked_for() {
                 .status
                 .expect("a status");
             let listed = client
-                .list_containers(k8s_cri::v1::ListContainersRequest {
-                    filter: Some(k8s_cri::v1::ContainerFilter {
+                .list_containers(corten_cri_api::v1::ListContainersRequest {
+                    filter: Some(corten_cri_api::v1::ContainerFilter {
                         id,
                         ..Default::default()
                     }),

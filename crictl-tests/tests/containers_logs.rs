@@ -152,7 +152,7 @@ fn reopen_container_log_after_rotation() {
     crictl_tests::cri::block_on(async {
         let mut client = cri::runtime(env.d.socket()).await.expect("connect");
         client
-            .reopen_container_log(k8s_cri::v1::ReopenContainerLogRequest {
+            .reopen_container_log(corten_cri_api::v1::ReopenContainerLogRequest {
                 container_id: id.clone(),
             })
             .await
@@ -185,7 +185,9 @@ fn reopen_container_log_after_rotation() {
     let err = crictl_tests::cri::block_on(async {
         let mut client = cri::runtime(env.d.socket()).await.expect("connect");
         client
-            .reopen_container_log(k8s_cri::v1::ReopenContainerLogRequest { container_id: id })
+            .reopen_container_log(corten_cri_api::v1::ReopenContainerLogRequest {
+                container_id: id,
+            })
             .await
             .expect_err("not running")
     });

@@ -91,7 +91,7 @@ fn unimplemented_rpc_gives_a_clean_error() {
             .await
             .expect("connect");
         client
-            .checkpoint_container(k8s_cri::v1::CheckpointContainerRequest {
+            .checkpoint_container(corten_cri_api::v1::CheckpointContainerRequest {
                 container_id: "c".into(),
                 location: "/tmp/x".into(),
                 timeout: 0,

@@ -6,8 +6,8 @@
 mod container_env;
 
 use container_env::Env;
+use corten_cri_api::v1 as k8s;
 use crictl_tests::cri;
-use k8s_cri::v1 as k8s;
 
 const ROUNDS: usize = 8;
 

@@ -395,19 +395,19 @@ fn stop_and_remove_are_idempotent_and_leave_nothing() {
     crictl_tests::cri::block_on(async {
         let mut client = cri::runtime(daemon.socket()).await.expect("connect");
         client
-            .remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest {
+            .remove_pod_sandbox(corten_cri_api::v1::RemovePodSandboxRequest {
                 pod_sandbox_id: id.clone(),
             })
             .await
             .expect("remove of a removed pod succeeds");
         client
-            .stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
+            .stop_pod_sandbox(corten_cri_api::v1::StopPodSandboxRequest {
                 pod_sandbox_id: id.clone(),
             })
             .await
             .expect("stop of a removed pod succeeds");
         let status = client
-            .pod_sandbox_status(k8s_cri::v1::PodSandboxStatusRequest {
+            .pod_sandbox_status(corten_cri_api::v1::PodSandboxStatusRequest {
                 pod_sandbox_id: id.clone(),
                 verbose: false,
             })

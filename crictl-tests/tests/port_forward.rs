@@ -118,7 +118,7 @@ fn streaming_urls_are_single_use_and_bad_requests_are_refused() {
     crictl_tests::cri::block_on(async {
         let mut client = cri::runtime(daemon.socket()).await.expect("connect");
         let url = client
-            .port_forward(k8s_cri::v1::PortForwardRequest {
+            .port_forward(corten_cri_api::v1::PortForwardRequest {
                 pod_sandbox_id: pod.clone(),
                 port: vec![],
             })
@@ -138,7 +138,7 @@ fn streaming_urls_are_single_use_and_bad_requests_are_refused() {
         assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
 
         let unknown_pod = client
-            .port_forward(k8s_cri::v1::PortForwardRequest {
+            .port_forward(corten_cri_api::v1::PortForwardRequest {
                 pod_sandbox_id: "no-such-pod".into(),
                 port: vec![],
             })
@@ -146,7 +146,7 @@ fn streaming_urls_are_single_use_and_bad_requests_are_refused() {
             .expect_err("unknown pod");
         assert_eq!(unknown_pod.code(), tonic::Code::NotFound);
         let tty_and_stderr = client
-            .exec(k8s_cri::v1::ExecRequest {
+            .exec(corten_cri_api::v1::ExecRequest {
                 container_id: "whatever".into(),
                 cmd: vec!["sh".into()],
                 tty: true,
@@ -158,7 +158,7 @@ fn streaming_urls_are_single_use_and_bad_requests_are_refused() {
             .expect_err("tty with stderr");
         assert_eq!(tty_and_stderr.code(), tonic::Code::InvalidArgument);
         let no_streams = client
-            .attach(k8s_cri::v1::AttachRequest {
+            .attach(corten_cri_api::v1::AttachRequest {
                 container_id: "whatever".into(),
                 ..Default::default()
             })
@@ -169,7 +169,7 @@ fn streaming_urls_are_single_use_and_bad_requests_are_refused() {
         // A pod that is not ready has no network to forward into.
         daemon.crictl(&["stopp", &pod]).ok();
         let stopped = client
-            .port_forward(k8s_cri::v1::PortForwardRequest {
+            .port_forward(corten_cri_api::v1::PortForwardRequest {
                 pod_sandbox_id: pod.clone(),
                 port: vec![],
             })
@@ -225,7 +225,7 @@ fn hostile_streaming_clients_leave_the_daemon_serving() {
         crictl_tests::cri::block_on(async {
             let mut client = cri::runtime(daemon.socket()).await.expect("connect");
             client
-                .port_forward(k8s_cri::v1::PortForwardRequest {
+                .port_forward(corten_cri_api::v1::PortForwardRequest {
                     pod_sandbox_id: pod.clone(),
                     port: vec![],
                 })

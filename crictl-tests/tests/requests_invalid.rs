@@ -8,8 +8,8 @@ mod container_env;
 use std::path::{Path, PathBuf};
 
 use container_env::Env;
+use corten_cri_api::v1 as api;
 use crictl_tests::{cgroups, cri, DaemonBuilder, TestNetwork};
-use k8s_cri::v1 as api;
 use tonic::Code;
 
 /// Removes the cgroups under `.0` when dropped, should a request the test

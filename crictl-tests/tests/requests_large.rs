@@ -9,8 +9,8 @@ mod container_env;
 use std::time::{Duration, Instant};
 
 use container_env::Env;
+use corten_cri_api::v1 as k8s;
 use crictl_tests::cri;
-use k8s_cri::v1 as k8s;
 use serde_json::json;
 
 const VARS: usize = 100_000;

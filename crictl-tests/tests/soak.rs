@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use container_env::Env;
+use corten_cri_api::v1 as k8s;
 use crictl_tests::cri;
-use k8s_cri::v1 as k8s;
 
 const READERS: usize = 30;
 const EXECS: usize = 10;

@@ -11,8 +11,8 @@ mod spec;
 
 use std::path::PathBuf;
 
+use corten_cri_api::v1 as cri;
 use corten_runtime::spec::ContainerConfig;
-use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use names::requested;

@@ -1,7 +1,7 @@
 //! Fully qualified CDI device names (`vendor.com/class=name`) and the ones
 //! a container asks for.
 
-use k8s_cri::v1 as cri;
+use corten_cri_api::v1 as cri;
 use tonic::Status;
 
 /// The annotation keys that carry device names (`cdi.k8s.io/<anything>`,

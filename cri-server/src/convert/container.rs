@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use corten_cri_api::v1 as cri;
+use corten_cri_api::v1::security_profile::ProfileType;
 use corten_runtime::container::{ContainerRecord, ContainerState, NewContainer};
 use corten_runtime::spec::{
     ContainerConfig, DeviceConfig, MountConfig, Propagation, Resources, SeccompProfile, Security,
 };
-use k8s_cri::v1 as cri;
-use k8s_cri::v1::security_profile::ProfileType;
 use tonic::Status;
 
 use super::validate::{self, invalid};
@@ -412,6 +412,7 @@ pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
             windows: None,
         }),
         image_id: r.image_id.to_string(),
+        stop_signal: 0,
         user: Some(cri::ContainerUser {
             linux: Some(cri::LinuxContainerUser {
                 uid: i64::from(r.user.uid),

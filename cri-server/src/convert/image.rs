@@ -1,7 +1,7 @@
 //! Image records and credentials between CRI and the runtime.
 
+use corten_cri_api::v1::{AuthConfig, Image, ImageSpec, Int64Value};
 use corten_runtime::image::{Credentials, ImageRecord};
-use k8s_cri::v1::{AuthConfig, Image, ImageSpec, Int64Value};
 use tonic::Status;
 
 /// The CRI view of an image record.

@@ -13,9 +13,9 @@
 //! The CRI carries whole numbers: seconds are whole seconds, as the peers
 //! report them through this RPC.
 
+use corten_cri_api::v1 as cri;
 use corten_runtime::container::{ContainerMetrics, ContainerRecord};
 use corten_runtime::PodMetrics;
-use k8s_cri::v1 as cri;
 
 /// The labels of every series, in this order.
 const BASE: [&str; 5] = ["container", "pod", "namespace", "image", "id"];

@@ -3,13 +3,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use corten_runtime::network::PortMapping;
-use corten_runtime::sandbox::{DnsConfig, PidMode, Pod, PodConfig, PodState};
-use k8s_cri::v1::{
+use corten_cri_api::v1::{
     LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodIp, PodSandbox,
     PodSandboxConfig, PodSandboxMetadata, PodSandboxNetworkStatus, PodSandboxState,
     PodSandboxStatus, Protocol,
 };
+use corten_runtime::network::PortMapping;
+use corten_runtime::sandbox::{DnsConfig, PidMode, Pod, PodConfig, PodState};
 use tonic::Status;
 
 use super::validate;
@@ -113,10 +113,10 @@ pub fn pod_config(c: &PodSandboxConfig, runtime_handler: &str) -> Result<PodConf
 }
 
 /// The pod's user namespace as CRI says it: mode POD with its maps, or NODE.
-fn userns_status(pod: &Pod) -> k8s_cri::v1::UserNamespace {
+fn userns_status(pod: &Pod) -> corten_cri_api::v1::UserNamespace {
     let ids = |maps: &[corten_runtime::linux::IdMapping]| {
         maps.iter()
-            .map(|m| k8s_cri::v1::IdMapping {
+            .map(|m| corten_cri_api::v1::IdMapping {
                 host_id: m.host_id,
                 container_id: m.container_id,
                 length: m.size,
@@ -124,19 +124,19 @@ fn userns_status(pod: &Pod) -> k8s_cri::v1::UserNamespace {
             .collect()
     };
     match &pod.config.userns {
-        Some(maps) => k8s_cri::v1::UserNamespace {
+        Some(maps) => corten_cri_api::v1::UserNamespace {
             mode: NamespaceMode::Pod as i32,
             uids: ids(&maps.uids),
             gids: ids(&maps.gids),
         },
-        None => k8s_cri::v1::UserNamespace {
+        None => corten_cri_api::v1::UserNamespace {
             mode: NamespaceMode::Node as i32,
             ..Default::default()
         },
     }
 }
 
-fn port_mapping(p: &k8s_cri::v1::PortMapping) -> Result<PortMapping, Status> {
+fn port_mapping(p: &corten_cri_api::v1::PortMapping) -> Result<PortMapping, Status> {
     let port = |field: &str, v: i32, zero_ok: bool| match u16::try_from(v) {
         Ok(p) if p > 0 || zero_ok => Ok(p),
         _ => Err(Status::invalid_argument(format!(
@@ -239,7 +239,7 @@ pub fn pod_status(pod: &Pod) -> PodSandboxStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_cri::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext};
+    use corten_cri_api::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext};
 
     fn config() -> PodSandboxConfig {
         PodSandboxConfig {
@@ -250,7 +250,7 @@ mod tests {
                 attempt: 2,
             }),
             hostname: "web-0".into(),
-            port_mappings: vec![k8s_cri::v1::PortMapping {
+            port_mappings: vec![corten_cri_api::v1::PortMapping {
                 protocol: Protocol::Udp as i32,
                 container_port: 53,
                 host_port: 5353,
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_user_namespace_goes_to_the_config_and_comes_back_in_the_status() {
-        let ids = vec![k8s_cri::v1::IdMapping {
+        let ids = vec![corten_cri_api::v1::IdMapping {
             host_id: 100_000,
             container_id: 0,
             length: 65_536,
@@ -315,7 +315,7 @@ mod tests {
             .and_then(|s| s.namespace_options.as_mut())
         {
             ns.network = NamespaceMode::Pod as i32;
-            ns.userns_options = Some(k8s_cri::v1::UserNamespace {
+            ns.userns_options = Some(corten_cri_api::v1::UserNamespace {
                 mode: NamespaceMode::Pod as i32,
                 uids: ids.clone(),
                 gids: ids.clone(),

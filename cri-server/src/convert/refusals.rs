@@ -1,7 +1,7 @@
 //! The refusals of [`super::validate`] as the RPCs meet them: through the
 //! whole conversion of a CRI container or pod config, field named.
 
-use k8s_cri::v1 as cri;
+use corten_cri_api::v1 as cri;
 use tonic::Code;
 
 use super::container::{new_container, resources};

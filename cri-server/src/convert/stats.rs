@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use corten_cri_api::v1 as cri;
 use corten_runtime::cgroups::CgroupStats;
 use corten_runtime::linux::InterfaceCounters;
 use corten_runtime::{ContainerUsage, NetworkStats, PodStats};
-use k8s_cri::v1 as cri;
 
 use super::pod::pod_sandbox;
 
@@ -25,6 +25,8 @@ pub fn cpu(c: &CgroupStats, nano_cores: Option<u64>) -> cri::CpuUsage {
         usage_core_nano_seconds: value(c.cpu_usage_ns),
         // Unknown is None, not 0: kubelet then computes the rate itself.
         usage_nano_cores: nano_cores.and_then(value),
+        // Pressure stall information is not read yet.
+        psi: None,
     }
 }
 
@@ -41,6 +43,7 @@ pub fn memory(c: &CgroupStats) -> cri::MemoryUsage {
         rss_bytes: value(c.memory_rss_bytes),
         page_faults: value(c.page_faults),
         major_page_faults: value(c.major_page_faults),
+        psi: None,
     }
 }
 
@@ -66,6 +69,8 @@ pub fn container_stats(u: &ContainerUsage, layers_dir: &Path) -> cri::ContainerS
         }),
         cpu: s.cgroup.as_ref().map(|c| cpu(c, u.nano_cores)),
         memory: s.cgroup.as_ref().map(memory),
+        // Block I/O (and its pressure) is not read yet.
+        io: None,
         writable_layer: Some(cri::FilesystemUsage {
             timestamp: now,
             fs_id: Some(cri::FilesystemIdentifier {
@@ -118,6 +123,7 @@ pub fn pod_stats(p: &PodStats, layers_dir: &Path) -> cri::PodSandboxStats {
         linux: Some(cri::LinuxPodSandboxStats {
             cpu: cgroup.map(|c| cpu(c, p.nano_cores)),
             memory: cgroup.map(memory),
+            io: None,
             network: p.network.as_ref().and_then(network),
             process: cgroup.map(|c| cri::ProcessUsage {
                 timestamp: ts(c.timestamp_ns),

@@ -2,9 +2,9 @@
 //! (mode POD with its uid/gid maps: a user namespace of the pod's own;
 //! NODE or none: the host's) and a container's, which must be its pod's.
 
+use corten_cri_api::v1 as cri;
 use corten_runtime::linux::{IdMapping, IdMappings};
 use corten_runtime::spec::UserNamespace;
-use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use super::validate::invalid;

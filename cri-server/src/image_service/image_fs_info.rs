@@ -1,6 +1,6 @@
 //! `ImageFsInfo`: bytes and inodes used by the layer snapshots.
 
-use k8s_cri::v1::{
+use corten_cri_api::v1::{
     FilesystemIdentifier, FilesystemUsage, ImageFsInfoRequest, ImageFsInfoResponse, UInt64Value,
 };
 use tonic::Status;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1::{ImageStatusRequest, ImageStatusResponse};
+use corten_cri_api::v1::{ImageStatusRequest, ImageStatusResponse};
 use tonic::Status;
 
 use crate::convert::image::{image, spec_image};

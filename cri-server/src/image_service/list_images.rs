@@ -1,6 +1,6 @@
 //! `ListImages`, optionally filtered to one image.
 
-use k8s_cri::v1::{ListImagesRequest, ListImagesResponse};
+use corten_cri_api::v1::{ListImagesRequest, ListImagesResponse};
 use tonic::Status;
 
 use crate::convert::image::image;

@@ -6,18 +6,23 @@ mod list_images;
 mod pull_image;
 mod remove_image;
 
-use k8s_cri::v1::image_service_server::ImageService;
-use k8s_cri::v1::{
+use corten_cri_api::v1::image_service_server::ImageService;
+use corten_cri_api::v1::{
     ImageFsInfoRequest, ImageFsInfoResponse, ImageStatusRequest, ImageStatusResponse,
     ListImagesRequest, ListImagesResponse, PullImageRequest, PullImageResponse, RemoveImageRequest,
     RemoveImageResponse,
 };
+use corten_cri_api::v1::{StreamImagesRequest, StreamImagesResponse};
 use tonic::{Request, Response, Status};
+
+use crate::paging::{pages, PageStream};
 
 use crate::service::CriService;
 
 #[tonic::async_trait]
 impl ImageService for CriService {
+    type StreamImagesStream = PageStream<StreamImagesResponse>;
+
     async fn list_images(
         &self,
         request: Request<ListImagesRequest>,
@@ -61,5 +66,16 @@ impl ImageService for CriService {
         image_fs_info::image_fs_info(&self.state, request.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn stream_images(
+        &self,
+        request: Request<StreamImagesRequest>,
+    ) -> Result<Response<Self::StreamImagesStream>, Status> {
+        let filter = request.into_inner().filter;
+        let list = list_images::list_images(&self.state, ListImagesRequest { filter }).await?;
+        Ok(Response::new(pages(list.images, |images| {
+            StreamImagesResponse { images }
+        })))
     }
 }

@@ -1,6 +1,6 @@
 //! `PullImage`: fetch an image (mirrors first) and answer with its id.
 
-use k8s_cri::v1::{PullImageRequest, PullImageResponse};
+use corten_cri_api::v1::{PullImageRequest, PullImageResponse};
 use tonic::Status;
 
 use crate::convert::image::{credentials, spec_image};

@@ -1,6 +1,6 @@
 //! `RemoveImage`: by id, tag or digest; idempotent.
 
-use k8s_cri::v1::{RemoveImageRequest, RemoveImageResponse};
+use corten_cri_api::v1::{RemoveImageRequest, RemoveImageResponse};
 use tonic::Status;
 
 use crate::convert::image::spec_image;

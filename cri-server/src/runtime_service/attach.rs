@@ -1,7 +1,7 @@
 //! `Attach`: a URL on the streaming server for the stdio of a running
 //! container (stdin only if the container was created with it).
 
-use k8s_cri::v1::{AttachRequest, AttachResponse};
+use corten_cri_api::v1::{AttachRequest, AttachResponse};
 use tonic::Status;
 
 use super::exec::{check_streams, running_container};

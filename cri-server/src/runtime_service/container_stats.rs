@@ -1,11 +1,11 @@
 //! `ContainerStats` and `ListContainerStats`: cgroup counters and the
 //! writable layer's size.
 
-use corten_runtime::container::ContainerFilter;
-use k8s_cri::v1::{
+use corten_cri_api::v1::{
     ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest,
     ListContainerStatsResponse,
 };
+use corten_runtime::container::ContainerFilter;
 use tonic::Status;
 
 use crate::convert::stats::container_stats as convert;

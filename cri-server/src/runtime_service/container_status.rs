@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1::{ContainerStatusRequest, ContainerStatusResponse};
+use corten_cri_api::v1::{ContainerStatusRequest, ContainerStatusResponse};
 use tonic::Status;
 
 use crate::convert::container::status;

@@ -1,6 +1,6 @@
 //! `CreateContainer`: a container of a pod from an image and a CRI config.
 
-use k8s_cri::v1::{CreateContainerRequest, CreateContainerResponse};
+use corten_cri_api::v1::{CreateContainerRequest, CreateContainerResponse};
 use tonic::Status;
 
 use super::pod_lookup::pod_context;

@@ -1,7 +1,7 @@
 //! `Exec`: a URL on the streaming server for running a command in a
 //! running container, interactively.
 
-use k8s_cri::v1::{ExecRequest, ExecResponse};
+use corten_cri_api::v1::{ExecRequest, ExecResponse};
 use tonic::Status;
 
 use crate::error::CriError;

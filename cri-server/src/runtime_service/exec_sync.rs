@@ -20,8 +20,8 @@
 
 use std::time::Duration;
 
+use corten_cri_api::v1::{ExecSyncRequest, ExecSyncResponse};
 use corten_runtime::container::{ExecOutput, ExecRequest};
-use k8s_cri::v1::{ExecSyncRequest, ExecSyncResponse};
 use tonic::Status;
 
 use crate::error::CriError;

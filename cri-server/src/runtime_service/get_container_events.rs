@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use corten_cri_api::v1::{ContainerEventResponse, ContainerEventType, GetEventsRequest};
 use corten_runtime::container::{ContainerEvent, EventKind};
-use k8s_cri::v1::{ContainerEventResponse, ContainerEventType, GetEventsRequest};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 use tonic::Status;

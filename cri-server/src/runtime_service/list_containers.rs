@@ -1,7 +1,7 @@
 //! `ListContainers`: filtered by id (or prefix), state, pod, labels.
 
+use corten_cri_api::v1::{ListContainersRequest, ListContainersResponse};
 use corten_runtime::container::ContainerFilter;
-use k8s_cri::v1::{ListContainersRequest, ListContainersResponse};
 use tonic::Status;
 
 use crate::convert::container::{container, state_from_cri};

@@ -1,6 +1,6 @@
 //! `ListPodSandbox`, filtered by id (or id prefix), state and labels.
 
-use k8s_cri::v1::{ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxFilter};
+use corten_cri_api::v1::{ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxFilter};
 use tonic::Status;
 
 use crate::convert::pod::pod_sandbox;
@@ -22,7 +22,7 @@ pub async fn list_pod_sandbox(
     Ok(ListPodSandboxResponse { items })
 }
 
-fn matches(f: &PodSandboxFilter, p: &k8s_cri::v1::PodSandbox) -> bool {
+fn matches(f: &PodSandboxFilter, p: &corten_cri_api::v1::PodSandbox) -> bool {
     (f.id.is_empty() || p.id.starts_with(&f.id))
         && f.state.is_none_or(|s| s.state == p.state)
         && f.label_selector

@@ -27,13 +27,14 @@ mod status;
 mod stop_container;
 mod stop_pod_sandbox;
 mod update_container_resources;
+mod update_pod_sandbox_resources;
 mod update_runtime_config;
 mod version;
 
 use std::pin::Pin;
 
-use k8s_cri::v1::runtime_service_server::RuntimeService;
-use k8s_cri::v1::{
+use corten_cri_api::v1::runtime_service_server::RuntimeService;
+use corten_cri_api::v1::{
     AttachRequest, AttachResponse, CheckpointContainerRequest, CheckpointContainerResponse,
     ContainerEventResponse, ContainerStatsRequest, ContainerStatsResponse, ContainerStatusRequest,
     ContainerStatusResponse, CreateContainerRequest, CreateContainerResponse, ExecRequest,
@@ -51,10 +52,18 @@ use k8s_cri::v1::{
     UpdateContainerResourcesRequest, UpdateContainerResourcesResponse, UpdateRuntimeConfigRequest,
     UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
 };
+use corten_cri_api::v1::{
+    StreamContainerStatsRequest, StreamContainerStatsResponse, StreamContainersRequest,
+    StreamContainersResponse, StreamPodSandboxMetricsRequest, StreamPodSandboxMetricsResponse,
+    StreamPodSandboxStatsRequest, StreamPodSandboxStatsResponse, StreamPodSandboxesRequest,
+    StreamPodSandboxesResponse, UpdatePodSandboxResourcesRequest,
+    UpdatePodSandboxResourcesResponse,
+};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::error::unimplemented;
+use crate::paging::{pages, PageStream};
 use crate::service::CriService;
 
 /// The stream type of `GetContainerEvents`.
@@ -64,6 +73,11 @@ pub type ContainerEventStream =
 #[tonic::async_trait]
 impl RuntimeService for CriService {
     type GetContainerEventsStream = ContainerEventStream;
+    type StreamPodSandboxesStream = PageStream<StreamPodSandboxesResponse>;
+    type StreamContainersStream = PageStream<StreamContainersResponse>;
+    type StreamContainerStatsStream = PageStream<StreamContainerStatsResponse>;
+    type StreamPodSandboxStatsStream = PageStream<StreamPodSandboxStatsResponse>;
+    type StreamPodSandboxMetricsStream = PageStream<StreamPodSandboxMetricsResponse>;
 
     async fn version(
         &self,
@@ -314,17 +328,8 @@ impl RuntimeService for CriService {
         &self,
         _: Request<ListPodSandboxMetricsRequest>,
     ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
-        let pods = self
-            .state
-            .runtime
-            .list_pod_metrics()
-            .await
-            .map_err(crate::error::CriError)?;
         Ok(Response::new(ListPodSandboxMetricsResponse {
-            pod_metrics: pods
-                .iter()
-                .map(crate::convert::metrics::pod_metrics)
-                .collect(),
+            pod_metrics: self.pod_metrics().await?,
         }))
     }
 
@@ -333,5 +338,102 @@ impl RuntimeService for CriService {
         request: Request<RuntimeConfigRequest>,
     ) -> Result<Response<RuntimeConfigResponse>, Status> {
         runtime_config::runtime_config(&self.state, request.into_inner()).map(Response::new)
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        request: Request<UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<UpdatePodSandboxResourcesResponse>, Status> {
+        update_pod_sandbox_resources::update_pod_sandbox_resources(
+            &self.state,
+            request.into_inner(),
+        )
+        .await
+        .map(Response::new)
+    }
+
+    // The Stream* RPCs answer what their List* RPC answers, in pages.
+
+    async fn stream_pod_sandboxes(
+        &self,
+        request: Request<StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        let filter = request.into_inner().filter;
+        let list =
+            list_pod_sandbox::list_pod_sandbox(&self.state, ListPodSandboxRequest { filter })
+                .await?;
+        Ok(Response::new(pages(list.items, |pod_sandboxes| {
+            StreamPodSandboxesResponse { pod_sandboxes }
+        })))
+    }
+
+    async fn stream_containers(
+        &self,
+        request: Request<StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        let filter = request.into_inner().filter;
+        let list =
+            list_containers::list_containers(&self.state, ListContainersRequest { filter }).await?;
+        Ok(Response::new(pages(list.containers, |containers| {
+            StreamContainersResponse { containers }
+        })))
+    }
+
+    async fn stream_container_stats(
+        &self,
+        request: Request<StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        let filter = request.into_inner().filter;
+        let list = container_stats::list_container_stats(
+            &self.state,
+            ListContainerStatsRequest { filter },
+        )
+        .await?;
+        Ok(Response::new(pages(list.stats, |container_stats| {
+            StreamContainerStatsResponse { container_stats }
+        })))
+    }
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        request: Request<StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        let filter = request.into_inner().filter;
+        let list = pod_sandbox_stats::list_pod_sandbox_stats(
+            &self.state,
+            ListPodSandboxStatsRequest { filter },
+        )
+        .await?;
+        Ok(Response::new(pages(list.stats, |pod_sandbox_stats| {
+            StreamPodSandboxStatsResponse { pod_sandbox_stats }
+        })))
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _: Request<StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        Ok(Response::new(pages(
+            self.pod_metrics().await?,
+            |pod_sandbox_metrics| StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics,
+            },
+        )))
+    }
+}
+
+impl CriService {
+    /// Every pod's metrics, for ListPodSandboxMetrics and its stream.
+    async fn pod_metrics(&self) -> Result<Vec<corten_cri_api::v1::PodSandboxMetrics>, Status> {
+        let pods = self
+            .state
+            .runtime
+            .list_pod_metrics()
+            .await
+            .map_err(crate::error::CriError)?;
+        Ok(pods
+            .iter()
+            .map(crate::convert::metrics::pod_metrics)
+            .collect())
     }
 }

@@ -1,7 +1,7 @@
 //! What the container RPCs know of pods: the one place they look a pod up.
 
+use corten_cri_api::v1::PodSandboxStatus;
 use corten_runtime::sandbox::{PodContext, PodState};
-use k8s_cri::v1::PodSandboxStatus;
 use tonic::Status;
 
 use crate::convert::pod::pod_status as convert_pod_status;

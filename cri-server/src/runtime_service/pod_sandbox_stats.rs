@@ -1,11 +1,11 @@
 //! `PodSandboxStats` and `ListPodSandboxStats`: the pod cgroup's counters
 //! and the stats of each of its containers.
 
-use corten_runtime::PodFilter;
-use k8s_cri::v1::{
+use corten_cri_api::v1::{
     ListPodSandboxStatsRequest, ListPodSandboxStatsResponse, PodSandboxStatsRequest,
     PodSandboxStatsResponse,
 };
+use corten_runtime::PodFilter;
 use tonic::Status;
 
 use crate::convert::stats::pod_stats;

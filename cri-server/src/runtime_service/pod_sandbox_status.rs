@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use corten_cri_api::v1::{PodSandboxStatusRequest, PodSandboxStatusResponse};
 use corten_runtime::container::ContainerFilter;
-use k8s_cri::v1::{PodSandboxStatusRequest, PodSandboxStatusResponse};
 use tonic::Status;
 
 use crate::convert::container;

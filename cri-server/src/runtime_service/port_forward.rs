@@ -1,8 +1,8 @@
 //! `PortForward`: a URL on the streaming server for forwarding ports of a
 //! ready pod (its network namespace, or the host's for a host-network pod).
 
+use corten_cri_api::v1::{PortForwardRequest, PortForwardResponse};
 use corten_runtime::sandbox::{Namespace, PodState};
-use k8s_cri::v1::{PortForwardRequest, PortForwardResponse};
 use tonic::Status;
 
 use crate::error::CriError;

@@ -1,6 +1,6 @@
 //! `RemoveContainer`: kills it if it runs, removes everything; idempotent.
 
-use k8s_cri::v1::{RemoveContainerRequest, RemoveContainerResponse};
+use corten_cri_api::v1::{RemoveContainerRequest, RemoveContainerResponse};
 use tonic::Status;
 
 use crate::error::CriError;

@@ -1,7 +1,7 @@
 //! `RemovePodSandbox`: removes the pod's containers, then the pod (network,
 //! namespaces, /dev/shm, cgroup, files, record). Idempotent.
 
-use k8s_cri::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
+use corten_cri_api::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
 use tonic::Status;
 
 use crate::error::CriError;

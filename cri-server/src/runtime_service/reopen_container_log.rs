@@ -1,6 +1,6 @@
 //! `ReopenContainerLog`: the shim reopens the log file after a rotation.
 
-use k8s_cri::v1::{ReopenContainerLogRequest, ReopenContainerLogResponse};
+use corten_cri_api::v1::{ReopenContainerLogRequest, ReopenContainerLogResponse};
 use tonic::Status;
 
 use crate::error::CriError;

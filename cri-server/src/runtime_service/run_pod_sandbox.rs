@@ -1,7 +1,7 @@
 //! `RunPodSandbox`: pinned namespaces, cgroup, /dev/shm, CNI, pod files.
 //! On any failure nothing of the pod is left (the runtime undoes it).
 
-use k8s_cri::v1::{RunPodSandboxRequest, RunPodSandboxResponse};
+use corten_cri_api::v1::{RunPodSandboxRequest, RunPodSandboxResponse};
 use tonic::Status;
 
 use crate::convert::pod::pod_config;

@@ -1,6 +1,6 @@
 //! `RuntimeConfig`: the cgroup driver, which kubelet must match.
 
-use k8s_cri::v1::{
+use corten_cri_api::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeConfigRequest, RuntimeConfigResponse,
 };
 use tonic::Status;

@@ -1,6 +1,6 @@
 //! `StartContainer`: lets a created container run.
 
-use k8s_cri::v1::{StartContainerRequest, StartContainerResponse};
+use corten_cri_api::v1::{StartContainerRequest, StartContainerResponse};
 use tonic::Status;
 
 use crate::error::CriError;

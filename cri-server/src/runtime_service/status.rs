@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1::{
+use corten_cri_api::v1::{
     RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
     StatusRequest, StatusResponse,
 };
@@ -69,6 +69,7 @@ pub fn status(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
         // supplemental group policies are honoured.
         features: Some(RuntimeFeatures {
             supplemental_groups_policy: true,
+            user_namespaces_host_network: false,
         }),
     })
 }

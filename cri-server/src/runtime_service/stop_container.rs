@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use k8s_cri::v1::{StopContainerRequest, StopContainerResponse};
+use corten_cri_api::v1::{StopContainerRequest, StopContainerResponse};
 use tonic::Status;
 
 use crate::error::CriError;

@@ -2,7 +2,7 @@
 //! and releases its namespaces; the record stays. Idempotent; an unknown
 //! pod is not an error (kubelet stops pods it may have lost track of).
 
-use k8s_cri::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
+use corten_cri_api::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
 use tonic::Status;
 
 use crate::error::CriError;

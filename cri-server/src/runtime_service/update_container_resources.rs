@@ -1,6 +1,6 @@
 //! `UpdateContainerResources`: cgroup limits changed live.
 
-use k8s_cri::v1::{UpdateContainerResourcesRequest, UpdateContainerResourcesResponse};
+use corten_cri_api::v1::{UpdateContainerResourcesRequest, UpdateContainerResourcesResponse};
 use tonic::Status;
 
 use crate::convert::container::resources;

@@ -4,7 +4,7 @@
 //! ranges), as CRI-O does, so the CIDR is only logged. Accepting the call
 //! matters: kubelet sends it at start-up and on node CIDR changes.
 
-use k8s_cri::v1::{UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse};
+use corten_cri_api::v1::{UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse};
 use tonic::Status;
 
 use crate::service::Cri;

@@ -1,6 +1,6 @@
 //! `Version`: who we are and which CRI we speak.
 
-use k8s_cri::v1::{VersionRequest, VersionResponse};
+use corten_cri_api::v1::{VersionRequest, VersionResponse};
 use tonic::Status;
 
 use crate::service::Cri;

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use corten_cri_api::v1 as k8s;
 use crictl_tests::{
     cri, tools, Compression, DaemonBuilder, ImageBuilder, Registry, RegistryOptions, TestNetwork,
 };
-use k8s_cri::v1 as k8s;
 
 /// Writers unless the command line says otherwise.
 const WRITERS: usize = 10;

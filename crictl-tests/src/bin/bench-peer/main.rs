@@ -22,15 +22,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use corten_cri_api::v1 as k8s;
+use corten_cri_api::v1::image_service_client::ImageServiceClient;
+use corten_cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use crictl_tests::critest::program_layer;
 use crictl_tests::peer::{Containerd, PAUSE_IMAGE};
 use crictl_tests::{
     cri, tools, Compression, Daemon, DaemonBuilder, ImageBuilder, Registry, RegistryOptions,
     TestNetwork,
 };
-use k8s_cri::v1 as k8s;
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use table::{table, Samples};
 use tonic::transport::Channel;
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use k8s_cri::v1 as k8s;
+use corten_cri_api::v1 as k8s;
 
 use crate::{image_spec, images, pull, Subject};
 use crictl_tests::layers::host_tree_layer;

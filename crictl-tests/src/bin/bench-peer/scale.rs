@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _, Result};
+use corten_cri_api::v1 as k8s;
 use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
-use k8s_cri::v1 as k8s;
 
 use crate::{image_spec, Subject, BUSYBOX};
 use crictl_tests::cri;
