@@ -546,3 +546,85 @@ fn a_failing_cluster_test_leaves_nothing_behind_and_listened_on_loopback_only() 
         assert!(!d.exists(), "{} left", d.display());
     }
 }
+
+/// The memory limit of cgroup `path` on this host (the v1 memory
+/// controller, or cgroup v2's memory.max).
+fn memory_limit(path: &str) -> Option<u64> {
+    cgroups::dirs(path).iter().find_map(|d| {
+        ["memory.limit_in_bytes", "memory.max"]
+            .iter()
+            .find_map(|f| std::fs::read_to_string(d.join(f)).ok())
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Issue 16: an in-place pod resize (`kubectl patch --subresource resize`,
+/// on by default since Kubernetes 1.33): kubelet changes the container's
+/// limits through UpdateContainerResources and tells cortend the pod's new
+/// resources through UpdatePodSandboxResources, which succeeds; the
+/// container's cgroup has the new limit and the container keeps running.
+#[test]
+fn a_pod_resized_in_place_gets_its_new_memory_limit() {
+    let c = Cluster::start();
+    let mut container = sleeper("main", "busybox");
+    container["resources"] = json!({
+        "requests": {"memory": "32Mi", "cpu": "50m"},
+        "limits": {"memory": "64Mi"},
+    });
+    c.apply(&pod("resized", vec![container]));
+    c.kubectl(&["wait", "--for=condition=Ready", "pod/resized", ROLLOUT_FLAG])
+        .ok();
+    let d = c.kubelet().daemon();
+    let ids = in_cortend(&c, "ps", "running", "io.kubernetes.pod.name=resized");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let shown = d.crictl(&["inspect", "-o", "json", &ids[0]]).json();
+    let cgroup = shown["info"]["runtimeSpec"]["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no cgroupsPath in {shown}"))
+        .to_string();
+    assert_eq!(memory_limit(&cgroup), Some(64 << 20), "{cgroup}");
+
+    c.kubectl(&[
+        "patch",
+        "pod",
+        "resized",
+        "--subresource",
+        "resize",
+        "--patch",
+        r#"{"spec":{"containers":[{"name":"main","resources":{"limits":{"memory":"128Mi"}}}]}}"#,
+    ])
+    .ok();
+    // kubelet reports the resize done once the runtime shows the new limit.
+    c.wait_for(
+        "the resized limit in the pod's status",
+        ROLLOUT,
+        &["pod", "resized"],
+        |p| {
+            p["status"]["containerStatuses"][0]["resources"]["limits"]["memory"] == "128Mi"
+                && p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|c| c["type"] != "PodResizeInProgress")
+        },
+    );
+    assert_eq!(memory_limit(&cgroup), Some(128 << 20), "{cgroup}");
+    let status = d.crictl(&["inspect", "-o", "json", &ids[0]]).json();
+    assert_eq!(status["status"]["state"], "CONTAINER_RUNNING", "{status}");
+    assert_eq!(
+        status["status"]["resources"]["linux"]["memoryLimitInBytes"],
+        json!((128u64 << 20).to_string()),
+        "{status}"
+    );
+    // kubelet's UpdatePodSandboxResources reached cortend and succeeded.
+    let log = d.log();
+    let calls: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rpc=UpdatePodSandboxResources"))
+        .collect();
+    assert!(
+        calls.iter().any(|l| l.contains("done")),
+        "no successful UpdatePodSandboxResources in cortend's log: {calls:#?}"
+    );
+    assert!(!calls.iter().any(|l| l.contains("failed")), "{calls:#?}");
+}
