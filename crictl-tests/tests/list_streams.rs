@@ -155,8 +155,9 @@ fn seed(d: &Daemon, pod_id: &str, ctr_id: &str) -> Seeded {
         .find(|(id, _)| id == pod_id)
         .expect("the template pod's record");
     assert_eq!(pod.state, PodState::NotReady, "the template pod is stopped");
-    let ctrs: Vec<(String, ContainerRecord)> =
-        store.load_all(Table::Containers).expect("container records");
+    let ctrs: Vec<(String, ContainerRecord)> = store
+        .load_all(Table::Containers)
+        .expect("container records");
     let (_, ctr) = ctrs
         .into_iter()
         .find(|(id, _)| id == ctr_id)
@@ -240,7 +241,9 @@ fn unseed(d: &Daemon, seeded: &Seeded) {
         .into_iter()
         .map(Change::Delete)
         .collect();
-    store.apply(Table::Containers, ctrs).expect("containers gone");
+    store
+        .apply(Table::Containers, ctrs)
+        .expect("containers gone");
     let pods: Vec<Change> = seeded.pods.iter().cloned().map(Change::Delete).collect();
     store.apply(Table::Pods, pods).expect("pods gone");
     for id in seeded.all_containers() {
@@ -276,8 +279,7 @@ fn ten_thousand_containers_stream_under_kubelets_limit_with_filters() {
     let seeding = t.elapsed();
     let t = Instant::now();
     env.d.resume();
-    let restart = t.elapsed();
-    eprintln!("seeding {CONTAINERS} containers in {PODS} pods: {seeding:?}; restart: {restart:?}");
+    eprintln!("seeding {CONTAINERS} containers in {PODS} pods: {seeding:?}");
 
     let socket = env.d.socket().to_path_buf();
     let mut everything = seeded.all_containers();
@@ -286,6 +288,13 @@ fn ten_thousand_containers_stream_under_kubelets_limit_with_filters() {
 
     block_on(async {
         let mut kubelet = kubelet_client(&socket).await;
+        // The socket is bound before the stores are opened and recovered:
+        // the first answer comes once they are.
+        kubelet
+            .version(cri::VersionRequest::default())
+            .await
+            .expect("Version");
+        eprintln!("first answer after the restart: {:?}", t.elapsed());
 
         // The unary answer is over the limit: the client refuses it.
         let t = Instant::now();
@@ -324,7 +333,12 @@ fn ten_thousand_containers_stream_under_kubelets_limit_with_filters() {
         );
 
         // Filters: a pod, a label, each state, and together.
-        for pod in [&seeded.pods[0], &seeded.pods[PODS / 2], &seeded.pods[PODS - 1]] {
+        let t = Instant::now();
+        for pod in [
+            &seeded.pods[0],
+            &seeded.pods[PODS / 2],
+            &seeded.pods[PODS - 1],
+        ] {
             let (ids, _) = stream_containers(&mut kubelet, Some(pod_filter(pod))).await;
             let want: BTreeSet<String> = seeded.containers[pod].iter().cloned().collect();
             assert_eq!(ids, want);
@@ -348,23 +362,31 @@ fn ten_thousand_containers_stream_under_kubelets_limit_with_filters() {
             .collect();
         assert_eq!(want.len(), 1);
         assert_eq!(ids, want);
-        let (ids, _) =
-            stream_containers(&mut kubelet, Some(state_filter(cri::ContainerState::ContainerRunning)))
-                .await;
+        let (ids, _) = stream_containers(
+            &mut kubelet,
+            Some(state_filter(cri::ContainerState::ContainerRunning)),
+        )
+        .await;
         assert_eq!(ids, BTreeSet::from([running.clone()]));
-        let (ids, _) =
-            stream_containers(&mut kubelet, Some(state_filter(cri::ContainerState::ContainerCreated)))
-                .await;
+        let (ids, _) = stream_containers(
+            &mut kubelet,
+            Some(state_filter(cri::ContainerState::ContainerCreated)),
+        )
+        .await;
         assert_eq!(ids, BTreeSet::from([created.clone()]));
-        let (ids, _) =
-            stream_containers(&mut kubelet, Some(state_filter(cri::ContainerState::ContainerExited)))
-                .await;
+        let (ids, _) = stream_containers(
+            &mut kubelet,
+            Some(state_filter(cri::ContainerState::ContainerExited)),
+        )
+        .await;
         let mut want = seeded.all_containers();
         want.insert(tmpl_ctr.clone());
         assert_eq!(ids, want);
         let (ids, pages) =
             stream_containers(&mut kubelet, Some(label_filter("shard", "nonesuch"))).await;
         assert!(ids.is_empty() && pages == 0, "{pages} pages for nothing");
+
+        eprintln!("the filters: {:?}", t.elapsed());
 
         // The pods, all of them once.
         let pages = drain(
@@ -436,9 +458,12 @@ fn ten_thousand_containers_stream_under_kubelets_limit_with_filters() {
         );
     });
 
+    let t = Instant::now();
     assert!(env.d.terminate().success());
+    eprintln!("stop: {:?}", t.elapsed());
     unseed(&env.d, &seeded);
     env.d.resume();
+    eprintln!("unseeding and restart: {:?}", t.elapsed());
 }
 
 #[test]
@@ -492,7 +517,11 @@ fn each_stream_answers_what_its_list_answers() {
     web["labels"] = json!({"tier": "front"});
     let web = env.create(&p1, "one", &web);
     env.d.crictl(&["start", &web]).ok();
-    let idle = env.create(&p2, "two", &env.container_config("idle", &["sleep", "3600"]));
+    let idle = env.create(
+        &p2,
+        "two",
+        &env.container_config("idle", &["sleep", "3600"]),
+    );
     let socket = env.d.socket().to_path_buf();
 
     block_on(async {
