@@ -172,6 +172,15 @@ impl Runtime {
             .filter(|p| p.state == PodState::Ready)
             .collect();
         pods.sort_by(|a, b| a.id.cmp(&b.id));
+        // The running containers once, by pod (not a scan of all per pod).
+        let running = ContainerFilter {
+            state: Some(ContainerState::Running),
+            ..ContainerFilter::default()
+        };
+        let mut by_pod: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
+        for r in crate::blocking::run(|| self.containers.list(&running)) {
+            by_pod.entry(r.pod_id.to_string()).or_default().push(r);
+        }
         let mut out = Vec::with_capacity(pods.len());
         for pod in pods {
             let plumbing = self.plumbing.clone();
@@ -184,13 +193,8 @@ impl Runtime {
                 what: "reading a pod's network counters",
                 source,
             })?;
-            let filter = ContainerFilter {
-                pod_id: Some(pod.id.to_string()),
-                state: Some(ContainerState::Running),
-                ..ContainerFilter::default()
-            };
             let mut containers = Vec::new();
-            for r in self.containers.list(&filter) {
+            for r in by_pod.remove(pod.id.as_str()).unwrap_or_default() {
                 match self.containers.metrics(&r.id).await {
                     Ok(m) => containers.push(m),
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
