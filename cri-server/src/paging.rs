@@ -44,10 +44,14 @@ pub fn pages<T: Message, R: Send + 'static>(
     items: Vec<T>,
     wrap: impl Fn(Vec<T>) -> R,
 ) -> PageStream<R> {
-    let pages: Vec<Result<R, Status>> = cut(items, PAGE_BYTES)
-        .into_iter()
-        .map(|page| Ok(wrap(page)))
-        .collect();
+    // Sizing thousands of items (and dropping them, for a large list):
+    // CPU work, off the async worker.
+    let pages: Vec<Result<R, Status>> = corten_runtime::blocking::run(|| {
+        cut(items, PAGE_BYTES)
+            .into_iter()
+            .map(|page| Ok(wrap(page)))
+            .collect()
+    });
     Box::pin(tokio_stream::iter(pages))
 }
 

@@ -13,17 +13,16 @@ pub async fn list_images(cri: &Cri, req: ListImagesRequest) -> Result<ListImages
         .and_then(|f| f.image)
         .map(|s| s.image)
         .filter(|s| !s.is_empty());
-    let images = match wanted {
+    // Every image record converted: off the async worker.
+    let images = corten_runtime::blocking::run(|| match wanted {
         // A filter that names nothing we have lists nothing.
         Some(name) => cri
             .runtime
             .images()
             .status(&name)
-            .map_err(CriError)?
-            .iter()
-            .map(image)
-            .collect(),
-        None => cri.runtime.images().list().iter().map(image).collect(),
-    };
+            .map_err(CriError)
+            .map(|found| found.iter().map(image).collect()),
+        None => Ok(cri.runtime.images().list().iter().map(image).collect()),
+    })?;
     Ok(ListImagesResponse { images })
 }

@@ -46,6 +46,8 @@ pub async fn list_container_stats(
         .map_err(CriError)?;
     let layers = cri.runtime.layout().writable_layers();
     Ok(ListContainerStatsResponse {
-        stats: usage.iter().map(|u| convert(u, &layers)).collect(),
+        stats: corten_runtime::blocking::run(|| {
+            usage.iter().map(|u| convert(u, &layers)).collect()
+        }),
     })
 }

@@ -20,6 +20,8 @@ pub async fn list_containers(
             labels: f.label_selector.into_iter().collect(),
         },
     };
-    let containers = cri.runtime.containers().list_mapped(&filter, container);
+    // Thousands of records converted: CPU work, off the async worker.
+    let containers =
+        corten_runtime::blocking::run(|| cri.runtime.containers().list_mapped(&filter, container));
     Ok(ListContainersResponse { containers })
 }

@@ -11,14 +11,16 @@ pub async fn list_pod_sandbox(
     req: ListPodSandboxRequest,
 ) -> Result<ListPodSandboxResponse, Status> {
     let filter = req.filter.unwrap_or_default();
-    let items = cri
-        .runtime
-        .pods()
-        .list()
-        .iter()
-        .map(pod_sandbox)
-        .filter(|p| matches(&filter, p))
-        .collect();
+    // Thousands of records converted: CPU work, off the async worker.
+    let items = corten_runtime::blocking::run(|| {
+        cri.runtime
+            .pods()
+            .list()
+            .iter()
+            .map(pod_sandbox)
+            .filter(|p| matches(&filter, p))
+            .collect()
+    });
     Ok(ListPodSandboxResponse { items })
 }
 

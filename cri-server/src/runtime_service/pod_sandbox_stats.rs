@@ -42,6 +42,8 @@ pub async fn list_pod_sandbox_stats(
         .map_err(CriError)?;
     let layers = cri.runtime.layout().writable_layers();
     Ok(ListPodSandboxStatsResponse {
-        stats: stats.iter().map(|s| pod_stats(s, &layers)).collect(),
+        stats: corten_runtime::blocking::run(|| {
+            stats.iter().map(|s| pod_stats(s, &layers)).collect()
+        }),
     })
 }

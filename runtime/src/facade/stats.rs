@@ -1,7 +1,9 @@
 //! Resource usage of containers and pods: a pod's is its cgroup's counters
 //! and the usage of each of its containers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use futures_util::StreamExt as _;
 
 use super::{Error, Runtime};
 use crate::cgroups::CgroupStats;
@@ -11,6 +13,9 @@ use crate::container::{
 use crate::linux::InterfaceCounters;
 use crate::sandbox::{Namespace, Pod, PodPlumbing, PodState};
 use crate::ErrorKind;
+
+/// How many containers' stats are read at a time.
+const STATS_AT_ONCE: usize = 8;
 
 /// What one container uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,9 +106,25 @@ impl Runtime {
         &self,
         filter: &ContainerFilter,
     ) -> Result<Vec<ContainerUsage>, crate::Error> {
+        let records = crate::blocking::run(|| self.containers.list(filter));
+        self.usage_of(records).await
+    }
+
+    /// The usage of each of `records`, in their order (one removed
+    /// meanwhile is left out). Each container's reads are blocking work on
+    /// a thread of their own; [`STATS_AT_ONCE`] of them go on at a time, so
+    /// that a node of thousands of containers is not read one by one.
+    async fn usage_of(
+        &self,
+        records: Vec<ContainerRecord>,
+    ) -> Result<Vec<ContainerUsage>, crate::Error> {
+        let read = futures_util::stream::iter(records)
+            .map(|r| async move { self.container_stats(&r.id).await })
+            .buffered(STATS_AT_ONCE);
+        futures_util::pin_mut!(read);
         let mut out = Vec::new();
-        for r in self.containers.list(filter) {
-            match self.container_stats(&r.id).await {
+        while let Some(usage) = read.next().await {
+            match usage {
                 Ok(usage) => out.push(usage),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -127,9 +148,15 @@ impl Runtime {
             .filter(|p| filter.matches(p))
             .collect();
         pods.sort_by(|a, b| a.id.cmp(&b.id));
+        // Every container once, by pod (not a scan of them all per pod).
+        let mut by_pod: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
+        for r in crate::blocking::run(|| self.containers.list(&ContainerFilter::default())) {
+            by_pod.entry(r.pod_id.to_string()).or_default().push(r);
+        }
         let mut out = Vec::with_capacity(pods.len());
         for pod in pods {
-            out.push(self.stats_of(pod).await?);
+            let records = by_pod.remove(pod.id.as_str()).unwrap_or_default();
+            out.push(self.stats_with(pod, records).await?);
         }
         Ok(out)
     }
@@ -145,6 +172,15 @@ impl Runtime {
             .filter(|p| p.state == PodState::Ready)
             .collect();
         pods.sort_by(|a, b| a.id.cmp(&b.id));
+        // The running containers once, by pod (not a scan of all per pod).
+        let running = ContainerFilter {
+            state: Some(ContainerState::Running),
+            ..ContainerFilter::default()
+        };
+        let mut by_pod: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
+        for r in crate::blocking::run(|| self.containers.list(&running)) {
+            by_pod.entry(r.pod_id.to_string()).or_default().push(r);
+        }
         let mut out = Vec::with_capacity(pods.len());
         for pod in pods {
             let plumbing = self.plumbing.clone();
@@ -157,13 +193,8 @@ impl Runtime {
                 what: "reading a pod's network counters",
                 source,
             })?;
-            let filter = ContainerFilter {
-                pod_id: Some(pod.id.to_string()),
-                state: Some(ContainerState::Running),
-                ..ContainerFilter::default()
-            };
             let mut containers = Vec::new();
-            for r in self.containers.list(&filter) {
+            for r in by_pod.remove(pod.id.as_str()).unwrap_or_default() {
                 match self.containers.metrics(&r.id).await {
                     Ok(m) => containers.push(m),
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -180,6 +211,20 @@ impl Runtime {
     }
 
     async fn stats_of(&self, pod: Pod) -> Result<PodStats, crate::Error> {
+        let filter = ContainerFilter {
+            pod_id: Some(pod.id.to_string()),
+            ..ContainerFilter::default()
+        };
+        let records = crate::blocking::run(|| self.containers.list(&filter));
+        self.stats_with(pod, records).await
+    }
+
+    /// The usage of `pod` and of `records`, its containers oldest first.
+    async fn stats_with(
+        &self,
+        pod: Pod,
+        records: Vec<ContainerRecord>,
+    ) -> Result<PodStats, crate::Error> {
         // Reads of cgroupfs and of the pod's netns: off the async threads.
         let plumbing = self.plumbing.clone();
         let cgroup_path = pod.cgroup.clone();
@@ -199,11 +244,7 @@ impl Runtime {
             what: "reading a pod's cgroup and network counters",
             source,
         })??;
-        let filter = ContainerFilter {
-            pod_id: Some(pod.id.to_string()),
-            ..ContainerFilter::default()
-        };
-        let containers = self.list_container_stats(&filter).await?;
+        let containers = self.usage_of(records).await?;
         let nano_cores = cgroup
             .as_ref()
             .and_then(|c| self.pod_cpu.rate(&pod.id, c.timestamp_ns, c.cpu_usage_ns));
