@@ -57,3 +57,184 @@ impl Pods {
         Ok(pod)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::sandbox::fake_plumbing::{Call, FakePlumbing, Step};
+    use crate::sandbox::PodConfig;
+    use crate::store::{MetaStore, Table};
+    use crate::ErrorKind;
+
+    const MIB: i64 = 1 << 20;
+
+    fn memory(bytes: i64) -> Resources {
+        Resources {
+            memory_limit_bytes: Some(bytes),
+            ..Resources::default()
+        }
+    }
+
+    fn config(name: &str) -> PodConfig {
+        PodConfig {
+            name: name.into(),
+            namespace: "default".into(),
+            uid: format!("uid-{name}"),
+            resources: Resources {
+                cpu_shares: Some(256),
+                ..memory(64 * MIB)
+            },
+            overhead: memory(MIB),
+            ..PodConfig::default()
+        }
+    }
+
+    async fn open(tmp: &tempfile::TempDir, fake: &Arc<FakePlumbing>) -> (Arc<MetaStore>, Pods) {
+        let store = Arc::new(MetaStore::open(&tmp.path().join("meta.db")).expect("store"));
+        let pods = Pods::open(store.clone(), &tmp.path().join("state"), fake.clone())
+            .await
+            .expect("open");
+        (store, pods)
+    }
+
+    fn recorded(store: &MetaStore, id: &str) -> Pod {
+        let all: Vec<(String, Pod)> = store.load_all(Table::Pods).expect("load");
+        all.into_iter()
+            .map(|(_, p)| p)
+            .find(|p| p.id == id)
+            .expect("a record")
+    }
+
+    #[tokio::test]
+    async fn run_and_update_write_the_sum_to_our_cgroup() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fake = Arc::new(FakePlumbing::default());
+        let (store, pods) = open(&tmp, &fake).await;
+        let pod = pods.run(config("web")).await.expect("run");
+        let path = pod.cgroup.clone().expect("a cgroup");
+        assert!(pod.cgroup_created);
+        let limits = &fake.existing().limits[&path];
+        assert_eq!(limits.memory_limit_bytes, Some(65 * MIB));
+        assert_eq!(limits.cpu_shares, Some(256));
+
+        let new = Resources {
+            cpu_quota: Some(50_000),
+            cpu_period: Some(100_000),
+            ..memory(128 * MIB)
+        };
+        pods.update_resources(&pod.id, new.clone(), memory(2 * MIB))
+            .await
+            .expect("update");
+        let limits = &fake.existing().limits[&path];
+        assert_eq!(limits.memory_limit_bytes, Some(130 * MIB));
+        assert_eq!(limits.cpu_quota, Some(50_000));
+        assert_eq!(limits.cpu_shares, None);
+        let record = recorded(&store, &pod.id);
+        assert_eq!(record.config.resources, new);
+        assert_eq!(record.config.overhead, memory(2 * MIB));
+        // Kept across a restart.
+        drop(pods);
+        let pods = Pods::open(store, &tmp.path().join("state"), fake.clone())
+            .await
+            .expect("reopen");
+        assert_eq!(pods.get(&pod.id).expect("pod").config.resources, new);
+    }
+
+    #[tokio::test]
+    async fn kubelets_cgroup_is_recorded_not_written() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fake = Arc::new(FakePlumbing::default());
+        let (store, pods) = open(&tmp, &fake).await;
+        fake.alter(|e| {
+            e.cgroups.insert("/kubepods/pod1".into());
+        });
+        let pod = pods
+            .run(PodConfig {
+                cgroup_parent: "/kubepods/pod1".into(),
+                ..config("web")
+            })
+            .await
+            .expect("run");
+        assert!(!pod.cgroup_created);
+        pods.update_resources(&pod.id, memory(96 * MIB), Resources::default())
+            .await
+            .expect("update");
+        assert!(fake.existing().limits.is_empty());
+        assert!(!fake
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::SetCgroupResources(..))));
+        assert_eq!(recorded(&store, &pod.id).config.resources, memory(96 * MIB));
+    }
+
+    #[tokio::test]
+    async fn refusals_change_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fake = Arc::new(FakePlumbing::default());
+        let (store, pods) = open(&tmp, &fake).await;
+        let e = pods
+            .update_resources("nope", memory(MIB), Resources::default())
+            .await
+            .expect_err("unknown");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+
+        let pod = pods.run(config("web")).await.expect("run");
+        let path = pod.cgroup.clone().expect("a cgroup");
+        let before = fake.existing().limits[&path].clone();
+        // A quota the kernel refuses (under 1 ms).
+        let bad = Resources {
+            cpu_quota: Some(10),
+            ..Resources::default()
+        };
+        let e = pods
+            .update_resources(&pod.id, bad, Resources::default())
+            .await
+            .expect_err("bad quota");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(fake.existing().limits[&path], before);
+        assert_eq!(recorded(&store, &pod.id).config, pod.config);
+
+        // The cgroup write fails: the previous limits are put back.
+        fake.fail_next(Step::SetCgroupResources);
+        pods.update_resources(&pod.id, memory(8 * MIB), Resources::default())
+            .await
+            .expect_err("injected");
+        assert_eq!(fake.existing().limits[&path], before);
+        assert_eq!(recorded(&store, &pod.id).config, pod.config);
+
+        pods.stop(&pod.id).await.expect("stop");
+        let e = pods
+            .update_resources(&pod.id, memory(8 * MIB), Resources::default())
+            .await
+            .expect_err("not ready");
+        assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
+        assert!(e.to_string().contains("not ready"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_limit_at_run_undoes_the_pod() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fake = Arc::new(FakePlumbing::default());
+        let (store, pods) = open(&tmp, &fake).await;
+        fake.fail_next(Step::SetCgroupResources);
+        pods.run(config("web")).await.expect_err("injected");
+        assert!(fake.existing().cgroups.is_empty());
+        let all: Vec<(String, Pod)> = store.load_all(Table::Pods).expect("load");
+        assert!(all.is_empty());
+        // No limits asked: the cgroup is left as made.
+        fake.clear_calls();
+        pods.run(PodConfig {
+            resources: Resources::default(),
+            overhead: Resources::default(),
+            ..config("plain")
+        })
+        .await
+        .expect("run");
+        assert!(!fake
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::SetCgroupResources(..))));
+    }
+}
