@@ -146,7 +146,11 @@ fn the_pod_cgroup_follows_its_resources_while_its_container_runs() {
     let env = Env::new();
     let pod = run_pod(
         &env,
-        pod_config("sized", limits(64 * MIB, 512, 50_000), limits(16 * MIB, 12, 10_000)),
+        pod_config(
+            "sized",
+            limits(64 * MIB, 512, 50_000),
+            limits(16 * MIB, 12, 10_000),
+        ),
     )
     .expect("RunPodSandbox");
     let rec = record(&env, &pod);
@@ -193,7 +197,10 @@ fn the_pod_cgroup_follows_its_resources_while_its_container_runs() {
     }
     let rec = record(&env, &pod);
     assert_eq!(rec["config"]["resources"]["memory_limit_bytes"], 48 * MIB);
-    assert_eq!(rec["config"]["resources"]["cpu_quota"], serde_json::Value::Null);
+    assert_eq!(
+        rec["config"]["resources"]["cpu_quota"],
+        serde_json::Value::Null
+    );
     assert_eq!(
         rec["config"]["overhead"]["memory_limit_bytes"],
         serde_json::Value::Null
@@ -265,7 +272,10 @@ impl KubeletCgroup {
     fn new(name: &str) -> KubeletCgroup {
         let path = format!("/{name}-{}", std::process::id());
         let mut made = Vec::new();
-        for entry in std::fs::read_dir("/sys/fs/cgroup").expect("cgroupfs").flatten() {
+        for entry in std::fs::read_dir("/sys/fs/cgroup")
+            .expect("cgroupfs")
+            .flatten()
+        {
             let dir = entry.path();
             if dir.is_dir() && !dir.join(path.trim_start_matches('/')).exists() {
                 let new = dir.join(path.trim_start_matches('/'));
@@ -314,7 +324,11 @@ fn a_cgroup_that_is_not_ours_is_recorded_not_written() {
     let rec = record(&env, &pod);
     assert_eq!(rec["cgroup"], kube.path.as_str());
     assert_eq!(rec["cgroup_created"], false);
-    assert_eq!(memory_limit(&kube.path), unlimited, "left as kubelet made it");
+    assert_eq!(
+        memory_limit(&kube.path),
+        unlimited,
+        "left as kubelet made it"
+    );
 
     update(&env, &pod, limits(128 * MIB, 0, 0), None).expect("update");
     assert_eq!(memory_limit(&kube.path), unlimited);

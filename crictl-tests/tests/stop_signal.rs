@@ -71,8 +71,14 @@ fn the_requested_signal_wins_over_the_images_and_survives_a_restart() {
 
     let asked = ready(&env, &pod, config("asked", k8s::Signal::Sigusr1));
     let image = ready(&env, &pod, config("image", k8s::Signal::RuntimeDefault));
-    assert_eq!(status(&env, &asked).stop_signal, k8s::Signal::Sigusr1 as i32);
-    assert_eq!(status(&env, &image).stop_signal, k8s::Signal::Sigusr2 as i32);
+    assert_eq!(
+        status(&env, &asked).stop_signal,
+        k8s::Signal::Sigusr1 as i32
+    );
+    assert_eq!(
+        status(&env, &image).stop_signal,
+        k8s::Signal::Sigusr2 as i32
+    );
 
     env.d.restart();
     assert_eq!(
@@ -111,5 +117,9 @@ fn without_a_signal_sigterm_is_sent_and_reported_and_unknown_ones_are_refused() 
     let e = create(&env, &pod, bad).expect_err("an unknown signal");
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("stop_signal"), "{e:?}");
-    assert_eq!(env.d.crictl(&["ps", "-a", "-q"]).ok(), before, "nothing made");
+    assert_eq!(
+        env.d.crictl(&["ps", "-a", "-q"]).ok(),
+        before,
+        "nothing made"
+    );
 }

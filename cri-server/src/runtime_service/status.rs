@@ -1,5 +1,6 @@
-//! `Status`: RuntimeReady and NetworkReady, and with `verbose` the
-//! effective configuration (what `crictl info` prints).
+//! `Status`: RuntimeReady and NetworkReady, the runtime handlers and
+//! features, and with `verbose` the effective configuration and what each
+//! handler supports (what `crictl info` prints).
 
 use std::collections::HashMap;
 
@@ -45,7 +46,10 @@ pub fn status(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
             Err(e) => serde_json::json!({ "status": "NotReady", "error": e.to_string() }),
         };
         info.insert("cniconfig".to_string(), cni_status.to_string());
-        info.insert("features".to_string(), features_info(cri).to_string());
+        info.insert(
+            "handlerFeatures".to_string(),
+            features_info(cri).to_string(),
+        );
     }
     Ok(StatusResponse {
         status: Some(RuntimeStatus {
@@ -81,8 +85,9 @@ const SUPPLEMENTAL_GROUPS_POLICY: bool = true;
 /// RunPodSandbox refuses it (`Pods::run`).
 const USER_NAMESPACES_HOST_NETWORK: bool = false;
 
-/// The verbose `features` info: the runtime-wide features, and every
-/// handler's, by name ("" is the built-in core).
+/// The verbose `handlerFeatures` info (not `features`: crictl info shows
+/// the response's RuntimeFeatures under that name): the runtime-wide
+/// features, and every handler's, by name ("" is the built-in core).
 fn features_info(cri: &Cri) -> serde_json::Value {
     let handlers: serde_json::Map<String, serde_json::Value> = cri
         .handlers
@@ -171,7 +176,7 @@ mod tests {
         assert!(features.supplemental_groups_policy);
         assert!(!features.user_namespaces_host_network);
         let info: serde_json::Value =
-            serde_json::from_str(&resp.info["features"]).expect("features json");
+            serde_json::from_str(&resp.info["handlerFeatures"]).expect("features json");
         assert_eq!(info["supplementalGroupsPolicy"], true);
         assert_eq!(info["userNamespacesHostNetwork"], false);
         assert_eq!(resp.runtime_handlers.len(), cri.handlers.len());
