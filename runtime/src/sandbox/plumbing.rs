@@ -197,7 +197,7 @@ impl PodPlumbing for HostPlumbing {
         };
         let mut limits = linux_resources(resources);
         if resources.memory_limit_bytes.is_none() {
-            let mut memory = limits.memory().clone().unwrap_or_default();
+            let mut memory = limits.memory().unwrap_or_default();
             memory.set_limit(Some(-1));
             limits.set_memory(Some(memory));
         }
