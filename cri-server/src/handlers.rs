@@ -13,13 +13,18 @@ use crate::config::Config;
 /// How long a runtime gets to answer `features` at start.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What one handler supports, as Status reports it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What one handler supports, as Status reports it (the CRI fields, and
+/// all of it in the verbose `features` info).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HandlerFeatures {
     /// Recursive read-only mounts (the `rro` mount option).
     pub recursive_read_only_mounts: bool,
     /// User namespaces for pods, with id-mapped mounts.
     pub user_namespaces: bool,
+    /// Image volumes (CRI `Mount.image`). Not in this build: false for
+    /// every handler until image volumes land (the built-in core first).
+    pub image_volumes: bool,
 }
 
 /// One handler by name ("" is the built-in core).
@@ -39,6 +44,7 @@ pub fn builtin() -> Handler {
             recursive_read_only_mounts: true,
             // Pods with `userns_options` mode POD (convert/userns.rs).
             user_namespaces: true,
+            image_volumes: false,
         },
     }
 }
@@ -100,6 +106,7 @@ pub fn from_document(doc: &serde_json::Value) -> HandlerFeatures {
         // A user namespace and id-mapped mounts for its volumes.
         user_namespaces: has(&linux["namespaces"], "user")
             && linux["mountExtensions"]["idmap"]["enabled"].as_bool() == Some(true),
+        image_volumes: false,
     }
 }
 
@@ -125,7 +132,8 @@ mod tests {
             from_document(&new),
             HandlerFeatures {
                 recursive_read_only_mounts: true,
-                user_namespaces: true
+                user_namespaces: true,
+                image_volumes: false,
             }
         );
         assert_eq!(

@@ -147,6 +147,22 @@ fn status_lists_every_handler_with_its_features() {
         true,
         "{info}"
     );
+    // The verbose info says the same of each, and what CRI has no field for.
+    let verbose = &info["handlerFeatures"];
+    assert_eq!(verbose["userNamespacesHostNetwork"], false, "{info}");
+    assert_eq!(verbose["supplementalGroupsPolicy"], true, "{info}");
+    for name in ["", "runc", "crun"] {
+        let shown = &verbose["handlers"][name];
+        let cri = features(name);
+        for (key, cri_key) in [
+            ("recursiveReadOnlyMounts", "recursive_read_only_mounts"),
+            ("userNamespaces", "user_namespaces"),
+        ] {
+            let asked = cri[cri_key].as_bool().unwrap_or(false);
+            assert_eq!(shown[key], asked, "{name} {key}: {info}");
+        }
+        assert_eq!(shown["imageVolumes"], false, "{name}: {info}");
+    }
 }
 
 #[test]

@@ -70,6 +70,7 @@ pub fn new_container(c: &cri::ContainerConfig) -> Result<NewContainer, Status> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        stop_signal: super::signal::from_cri("config.stop_signal", c.stop_signal)?,
         ..ContainerConfig::default()
     };
     Ok(NewContainer {
@@ -412,7 +413,7 @@ pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
             windows: None,
         }),
         image_id: r.image_id.to_string(),
-        stop_signal: 0,
+        stop_signal: super::signal::to_cri(r.stop_signal_in_effect()),
         user: Some(cri::ContainerUser {
             linux: Some(cri::LinuxContainerUser {
                 uid: i64::from(r.user.uid),

@@ -4,6 +4,7 @@ pub mod container;
 pub mod image;
 pub mod metrics;
 pub mod pod;
+pub mod signal;
 pub mod stats;
 pub mod userns;
 pub mod validate;

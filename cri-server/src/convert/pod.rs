@@ -109,6 +109,21 @@ pub fn pod_config(c: &PodSandboxConfig, runtime_handler: &str) -> Result<PodConf
         pid,
         userns: super::userns::pod_userns(ns.userns_options.as_ref())?,
         runtime_handler: runtime_handler.to_string(),
+        resources: pod_resources("PodSandboxConfig.linux.resources", linux.resources.as_ref())?,
+        overhead: pod_resources("PodSandboxConfig.linux.overhead", linux.overhead.as_ref())?,
+    })
+}
+
+/// A pod's `resources` or `overhead` (CRI `LinuxContainerResources`) in
+/// runtime terms; errors name `field`.
+pub fn pod_resources(
+    field: &str,
+    r: Option<&corten_cri_api::v1::LinuxContainerResources>,
+) -> Result<corten_runtime::spec::Resources, Status> {
+    super::container::resources(r).map_err(|e| {
+        let message = e.message();
+        let message = message.strip_prefix("linux.resources").unwrap_or(message);
+        Status::invalid_argument(format!("{field}{message}"))
     })
 }
 

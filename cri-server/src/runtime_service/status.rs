@@ -1,5 +1,6 @@
-//! `Status`: RuntimeReady and NetworkReady, and with `verbose` the
-//! effective configuration (what `crictl info` prints).
+//! `Status`: RuntimeReady and NetworkReady, the runtime handlers and
+//! features, and with `verbose` the effective configuration and what each
+//! handler supports (what `crictl info` prints).
 
 use std::collections::HashMap;
 
@@ -45,6 +46,10 @@ pub fn status(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
             Err(e) => serde_json::json!({ "status": "NotReady", "error": e.to_string() }),
         };
         info.insert("cniconfig".to_string(), cni_status.to_string());
+        info.insert(
+            "handlerFeatures".to_string(),
+            features_info(cri).to_string(),
+        );
     }
     Ok(StatusResponse {
         status: Some(RuntimeStatus {
@@ -65,12 +70,37 @@ pub fn status(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
                 }),
             })
             .collect(),
-        // ContainerStatus reports the process user, and Strict/Merge
-        // supplemental group policies are honoured.
         features: Some(RuntimeFeatures {
-            supplemental_groups_policy: true,
-            user_namespaces_host_network: false,
+            supplemental_groups_policy: SUPPLEMENTAL_GROUPS_POLICY,
+            user_namespaces_host_network: USER_NAMESPACES_HOST_NETWORK,
         }),
+    })
+}
+
+/// ContainerStatus reports the process user, and Strict/Merge supplemental
+/// group policies are honoured: the groups are resolved by corten into the
+/// spec, so for every handler.
+const SUPPLEMENTAL_GROUPS_POLICY: bool = true;
+/// A pod with a user namespace cannot use the host's network namespace:
+/// RunPodSandbox refuses it (`Pods::run`).
+const USER_NAMESPACES_HOST_NETWORK: bool = false;
+
+/// The verbose `handlerFeatures` info (not `features`: crictl info shows
+/// the response's RuntimeFeatures under that name): the runtime-wide
+/// features, and every handler's, by name ("" is the built-in core).
+fn features_info(cri: &Cri) -> serde_json::Value {
+    let handlers: serde_json::Map<String, serde_json::Value> = cri
+        .handlers
+        .iter()
+        .map(|h| {
+            let features = serde_json::to_value(&h.features).unwrap_or_default();
+            (h.name.clone(), features)
+        })
+        .collect();
+    serde_json::json!({
+        "supplementalGroupsPolicy": SUPPLEMENTAL_GROUPS_POLICY,
+        "userNamespacesHostNetwork": USER_NAMESPACES_HOST_NETWORK,
+        "handlers": handlers,
     })
 }
 
@@ -135,5 +165,34 @@ mod tests {
         let config: serde_json::Value =
             serde_json::from_str(&resp.info["config"]).expect("config json");
         assert_eq!(config["cni"]["conf_dir"], tmp.path().display().to_string());
+    }
+
+    #[tokio::test]
+    async fn features_agree_with_the_handlers() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cri = cri_with_cni(tmp.path(), tmp.path()).await;
+        let resp = status(&cri, StatusRequest { verbose: true }).expect("status");
+        let features = resp.features.expect("features");
+        assert!(features.supplemental_groups_policy);
+        assert!(!features.user_namespaces_host_network);
+        let info: serde_json::Value =
+            serde_json::from_str(&resp.info["handlerFeatures"]).expect("features json");
+        assert_eq!(info["supplementalGroupsPolicy"], true);
+        assert_eq!(info["userNamespacesHostNetwork"], false);
+        assert_eq!(resp.runtime_handlers.len(), cri.handlers.len());
+        for (h, cri_h) in cri.handlers.iter().zip(&resp.runtime_handlers) {
+            assert_eq!(h.name, cri_h.name);
+            let f = cri_h.features.expect("handler features");
+            let shown = &info["handlers"][h.name.as_str()];
+            assert_eq!(
+                shown["recursiveReadOnlyMounts"],
+                f.recursive_read_only_mounts
+            );
+            assert_eq!(shown["userNamespaces"], f.user_namespaces);
+            assert_eq!(shown["imageVolumes"], h.features.image_volumes);
+        }
+        let builtin = &info["handlers"][""];
+        assert_eq!(builtin["userNamespaces"], true);
+        assert_eq!(builtin["recursiveReadOnlyMounts"], true);
     }
 }

@@ -228,7 +228,7 @@ async fn stop_locked(inner: &Inner, id: &str, timeout: Duration) -> Result<(), c
     }
     let backend = &*inner.backend;
     if !timeout.is_zero() {
-        let signal = stop_signal(record.stop_signal.as_deref())?;
+        let signal = stop_signal(record.stop_signal_in_effect())?;
         tracing::info!(container = %id, signal, timeout_s = timeout.as_secs_f64(), "stopping container");
         if let Err(e) = backend.kill(id, signal, false).await {
             tracing::debug!(container = %id, error = %e, "stop signal not delivered");

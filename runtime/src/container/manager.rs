@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::broadcast;
 
 use super::pod::{apply_pod, create_missing_sources, own_oom_score_adj};
-use super::record::{ContainerFilter, ContainerRecord, ContainerState, ProcessUser};
+use super::record::{stop_signal, ContainerFilter, ContainerRecord, ContainerState, ProcessUser};
 use super::{CreateRequest, Error, ShimBackend};
 use crate::blocking::SerialThread;
 use crate::cgroups::CpuRates;
@@ -336,6 +336,8 @@ impl Containers {
             }
             .into());
         }
+        // A stop signal that could never be sent is refused now, not at stop.
+        stop_signal(config.stop_signal.as_deref())?;
         let requested_mounts = config.mounts.clone();
         config.id = id.to_string();
         apply_pod(&mut config, pod);

@@ -96,6 +96,16 @@ pub struct ProcessUser {
 }
 
 impl ContainerRecord {
+    /// The stop signal in effect, by name: the request's, else the image's
+    /// (`None`: SIGTERM). See [`stop_signal`] for its number.
+    pub fn stop_signal_in_effect(&self) -> Option<&str> {
+        self.config
+            .stop_signal
+            .as_deref()
+            .or(self.stop_signal.as_deref())
+            .filter(|s| !s.trim().is_empty())
+    }
+
     /// Records the end of the container's process (once; later calls change
     /// nothing and return false).
     pub fn set_exited(&mut self, exit: &ExitStatus) -> bool {
@@ -160,8 +170,8 @@ impl ContainerFilter {
     }
 }
 
-/// The signal number of an image's `StopSignal` (`SIGQUIT`, `QUIT`, `3`);
-/// SIGTERM when there is none.
+/// The signal number of an image's `StopSignal` (`SIGQUIT`, `QUIT`, `3`,
+/// `SIGRTMIN+3`, `SIGRTMAX-2`); SIGTERM when there is none.
 pub fn stop_signal(name: Option<&str>) -> Result<i32, Error> {
     use nix::sys::signal::Signal;
     let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
@@ -186,6 +196,14 @@ pub fn stop_signal(name: Option<&str>) -> Result<i32, Error> {
             None => return Err(bad_signal(name)),
         };
         return realtime(nix::libc::SIGRTMIN() + offset).ok_or_else(|| bad_signal(name));
+    }
+    if let Some(rest) = full.strip_prefix("SIGRTMAX") {
+        let offset: i32 = match rest.strip_prefix('-') {
+            Some(n) => n.parse().map_err(|_| bad_signal(name))?,
+            None if rest.is_empty() => 0,
+            None => return Err(bad_signal(name)),
+        };
+        return realtime(nix::libc::SIGRTMAX() - offset).ok_or_else(|| bad_signal(name));
     }
     full.parse::<Signal>()
         .map(|s| s as i32)
@@ -288,6 +306,16 @@ mod tests {
             stop_signal(Some("SIGRTMIN+3")).expect("rt"),
             nix::libc::SIGRTMIN() + 3
         );
+        assert_eq!(
+            stop_signal(Some("SIGRTMAX-2")).expect("rt max"),
+            nix::libc::SIGRTMAX() - 2
+        );
+        assert_eq!(
+            stop_signal(Some("SIGRTMAX")).expect("rt max"),
+            nix::libc::SIGRTMAX()
+        );
+        assert!(stop_signal(Some("SIGRTMAX-99")).is_err());
+        assert!(stop_signal(Some("SIGRTMAX+1")).is_err());
         assert!(stop_signal(Some("SIGNOPE")).is_err());
         assert!(stop_signal(Some("999")).is_err());
     }

@@ -11,11 +11,13 @@ use super::{BoxFuture, DnsConfig, Error, Namespace, PodFiles, PodInit, PodPlumbi
 use crate::cgroups::CgroupStats;
 use crate::linux::{InterfaceCounters, PinOptions};
 use crate::network::{NetworkConfig, PodNetwork};
+use crate::spec::Resources;
 
 /// A call that changes something, with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     CreateCgroup(String),
+    SetCgroupResources(String, Resources),
     RemoveCgroup(String),
     MountShm(PathBuf),
     UnmountShm(PathBuf),
@@ -39,6 +41,7 @@ pub enum Call {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
     CreateCgroup,
+    SetCgroupResources,
     RemoveCgroup,
     MountShm,
     UnmountShm,
@@ -54,6 +57,8 @@ pub enum Step {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Existing {
     pub cgroups: BTreeSet<String>,
+    /// cgroup -> the limits last set on it.
+    pub limits: BTreeMap<String, Resources>,
     pub shm: BTreeSet<PathBuf>,
     pub pins: BTreeMap<PathBuf, Vec<Namespace>>,
     /// pid -> the cgroup it was born in.
@@ -186,8 +191,21 @@ impl PodPlumbing for FakePlumbing {
         Ok(())
     }
 
+    fn set_cgroup_resources(&self, path: &str, resources: &Resources) -> Result<(), crate::Error> {
+        let mut w = self.enter(
+            Step::SetCgroupResources,
+            Call::SetCgroupResources(path.into(), resources.clone()),
+        )?;
+        if !w.exists.cgroups.contains(path) {
+            return Err(Error::Refused(format!("no cgroup {path}")).into());
+        }
+        w.exists.limits.insert(path.into(), resources.clone());
+        Ok(())
+    }
+
     fn remove_cgroup(&self, path: &str) -> Result<(), crate::Error> {
         let mut w = self.enter(Step::RemoveCgroup, Call::RemoveCgroup(path.into()))?;
+        w.exists.limits.remove(path);
         // kill_all: whatever was born in it dies with it.
         w.exists.inits.retain(|_, cg| cg.as_deref() != Some(path));
         w.exists.cgroups.remove(path);

@@ -22,6 +22,7 @@ pub use files::{write_pod_files, DnsConfig, FilesError, PodFiles};
 pub use plumbing::{BoxFuture, HostPlumbing, PodPlumbing};
 pub use pods::Pods;
 pub use record::{PidMode, Pod, PodConfig, PodInit, PodState};
+pub use resources::pod_cgroup_resources;
 
 mod context;
 #[cfg(test)]
@@ -30,6 +31,7 @@ mod files;
 mod plumbing;
 mod pods;
 mod record;
+mod resources;
 
 /// Errors of the sandbox module.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,14 @@ pub enum Error {
     /// The request cannot be honoured as asked.
     #[error("pod sandbox: {0}")]
     Refused(String),
+    /// The pod is not Ready, which what was asked needs.
+    #[error("pod sandbox {id} is not ready: cannot {what}")]
+    NotReady {
+        /// The pod's id.
+        id: String,
+        /// What was asked.
+        what: &'static str,
+    },
     /// The init of the pod's shared pid namespace did not start.
     #[error("pod init: {0}")]
     PodInit(String),
@@ -116,6 +126,7 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Ambiguous { .. } | Error::Refused(_) => ErrorKind::InvalidArgument,
             Error::NameTaken { .. } => ErrorKind::AlreadyExists,
+            Error::NotReady { .. } => ErrorKind::FailedPrecondition,
             Error::Spawn { .. } | Error::Unpin { .. } | Error::PodInit(_) | Error::Io { .. } => {
                 ErrorKind::Internal
             }

@@ -19,6 +19,7 @@ use super::{write_pod_files, DnsConfig, Error, Namespace, PodFiles, PodInit, Pod
 use crate::cgroups::{Cgroup, CgroupStats, Hierarchy};
 use crate::linux::{self, InterfaceCounters, PinOptions, DEFAULT_SHM_SIZE};
 use crate::network::{Cni, NetworkConfig, PodNetwork};
+use crate::spec::{linux_resources, Resources};
 
 /// How long a killed pod init gets to disappear.
 const INIT_EXIT_WAIT: Duration = Duration::from_secs(2);
@@ -36,6 +37,10 @@ pub trait PodPlumbing: Send + Sync + std::fmt::Debug {
     fn cgroup_exists(&self, path: &str) -> bool;
     /// Creates (or adopts) the cgroup `path`.
     fn create_cgroup(&self, path: &str) -> Result<(), crate::Error>;
+    /// Sets the limits of the cgroup `path` to `resources` (a pod's, from
+    /// [`super::pod_cgroup_resources`]); a limit `resources` leaves unset
+    /// (memory, cpu quota) is lifted.
+    fn set_cgroup_resources(&self, path: &str, resources: &Resources) -> Result<(), crate::Error>;
     /// Kills every process in the cgroup `path` and removes it.
     fn remove_cgroup(&self, path: &str) -> Result<(), crate::Error>;
     /// The counters of the cgroup `path`; `None` when it is gone (or pods
@@ -184,6 +189,24 @@ impl PodPlumbing for HostPlumbing {
             crate::blocking::run(|| Cgroup::create(h, path))?;
         }
         Ok(())
+    }
+
+    fn set_cgroup_resources(&self, path: &str, resources: &Resources) -> Result<(), crate::Error> {
+        let Some(h) = &self.cgroups else {
+            return Ok(());
+        };
+        let mut limits = linux_resources(resources);
+        if resources.memory_limit_bytes.is_none() {
+            let mut memory = limits.memory().unwrap_or_default();
+            memory.set_limit(Some(-1));
+            limits.set_memory(Some(memory));
+        }
+        if resources.cpu_quota.is_none() {
+            let mut cpu = limits.cpu().clone().unwrap_or_default();
+            cpu.set_quota(Some(-1));
+            limits.set_cpu(Some(cpu));
+        }
+        crate::blocking::run(|| Ok(Cgroup::open(h, path)?.apply(&limits)?))
     }
 
     fn remove_cgroup(&self, path: &str) -> Result<(), crate::Error> {

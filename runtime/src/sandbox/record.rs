@@ -11,7 +11,7 @@ use super::{DnsConfig, Namespace, PodContext, PodFiles};
 use crate::ids::SandboxId;
 use crate::linux::IdMappings;
 use crate::network::PortMapping;
-use crate::spec::{NsMode, UserNamespace};
+use crate::spec::{NsMode, Resources, UserNamespace};
 
 /// How the pod's containers get their pid namespace.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +64,11 @@ pub struct PodConfig {
     pub userns: Option<IdMappings>,
     /// The runtime handler ("" = default).
     pub runtime_handler: String,
+    /// The sum of its containers' resources (CRI `LinuxPodSandboxConfig`
+    /// `resources`, then `UpdatePodSandboxResources`).
+    pub resources: Resources,
+    /// The pod's own overhead (CRI `overhead`, likewise).
+    pub overhead: Resources,
 }
 
 /// A pod's state, as CRI knows it.

@@ -55,6 +55,10 @@ pub struct ContainerConfig {
     /// OCI hooks (from CDI devices), which an external runtime runs; the
     /// built-in core runs none and refuses a container that has any.
     pub hooks: Vec<HookConfig>,
+    /// The signal StopContainer sends first, as the request named it (CRI
+    /// `stop_signal`, e.g. `SIGUSR1`, `SIGRTMIN+3`, `SIGRTMAX-2`); it wins
+    /// over the image's `StopSignal`. `None`: the image's, else SIGTERM.
+    pub stop_signal: Option<String>,
 }
 
 /// An OCI hook.

@@ -124,3 +124,32 @@ async fn the_status_image_is_the_name_the_user_asked_for() {
         assert_eq!(record.image_id.to_string(), id);
     }
 }
+
+#[tokio::test]
+async fn a_stop_signal_that_cannot_be_sent_is_refused_at_create() {
+    let h = harness();
+    let mut req = request("web");
+    req.config.stop_signal = Some("SIGNOPE".into());
+    let e = h
+        .containers
+        .create(&h.images, &PodContext::default(), req)
+        .await
+        .expect_err("bad signal");
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(h.fake.calls().is_empty());
+
+    let mut req = request("web");
+    req.config.stop_signal = Some("SIGRTMAX-2".into());
+    let id = h
+        .containers
+        .create(&h.images, &PodContext::default(), req)
+        .await
+        .expect("create");
+    let record = h.record(&id).expect("recorded");
+    assert_eq!(record.stop_signal_in_effect(), Some("SIGRTMAX-2"));
+    assert_eq!(
+        record.stop_signal.as_deref(),
+        Some("SIGTERM"),
+        "the image's"
+    );
+}

@@ -268,3 +268,20 @@ async fn remove_whose_stop_fails_keeps_the_record_for_a_retry() {
     h.containers.remove(ID).await.expect("retry");
     assert!(h.record(ID).is_none());
 }
+
+#[tokio::test]
+async fn the_requested_stop_signal_wins_over_the_images() {
+    let h = harness();
+    let mut record = crate::container::record::sample(ID, "pod");
+    record.state = ContainerState::Running;
+    record.stop_signal = Some("SIGQUIT".into());
+    record.config.stop_signal = Some("SIGUSR1".into());
+    assert_eq!(record.stop_signal_in_effect(), Some("SIGUSR1"));
+    h.containers.inner.records.put(record).expect("save");
+    h.fake.insert(ID, FakeContainer::running(5));
+    h.containers
+        .stop(ID, Duration::from_secs(10))
+        .await
+        .expect("stop");
+    assert_eq!(h.fake.calls_of(CallKind::Kill), [kill(10, false)]);
+}

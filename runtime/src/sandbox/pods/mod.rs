@@ -19,6 +19,7 @@ mod run;
 mod teardown;
 #[cfg(test)]
 mod tests;
+mod update;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,8 @@ use crate::ids::SandboxId;
 use crate::linux::PinOptions;
 use crate::network::PodNetwork;
 use crate::sandbox::record::{PidMode, Pod, PodConfig, PodState};
-use crate::sandbox::{Error, Namespace};
+use crate::sandbox::{pod_cgroup_resources, Error, Namespace};
+use crate::spec::Resources;
 
 impl Pods {
     /// Makes a pod. On failure nothing of it is left.
@@ -138,6 +139,12 @@ impl Pods {
 
         if let Some(path) = &pod.cgroup {
             self.plumbing.create_cgroup(path)?;
+            // Only a cgroup of ours: kubelet sizes its own pod cgroups
+            // before it runs the pod (see `update_resources`).
+            let limits = pod_cgroup_resources(&config.resources, &config.overhead);
+            if pod.cgroup_created && limits != Resources::default() {
+                self.plumbing.set_cgroup_resources(path, &limits)?;
+            }
         }
         crate::crash::point("pod.run.after_cgroup");
 
