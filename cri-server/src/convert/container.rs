@@ -9,7 +9,8 @@ use corten_cri_api::v1 as cri;
 use corten_cri_api::v1::security_profile::ProfileType;
 use corten_runtime::container::{ContainerRecord, ContainerState, NewContainer};
 use corten_runtime::spec::{
-    ContainerConfig, DeviceConfig, MountConfig, Propagation, Resources, SeccompProfile, Security,
+    ContainerConfig, DeviceConfig, ImageMount, MountConfig, Propagation, Resources, SeccompProfile,
+    Security,
 };
 use tonic::Status;
 
@@ -142,7 +143,8 @@ fn mount(m: &cri::Mount) -> Result<MountConfig, Status> {
             format!("{:?} is not absolute", m.container_path),
         ));
     }
-    if !m.host_path.starts_with('/') {
+    let image = image_mount(m)?;
+    if image.is_none() && !m.host_path.starts_with('/') {
         return Err(invalid(
             "config.mounts.host_path",
             format!("{:?} is not absolute", m.host_path),
@@ -173,7 +175,53 @@ fn mount(m: &cri::Mount) -> Result<MountConfig, Status> {
         recursive_readonly: m.recursive_read_only,
         propagation,
         options: Vec::new(),
+        image,
     })
+}
+
+/// The image volume a mount asks for (`image` set): read-only, no host
+/// path, a relative sub path without `..`.
+fn image_mount(m: &cri::Mount) -> Result<Option<ImageMount>, Status> {
+    let Some(image) = m.image.as_ref().filter(|i| !i.image.is_empty()) else {
+        if !m.image_sub_path.is_empty() {
+            return Err(invalid(
+                "config.mounts.image_sub_path",
+                "is set without image",
+            ));
+        }
+        return Ok(None);
+    };
+    let what = format!("image volume {:?} at {:?}", image.image, m.container_path);
+    if !m.host_path.is_empty() {
+        return Err(invalid(
+            "config.mounts.host_path",
+            format!("{what}: an image volume has no host path"),
+        ));
+    }
+    if !m.readonly {
+        return Err(invalid(
+            "config.mounts.readonly",
+            format!("{what}: image volumes are read-only"),
+        ));
+    }
+    let sub = &m.image_sub_path;
+    if sub.starts_with('/') || sub.contains('\0') {
+        return Err(invalid(
+            "config.mounts.image_sub_path",
+            format!("{what}: {sub:?} is not a relative path"),
+        ));
+    }
+    if sub.split('/').any(|c| c == "..") {
+        return Err(invalid(
+            "config.mounts.image_sub_path",
+            format!("{what}: {sub:?} leaves the image (`..`)"),
+        ));
+    }
+    Ok(Some(ImageMount {
+        image: image.image.clone(),
+        sub_path: sub.clone(),
+        ..ImageMount::default()
+    }))
 }
 
 /// CRI Linux resources (0 = unset) to the runtime's.
@@ -358,7 +406,22 @@ pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
         .iter()
         .map(|m| cri::Mount {
             container_path: m.container_path.clone(),
-            host_path: m.host_path.display().to_string(),
+            // An image volume shows its image (and the id PullImage
+            // answered, as image_ref), not where its shim mounts it.
+            host_path: match &m.image {
+                Some(_) => String::new(),
+                None => m.host_path.display().to_string(),
+            },
+            image: m.image.as_ref().map(|i| cri::ImageSpec {
+                image: i.image.clone(),
+                image_ref: i.image_id.clone(),
+                ..cri::ImageSpec::default()
+            }),
+            image_sub_path: m
+                .image
+                .as_ref()
+                .map(|i| i.sub_path.clone())
+                .unwrap_or_default(),
             readonly: m.readonly,
             recursive_read_only: m.recursive_readonly,
             propagation: match m.propagation {
