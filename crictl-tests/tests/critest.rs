@@ -234,20 +234,27 @@ fn critest_user_namespace_specs_pass() {
 }
 
 /// critest v1.37.0's image volume specs ([Feature:ImageVolume]; v1.34.0
-/// has none): each skips itself where the runtime lacks the feature (a
+/// has none), with the built-in core and each runtime handler: each skips itself where the runtime lacks the feature (a
 /// skip is not a pass), so all five must have passed.
 #[test]
 fn critest_image_volume_specs_pass() {
     let critest = critest_1_37_binary()
         .expect("critest-1.37 is missing: crictl-tests/cri-tools.sh builds it");
     let s = setup();
-    let (text, summary) =
-        run_critest_binary(&critest, &s.daemon, &["-ginkgo.focus=Feature:ImageVolume"]);
-    assert!(
-        summary.failed == 0 && summary.ran == 5 && summary.passed == 5,
-        "critest image volumes: {summary:?}\n{}\n---- critest output ----\n{text}",
-        failures(&text).join("\n")
-    );
+    // The built-in core, then each runtime handler.
+    let handlers = std::iter::once("").chain(HANDLERS.iter().map(|(name, _)| *name));
+    for handler in handlers {
+        let mut args = vec!["-ginkgo.focus=Feature:ImageVolume"];
+        if !handler.is_empty() {
+            args.extend(["-runtime-handler", handler]);
+        }
+        let (text, summary) = run_critest_binary(&critest, &s.daemon, &args);
+        assert!(
+            summary.failed == 0 && summary.ran == 5 && summary.passed == 5,
+            "critest image volumes {args:?}: {summary:?}\n{}\n---- critest output ----\n{text}",
+            failures(&text).join("\n")
+        );
+    }
 }
 
 /// critest's benchmark mode against cortend (not part of the suite: run
