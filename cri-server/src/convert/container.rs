@@ -399,39 +399,40 @@ pub fn container(r: &ContainerRecord) -> cri::Container {
     }
 }
 
+/// A mount as ContainerStatus shows it.
+fn status_mount(m: &MountConfig) -> cri::Mount {
+    cri::Mount {
+        container_path: m.container_path.clone(),
+        // An image volume shows its image (and the id PullImage
+        // answered, as image_ref), not where its shim mounts it.
+        host_path: match &m.image {
+            Some(_) => String::new(),
+            None => m.host_path.display().to_string(),
+        },
+        image: m.image.as_ref().map(|i| cri::ImageSpec {
+            image: i.image.clone(),
+            image_ref: i.image_id.clone(),
+            ..cri::ImageSpec::default()
+        }),
+        image_sub_path: m
+            .image
+            .as_ref()
+            .map(|i| i.sub_path.clone())
+            .unwrap_or_default(),
+        readonly: m.readonly,
+        recursive_read_only: m.recursive_readonly,
+        propagation: match m.propagation {
+            Propagation::Private => cri::MountPropagation::PropagationPrivate,
+            Propagation::HostToContainer => cri::MountPropagation::PropagationHostToContainer,
+            Propagation::Bidirectional => cri::MountPropagation::PropagationBidirectional,
+        } as i32,
+        ..cri::Mount::default()
+    }
+}
+
 /// The CRI status of a record.
 pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
-    let mounts = r
-        .mounts
-        .iter()
-        .map(|m| cri::Mount {
-            container_path: m.container_path.clone(),
-            // An image volume shows its image (and the id PullImage
-            // answered, as image_ref), not where its shim mounts it.
-            host_path: match &m.image {
-                Some(_) => String::new(),
-                None => m.host_path.display().to_string(),
-            },
-            image: m.image.as_ref().map(|i| cri::ImageSpec {
-                image: i.image.clone(),
-                image_ref: i.image_id.clone(),
-                ..cri::ImageSpec::default()
-            }),
-            image_sub_path: m
-                .image
-                .as_ref()
-                .map(|i| i.sub_path.clone())
-                .unwrap_or_default(),
-            readonly: m.readonly,
-            recursive_read_only: m.recursive_readonly,
-            propagation: match m.propagation {
-                Propagation::Private => cri::MountPropagation::PropagationPrivate,
-                Propagation::HostToContainer => cri::MountPropagation::PropagationHostToContainer,
-                Propagation::Bidirectional => cri::MountPropagation::PropagationBidirectional,
-            } as i32,
-            ..cri::Mount::default()
-        })
-        .collect();
+    let mounts = r.mounts.iter().map(status_mount).collect();
     let res = &r.config.resources;
     let linux = cri::LinuxContainerResources {
         cpu_period: res
@@ -507,6 +508,62 @@ mod tests {
             }),
             ..cri::ContainerConfig::default()
         }
+    }
+
+    #[test]
+    fn image_mounts_are_checked_and_shown_with_their_image() {
+        let image = |readonly: bool, host: &str, sub: &str| cri::Mount {
+            container_path: "/vol".into(),
+            host_path: host.into(),
+            readonly,
+            image: Some(cri::ImageSpec {
+                image: "sha256:abc".into(),
+                ..cri::ImageSpec::default()
+            }),
+            image_sub_path: sub.into(),
+            ..cri::Mount::default()
+        };
+        let m = mount(&image(true, "", "data/sub")).expect("an image volume");
+        let volume = m.image.clone().expect("image");
+        assert_eq!(
+            (volume.image.as_str(), volume.sub_path.as_str()),
+            ("sha256:abc", "data/sub")
+        );
+        assert!(m.readonly && m.host_path.as_os_str().is_empty());
+        for (bad, field) in [
+            (image(false, "", ""), "config.mounts.readonly"),
+            (image(true, "/srv", ""), "config.mounts.host_path"),
+            (image(true, "", "../x"), "config.mounts.image_sub_path"),
+            (image(true, "", "a/../../x"), "config.mounts.image_sub_path"),
+            (image(true, "", "/abs"), "config.mounts.image_sub_path"),
+            (
+                cri::Mount {
+                    image: None,
+                    host_path: "/srv".into(),
+                    ..image(true, "", "sub")
+                },
+                "config.mounts.image_sub_path",
+            ),
+        ] {
+            let e = mount(&bad).expect_err(field);
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().contains(field), "{field}: {}", e.message());
+        }
+
+        // The status shows the image and its id, no host path.
+        let mut shown = m.clone();
+        shown.host_path = "/run/corten/containers/x/image-volumes/0/data/sub".into();
+        if let Some(i) = shown.image.as_mut() {
+            i.image_id = "sha256:abcdef".into();
+        }
+        let out = &status_mount(&shown);
+        assert_eq!(out.host_path, "");
+        assert_eq!(out.image_sub_path, "data/sub");
+        let spec = out.image.clone().expect("image");
+        assert_eq!(
+            (spec.image.as_str(), spec.image_ref.as_str()),
+            ("sha256:abc", "sha256:abcdef")
+        );
     }
 
     #[test]

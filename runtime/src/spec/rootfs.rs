@@ -229,6 +229,36 @@ mod tests {
     }
 
     #[test]
+    fn plain_directories_of_the_merged_view() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (top, low) = (t.path().join("top"), t.path().join("low"));
+        write(&low, "data/sub/f", "x");
+        write(&low, "gone/f", "x");
+        write(&low, "file", "x");
+        write(&top, "data/top-only/f", "x");
+        whiteout(&top, "gone");
+        symlink("data", top.join("link")).expect("symlink");
+        symlink("/", low.join("data/escape")).expect("symlink");
+        let v = LayeredRootfs {
+            layers: vec![top, low],
+        };
+        for ok in ["", ".", "data", "data/", "./data/sub", "data/top-only"] {
+            assert_eq!(v.plain_directory(ok), Ok(()), "{ok:?}");
+        }
+        let why = |sub: &str| v.plain_directory(sub).expect_err(sub);
+        assert!(why("nope").contains("does not exist"), "{}", why("nope"));
+        assert!(why("gone").contains("does not exist"), "whited out");
+        assert!(why("data/nope").contains("data/nope does not exist"));
+        assert!(why("file").contains("not a directory"));
+        assert!(why("data/sub/f").contains("not a directory"));
+        assert!(why("link").contains("symbolic link"));
+        assert!(why("link/sub").contains("symbolic link"));
+        assert!(why("data/escape").contains("symbolic link"));
+        assert!(why("data/..").contains("`..`"));
+        assert!(why("../x").contains("`..`"));
+    }
+
+    #[test]
     fn upper_layers_win_and_whiteouts_hide() {
         let t = tempfile::tempdir().expect("tempdir");
         let (top, mid, low) = (
