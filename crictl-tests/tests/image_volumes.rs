@@ -477,3 +477,83 @@ fn cortend_killed_then_restarted_still_removes_image_volumes() {
         || mounts_of(pid, "/vol").is_empty(),
     );
 }
+
+/// In a pod with a user namespace of its own, the volume's files are
+/// id-mapped as the image's are: owned by container root, not `nobody`.
+#[test]
+fn an_image_volume_in_a_user_namespace_is_id_mapped() {
+    let env = Env::new();
+    push_volume_image(&env);
+    let mapping = serde_json::json!([{"host_id": 200_000, "container_id": 0, "length": 65536}]);
+    let ns = serde_json::json!({
+        "pid": 1,
+        "userns_options": {"mode": 0, "uids": mapping, "gids": mapping}
+    });
+    let pod = env.pod_with(
+        "uns",
+        serde_json::json!({"security_context": {"namespace_options": ns}}),
+    );
+    block_on(async {
+        let image_id = pull(&env).await;
+        let mut c = runtime(env.d.socket()).await.expect("connect");
+        let ids = vec![cri::IdMapping {
+            host_id: 200_000,
+            container_id: 0,
+            length: 65536,
+        }];
+        let mut config = config(
+            "vol",
+            vec![
+                volume("/vol", &image_id, "", true),
+                volume("/sub", &image_id, "data", true),
+            ],
+        );
+        config.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Container as i32,
+                    userns_options: Some(cri::UserNamespace {
+                        mode: cri::NamespaceMode::Pod as i32,
+                        uids: ids.clone(),
+                        gids: ids,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let id = create(&mut c, &pod, config).await.expect("create");
+        c.start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("start");
+        let (code, out, err) = exec(
+            &mut c,
+            &id,
+            &[
+                "stat",
+                "-c",
+                "%u:%g",
+                "/vol/data/hello.txt",
+                "/sub/hello.txt",
+                "/vol",
+            ],
+        )
+        .await;
+        assert_eq!((code, out.as_str()), (0, "0:0\n0:0\n0:0\n"), "{err}");
+        let (code, out, _) = exec(&mut c, &id, &["cat", "/sub/hello.txt"]).await;
+        assert_eq!((code, out.as_str()), (0, HELLO));
+        let (code, _, _) = exec(&mut c, &id, &["touch", "/vol/x"]).await;
+        assert_ne!(code, 0, "read-only");
+        let (code, out, _) = exec(&mut c, &id, &["/vol/bin/busybox", "echo", "ran"]).await;
+        assert_eq!((code, out.as_str()), (0, "ran\n"));
+        c.remove_container(cri::RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("remove");
+        assert!(bundles(&env).is_empty(), "{:?}", bundles(&env));
+    });
+}

@@ -472,9 +472,6 @@ impl Containers {
         Ok(id)
     }
 }
-/// Where the shim of a container mounts its image volumes: `<bundle>/
-/// image-volumes/<n>` (in its own mount namespace, never the host's).
-const IMAGE_VOLUMES_DIR: &str = "image-volumes";
 
 /// Resolves the image volumes among `mounts` (those with an image): holds
 /// each one's image for `holder` (besides what it holds), checks its sub
@@ -528,8 +525,10 @@ async fn resolve_image_volumes(
                 .into());
             }
         }
+        // `<bundle>/image-volumes/<n>`, mounted in the shim's own mount
+        // namespace (never the host's).
         let target = bundle
-            .join(IMAGE_VOLUMES_DIR)
+            .join(crate::shim::protocol::files::IMAGE_VOLUMES_DIR)
             .join(volumes.len().to_string());
         m.host_path = if volume.sub_path.is_empty() {
             target.clone()
@@ -537,6 +536,12 @@ async fn resolve_image_volumes(
             target.join(volume.sub_path.trim_matches('/'))
         };
         m.readonly = true;
+        // As the shim mounts it (a user namespace cannot clear these).
+        for word in ["nosuid", "nodev"] {
+            if !m.options.iter().any(|o| o == word) {
+                m.options.push(word.into());
+            }
+        }
         volume.image_id = image.id.to_string();
         volume.chain_ids = image.layers.iter().map(|l| l.chain_id.clone()).collect();
         volumes.push(BundleImageVolume { lower, target });

@@ -187,18 +187,19 @@ fn create(args: &Args) -> Result<Supervisor, Error> {
         path: target.clone(),
         source,
     })?;
+    let idmap = rootfs_idmap(&spec);
     linux::mount_rootfs(
         &RootfsLayers {
             lower: rootfs.lower,
             upper: rootfs.upper,
             work: rootfs.work,
             readonly: rootfs.readonly,
-            idmap: rootfs_idmap(&spec),
+            idmap: idmap.clone(),
         },
         &target,
     )?;
     for volume in &rootfs.image_volumes {
-        linux::mount_image_volume(&volume.lower, &volume.target)?;
+        linux::mount_image_volume(&volume.lower, &volume.target, idmap.as_ref())?;
     }
 
     let log = LogWriter::open(&args.log)?;
