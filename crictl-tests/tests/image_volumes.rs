@@ -557,3 +557,89 @@ fn an_image_volume_in_a_user_namespace_is_id_mapped() {
         assert!(bundles(&env).is_empty(), "{:?}", bundles(&env));
     });
 }
+
+/// cortend aborted (as by `kill -9`) at each crash point of creating and
+/// removing a container with an image volume, then restarted: the pod's
+/// removal leaves no container, bundle or mount, and the image is free.
+#[test]
+fn a_crash_at_any_point_of_an_image_volume_leaves_nothing_after_restart() {
+    use corten_runtime::crash;
+    let mut env = Env::new();
+    push_volume_image(&env);
+    for point in [
+        "container.create.after_bundle",
+        "container.create.after_shim",
+        "container.remove.after_stop",
+        "container.remove.after_delete",
+    ] {
+        let pod = env.pod(&point.replace('.', "-").replace('_', "-"));
+        let image_id = block_on(pull(&env));
+        let make = |env: &Env| {
+            block_on(async {
+                let mut c = runtime(env.d.socket()).await.expect("connect");
+                let config = config("vol", vec![volume("/vol", &image_id, "data", true)]);
+                let id = create(&mut c, &pod, config).await?;
+                c.start_container(cri::StartContainerRequest {
+                    container_id: id.clone(),
+                })
+                .await?;
+                Ok::<_, tonic::Status>(id)
+            })
+        };
+        let removing = point.starts_with("container.remove");
+        let made = removing.then(|| make(&env).expect("created before the crash"));
+        env.d.set_env(crash::ENV, Some(point));
+        env.d.restart();
+        match &made {
+            Some(id) => {
+                let id = id.clone();
+                let _ = block_on(async {
+                    let mut c = runtime(env.d.socket()).await.expect("connect");
+                    c.remove_container(cri::RemoveContainerRequest { container_id: id })
+                        .await
+                });
+            }
+            None => {
+                let _ = make(&env);
+            }
+        }
+        crictl_tests::wait::until(
+            &format!("cortend aborts at {point}"),
+            std::time::Duration::from_secs(60),
+            || env.d.exited(),
+        );
+        assert!(
+            env.d
+                .log()
+                .contains(&format!("crash point {point} reached")),
+            "{point} not reached:\n{}",
+            env.d.log()
+        );
+        env.d.set_env(crash::ENV, None);
+        env.d.resume();
+        block_on(async {
+            let mut c = runtime(env.d.socket()).await.expect("connect");
+            c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .expect("stop pod");
+            c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .expect("remove pod");
+            assert_eq!(container_count(&mut c).await, 0, "{point}");
+            remove_image(&env, &image_id)
+                .await
+                .unwrap_or_else(|e| panic!("{point}: the image is free: {e:?}"));
+        });
+        crictl_tests::wait::until(
+            &format!("{point}: no bundle left"),
+            std::time::Duration::from_secs(30),
+            || bundles(&env).is_empty(),
+        );
+        assert_eq!(host_mounts(&env), Vec::<String>::new(), "{point}");
+        println!("crash point {point} with an image volume: nothing left");
+    }
+}
