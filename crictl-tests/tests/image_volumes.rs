@@ -572,7 +572,7 @@ fn a_crash_at_any_point_of_an_image_volume_leaves_nothing_after_restart() {
         "container.remove.after_stop",
         "container.remove.after_delete",
     ] {
-        let pod = env.pod(&point.replace('.', "-").replace('_', "-"));
+        let pod = env.pod(&point.replace(['.', '_'], "-"));
         let image_id = block_on(pull(&env));
         let make = |env: &Env| {
             block_on(async {
