@@ -22,8 +22,9 @@ pub struct HandlerFeatures {
     pub recursive_read_only_mounts: bool,
     /// User namespaces for pods, with id-mapped mounts.
     pub user_namespaces: bool,
-    /// Image volumes (CRI `Mount.image`). Not in this build: false for
-    /// every handler until image volumes land (the built-in core first).
+    /// Image volumes (CRI `Mount.image`). Every handler has them: the
+    /// shim mounts the image in its own mount namespace before any runtime
+    /// runs, and the container gets a bind mount of it.
     pub image_volumes: bool,
 }
 
@@ -44,7 +45,7 @@ pub fn builtin() -> Handler {
             recursive_read_only_mounts: true,
             // Pods with `userns_options` mode POD (convert/userns.rs).
             user_namespaces: true,
-            image_volumes: false,
+            image_volumes: true,
         },
     }
 }
@@ -106,7 +107,8 @@ pub fn from_document(doc: &serde_json::Value) -> HandlerFeatures {
         // A user namespace and id-mapped mounts for its volumes.
         user_namespaces: has(&linux["namespaces"], "user")
             && linux["mountExtensions"]["idmap"]["enabled"].as_bool() == Some(true),
-        image_volumes: false,
+        // Made by the shim, whatever the runtime (see the field).
+        image_volumes: true,
     }
 }
 
@@ -120,7 +122,13 @@ mod tests {
             "mountOptions": ["bind", "ro"],
             "linux": {"namespaces": ["mount", "user"]}
         });
-        assert_eq!(from_document(&old), HandlerFeatures::default());
+        assert_eq!(
+            from_document(&old),
+            HandlerFeatures {
+                image_volumes: true,
+                ..HandlerFeatures::default()
+            }
+        );
         let new = serde_json::json!({
             "mountOptions": ["bind", "rro"],
             "linux": {
@@ -133,7 +141,7 @@ mod tests {
             HandlerFeatures {
                 recursive_read_only_mounts: true,
                 user_namespaces: true,
-                image_volumes: false,
+                image_volumes: true,
             }
         );
         assert_eq!(

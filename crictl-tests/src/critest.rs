@@ -26,6 +26,18 @@ pub fn critest_binary() -> Option<PathBuf> {
     local.is_file().then_some(local)
 }
 
+/// critest of cri-tools v1.37.0, for the specs v1.34.0 lacks (image
+/// volumes): `$CRITEST_1_37`, or `critest-1.37` beside [`critest_binary`]
+/// (`crictl-tests/cri-tools.sh` builds it into `.test-tools/bin`).
+pub fn critest_1_37_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CRITEST_1_37") {
+        return Some(PathBuf::from(p));
+    }
+    let beside = critest_binary()?.with_file_name("critest-1.37");
+    let local = crate::tools::workspace_root().join(".test-tools/bin/critest-1.37");
+    [beside, local].into_iter().find(|p| p.is_file())
+}
+
 /// The shared libraries `binary` loads (from `ldd`), the loader included.
 fn shared_libs(binary: &Path) -> Result<Vec<PathBuf>> {
     let out = Command::new("ldd")

@@ -7,7 +7,9 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crictl_tests::critest::{critest_binary, dynamic_busybox, push_images, summary, UPSTREAMS};
+use crictl_tests::critest::{
+    critest_1_37_binary, critest_binary, dynamic_busybox, push_images, summary, UPSTREAMS,
+};
 use crictl_tests::node_e2e::report::regex_escape;
 use crictl_tests::{tools, Daemon, DaemonBuilder, Registry, RegistryOptions, TestNetwork};
 
@@ -113,11 +115,20 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs critest with `extra` arguments; returns its output and summary.
 fn run_critest(daemon: &Daemon, extra: &[&str]) -> (String, crictl_tests::critest::Summary) {
+    let critest = critest_binary().expect("critest is missing: run crictl-tests/run.sh");
+    run_critest_binary(&critest, daemon, extra)
+}
+
+/// [`run_critest`] of the `critest` binary at `critest`.
+fn run_critest_binary(
+    critest: &std::path::Path,
+    daemon: &Daemon,
+    extra: &[&str],
+) -> (String, crictl_tests::critest::Summary) {
     // A run that panicked elsewhere poisons the lock, not the ports.
     let _one = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let critest = critest_binary().expect("critest is missing: run crictl-tests/run.sh");
     let endpoint = format!("unix://{}", daemon.socket().display());
     let skips = skips_for_kernel();
     for (spec, why) in &skips {
@@ -220,6 +231,30 @@ fn critest_user_namespace_specs_pass() {
         "critest user namespaces: {summary:?}\n{}\n---- critest output ----\n{text}",
         failures(&text).join("\n")
     );
+}
+
+/// critest v1.37.0's image volume specs ([Feature:ImageVolume]; v1.34.0
+/// has none), with the built-in core and each runtime handler: each skips itself where the runtime lacks the feature (a
+/// skip is not a pass), so all five must have passed.
+#[test]
+fn critest_image_volume_specs_pass() {
+    let critest = critest_1_37_binary()
+        .expect("critest-1.37 is missing: crictl-tests/cri-tools.sh builds it");
+    let s = setup();
+    // The built-in core, then each runtime handler.
+    let handlers = std::iter::once("").chain(HANDLERS.iter().map(|(name, _)| *name));
+    for handler in handlers {
+        let mut args = vec!["-ginkgo.focus=Feature:ImageVolume"];
+        if !handler.is_empty() {
+            args.extend(["-runtime-handler", handler]);
+        }
+        let (text, summary) = run_critest_binary(&critest, &s.daemon, &args);
+        assert!(
+            summary.failed == 0 && summary.ran == 5 && summary.passed == 5,
+            "critest image volumes {args:?}: {summary:?}\n{}\n---- critest output ----\n{text}",
+            failures(&text).join("\n")
+        );
+    }
 }
 
 /// critest's benchmark mode against cortend (not part of the suite: run

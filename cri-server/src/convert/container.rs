@@ -9,7 +9,8 @@ use corten_cri_api::v1 as cri;
 use corten_cri_api::v1::security_profile::ProfileType;
 use corten_runtime::container::{ContainerRecord, ContainerState, NewContainer};
 use corten_runtime::spec::{
-    ContainerConfig, DeviceConfig, MountConfig, Propagation, Resources, SeccompProfile, Security,
+    ContainerConfig, DeviceConfig, ImageMount, MountConfig, Propagation, Resources, SeccompProfile,
+    Security,
 };
 use tonic::Status;
 
@@ -143,7 +144,8 @@ fn mount(m: &cri::Mount) -> Result<MountConfig, Status> {
             format!("{:?} is not absolute", m.container_path),
         ));
     }
-    if !m.host_path.starts_with('/') {
+    let image = image_mount(m)?;
+    if image.is_none() && !m.host_path.starts_with('/') {
         return Err(invalid(
             "config.mounts.host_path",
             format!("{:?} is not absolute", m.host_path),
@@ -174,7 +176,53 @@ fn mount(m: &cri::Mount) -> Result<MountConfig, Status> {
         recursive_readonly: m.recursive_read_only,
         propagation,
         options: Vec::new(),
+        image,
     })
+}
+
+/// The image volume a mount asks for (`image` set): read-only, no host
+/// path, a relative sub path without `..`.
+fn image_mount(m: &cri::Mount) -> Result<Option<ImageMount>, Status> {
+    let Some(image) = m.image.as_ref().filter(|i| !i.image.is_empty()) else {
+        if !m.image_sub_path.is_empty() {
+            return Err(invalid(
+                "config.mounts.image_sub_path",
+                "is set without image",
+            ));
+        }
+        return Ok(None);
+    };
+    let what = format!("image volume {:?} at {:?}", image.image, m.container_path);
+    if !m.host_path.is_empty() {
+        return Err(invalid(
+            "config.mounts.host_path",
+            format!("{what}: an image volume has no host path"),
+        ));
+    }
+    if !m.readonly {
+        return Err(invalid(
+            "config.mounts.readonly",
+            format!("{what}: image volumes are read-only"),
+        ));
+    }
+    let sub = &m.image_sub_path;
+    if sub.starts_with('/') || sub.contains('\0') {
+        return Err(invalid(
+            "config.mounts.image_sub_path",
+            format!("{what}: {sub:?} is not a relative path"),
+        ));
+    }
+    if sub.split('/').any(|c| c == "..") {
+        return Err(invalid(
+            "config.mounts.image_sub_path",
+            format!("{what}: {sub:?} leaves the image (`..`)"),
+        ));
+    }
+    Ok(Some(ImageMount {
+        image: image.image.clone(),
+        sub_path: sub.clone(),
+        ..ImageMount::default()
+    }))
 }
 
 /// CRI Linux resources (0 = unset) to the runtime's.
@@ -352,24 +400,40 @@ pub fn container(r: &ContainerRecord) -> cri::Container {
     }
 }
 
+/// A mount as ContainerStatus shows it.
+fn status_mount(m: &MountConfig) -> cri::Mount {
+    cri::Mount {
+        container_path: m.container_path.clone(),
+        // An image volume shows its image (and the id PullImage
+        // answered, as image_ref), not where its shim mounts it.
+        host_path: match &m.image {
+            Some(_) => String::new(),
+            None => m.host_path.display().to_string(),
+        },
+        image: m.image.as_ref().map(|i| cri::ImageSpec {
+            image: i.image.clone(),
+            image_ref: i.image_id.clone(),
+            ..cri::ImageSpec::default()
+        }),
+        image_sub_path: m
+            .image
+            .as_ref()
+            .map(|i| i.sub_path.clone())
+            .unwrap_or_default(),
+        readonly: m.readonly,
+        recursive_read_only: m.recursive_readonly,
+        propagation: match m.propagation {
+            Propagation::Private => cri::MountPropagation::PropagationPrivate,
+            Propagation::HostToContainer => cri::MountPropagation::PropagationHostToContainer,
+            Propagation::Bidirectional => cri::MountPropagation::PropagationBidirectional,
+        } as i32,
+        ..cri::Mount::default()
+    }
+}
+
 /// The CRI status of a record.
 pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
-    let mounts = r
-        .mounts
-        .iter()
-        .map(|m| cri::Mount {
-            container_path: m.container_path.clone(),
-            host_path: m.host_path.display().to_string(),
-            readonly: m.readonly,
-            recursive_read_only: m.recursive_readonly,
-            propagation: match m.propagation {
-                Propagation::Private => cri::MountPropagation::PropagationPrivate,
-                Propagation::HostToContainer => cri::MountPropagation::PropagationHostToContainer,
-                Propagation::Bidirectional => cri::MountPropagation::PropagationBidirectional,
-            } as i32,
-            ..cri::Mount::default()
-        })
-        .collect();
+    let mounts = r.mounts.iter().map(status_mount).collect();
     let res = &r.config.resources;
     let linux = cri::LinuxContainerResources {
         cpu_period: res
@@ -445,6 +509,62 @@ mod tests {
             }),
             ..cri::ContainerConfig::default()
         }
+    }
+
+    #[test]
+    fn image_mounts_are_checked_and_shown_with_their_image() {
+        let image = |readonly: bool, host: &str, sub: &str| cri::Mount {
+            container_path: "/vol".into(),
+            host_path: host.into(),
+            readonly,
+            image: Some(cri::ImageSpec {
+                image: "sha256:abc".into(),
+                ..cri::ImageSpec::default()
+            }),
+            image_sub_path: sub.into(),
+            ..cri::Mount::default()
+        };
+        let m = mount(&image(true, "", "data/sub")).expect("an image volume");
+        let volume = m.image.clone().expect("image");
+        assert_eq!(
+            (volume.image.as_str(), volume.sub_path.as_str()),
+            ("sha256:abc", "data/sub")
+        );
+        assert!(m.readonly && m.host_path.as_os_str().is_empty());
+        for (bad, field) in [
+            (image(false, "", ""), "config.mounts.readonly"),
+            (image(true, "/srv", ""), "config.mounts.host_path"),
+            (image(true, "", "../x"), "config.mounts.image_sub_path"),
+            (image(true, "", "a/../../x"), "config.mounts.image_sub_path"),
+            (image(true, "", "/abs"), "config.mounts.image_sub_path"),
+            (
+                cri::Mount {
+                    image: None,
+                    host_path: "/srv".into(),
+                    ..image(true, "", "sub")
+                },
+                "config.mounts.image_sub_path",
+            ),
+        ] {
+            let e = mount(&bad).expect_err(field);
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().contains(field), "{field}: {}", e.message());
+        }
+
+        // The status shows the image and its id, no host path.
+        let mut shown = m.clone();
+        shown.host_path = "/run/corten/containers/x/image-volumes/0/data/sub".into();
+        if let Some(i) = shown.image.as_mut() {
+            i.image_id = "sha256:abcdef".into();
+        }
+        let out = &status_mount(&shown);
+        assert_eq!(out.host_path, "");
+        assert_eq!(out.image_sub_path, "data/sub");
+        let spec = out.image.clone().expect("image");
+        assert_eq!(
+            (spec.image.as_str(), spec.image_ref.as_str()),
+            ("sha256:abc", "sha256:abcdef")
+        );
     }
 
     #[test]

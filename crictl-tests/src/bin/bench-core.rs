@@ -163,6 +163,7 @@ impl Bench {
                 log_path: self.log_path(id),
                 runtime: backend.clone(),
                 runtime_root: None,
+                image_volumes: Vec::new(),
                 stdin: false,
                 stdin_once: false,
             })

@@ -180,6 +180,7 @@ async fn create(
             log_path: PathBuf::from("/dev/null"),
             runtime: backend.clone(),
             runtime_root: None,
+            image_volumes: Vec::new(),
             stdin: false,
             stdin_once: false,
         })

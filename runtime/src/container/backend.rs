@@ -44,6 +44,9 @@ pub trait ShimBackend: Send + Sync + std::fmt::Debug {
     async fn metrics(&self, id: &str) -> Result<ContainerMetrics, crate::Error>;
     /// The ids of the containers with files on disk, recorded or not.
     fn ids_on_disk(&self) -> Vec<String>;
+    /// The bundle directory of container `id` (where its shim mounts its
+    /// image volumes).
+    fn bundle_dir(&self, id: &str) -> std::path::PathBuf;
     /// The OCI spec the container was created with, as JSON.
     fn spec_json(&self, id: &str) -> Option<serde_json::Value>;
 }
@@ -114,6 +117,10 @@ impl ShimBackend for ContainerRuntime {
 
     fn ids_on_disk(&self) -> Vec<String> {
         ContainerRuntime::ids_on_disk(self)
+    }
+
+    fn bundle_dir(&self, id: &str) -> std::path::PathBuf {
+        ContainerRuntime::bundle(self, id)
     }
 
     fn spec_json(&self, id: &str) -> Option<serde_json::Value> {

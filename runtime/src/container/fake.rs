@@ -453,6 +453,10 @@ impl ShimBackend for FakeShims {
         self.world().containers.keys().cloned().collect()
     }
 
+    fn bundle_dir(&self, id: &str) -> PathBuf {
+        PathBuf::from("/nonexistent/fake-bundles").join(id)
+    }
+
     fn spec_json(&self, id: &str) -> Option<serde_json::Value> {
         self.record(Call::SpecJson { id: id.into() }).ok()?;
         self.container(id).map(|_| serde_json::json!({ "id": id }))

@@ -18,6 +18,7 @@ use crate::ids::{ContainerId, SandboxId};
 use crate::image::{Images, LayerHolds};
 use crate::locks::KeyedLocks;
 use crate::sandbox::PodContext;
+use crate::shim::setup::BundleImageVolume;
 use crate::spec::{self, ContainerConfig, ImageConfig, LayeredRootfs, NsMode};
 use crate::store::{Lookup, MetaStore, Record, Records, Table};
 
@@ -181,7 +182,9 @@ impl Containers {
     ) -> Result<Containers, crate::Error> {
         let records = Arc::new(Records::<ContainerRecord>::load(store.clone())?);
         for r in records.filtered(|_| true) {
-            holds.hold(&r.id, r.chain_ids.clone());
+            let volumes = r.config.mounts.iter().filter_map(|m| m.image.as_ref());
+            let chain_ids = r.chain_ids.iter().chain(volumes.flat_map(|i| &i.chain_ids));
+            holds.hold(&r.id, chain_ids.cloned().collect());
         }
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         Ok(Containers {
@@ -338,6 +341,13 @@ impl Containers {
         }
         // A stop signal that could never be sent is refused now, not at stop.
         stop_signal(config.stop_signal.as_deref())?;
+        let image_volumes = resolve_image_volumes(
+            images,
+            &id,
+            &inner.backend.bundle_dir(&id),
+            &mut config.mounts,
+        )
+        .await?;
         let requested_mounts = config.mounts.clone();
         config.id = id.to_string();
         apply_pod(&mut config, pod);
@@ -397,6 +407,7 @@ impl Containers {
                 .unwrap_or_else(|| PathBuf::from("/dev/null")),
             runtime: handler.map(|h| h.binary.clone()),
             runtime_root: handler.and_then(|h| h.root.clone()),
+            image_volumes,
             stdin: config.stdin,
             stdin_once: config.stdin_once,
         };
@@ -463,6 +474,83 @@ impl Containers {
         Ok(id)
     }
 }
+
+/// Resolves the image volumes among `mounts` (those with an image): holds
+/// each one's image for `holder` (besides what it holds), checks its sub
+/// path (a plain directory of the image, reached without a symlink), and
+/// points the mount's source at where the shim will mount the image under
+/// `bundle`. Returns what the shim mounts.
+async fn resolve_image_volumes(
+    images: &Images,
+    holder: &str,
+    bundle: &std::path::Path,
+    mounts: &mut [crate::spec::MountConfig],
+) -> Result<Vec<BundleImageVolume>, crate::Error> {
+    let mut volumes = Vec::new();
+    for m in mounts.iter_mut() {
+        let Some(volume) = m.image.as_mut() else {
+            continue;
+        };
+        let image = images
+            .hold_also(holder, &volume.image)
+            .await?
+            .ok_or_else(|| Error::ImageVolumeNotFound {
+                image: volume.image.clone(),
+                path: m.container_path.clone(),
+            })?;
+        let lower: Vec<PathBuf> = image
+            .layers
+            .iter()
+            .rev()
+            .map(|l| images.snapshot_path(&l.chain_id))
+            .collect();
+        if !volume.sub_path.is_empty() {
+            // Looks at the layers' files: blocking work.
+            let view = LayeredRootfs {
+                layers: lower.clone(),
+            };
+            let sub = volume.sub_path.clone();
+            let checked = tokio::task::spawn_blocking(move || view.plain_directory(&sub))
+                .await
+                .map_err(|source| Error::Task {
+                    id: holder.to_string(),
+                    what: "checking an image volume's sub path",
+                    source,
+                })?;
+            if let Err(reason) = checked {
+                return Err(Error::ImageSubPath {
+                    image: volume.image.clone(),
+                    path: m.container_path.clone(),
+                    sub_path: volume.sub_path.clone(),
+                    reason,
+                }
+                .into());
+            }
+        }
+        // `<bundle>/image-volumes/<n>`, mounted in the shim's own mount
+        // namespace (never the host's).
+        let target = bundle
+            .join(crate::shim::protocol::files::IMAGE_VOLUMES_DIR)
+            .join(volumes.len().to_string());
+        m.host_path = if volume.sub_path.is_empty() {
+            target.clone()
+        } else {
+            target.join(volume.sub_path.trim_matches('/'))
+        };
+        m.readonly = true;
+        // As the shim mounts it (a user namespace cannot clear these).
+        for word in ["nosuid", "nodev"] {
+            if !m.options.iter().any(|o| o == word) {
+                m.options.push(word.into());
+            }
+        }
+        volume.image_id = image.id.to_string();
+        volume.chain_ids = image.layers.iter().map(|l| l.chain_id.clone()).collect();
+        volumes.push(BundleImageVolume { lower, target });
+    }
+    Ok(volumes)
+}
+
 /// The image a container's status shows: the name the user asked for, as
 /// CRI-O answers; when the request named the image only by its id (as
 /// kubelet does without `user_specified_image`), the image's first repo tag,

@@ -66,6 +66,26 @@ pub enum Error {
         /// The image as asked for.
         image: String,
     },
+    /// The image of an image volume is not present.
+    #[error("image {image:?} of the image volume at {path:?} not found: pull it first")]
+    ImageVolumeNotFound {
+        /// The image as asked for.
+        image: String,
+        /// The volume's container path.
+        path: String,
+    },
+    /// An image volume's sub path names no plain directory of its image.
+    #[error("image volume at {path:?}: image_sub_path {sub_path:?} of image {image:?}: {reason}")]
+    ImageSubPath {
+        /// The image as asked for.
+        image: String,
+        /// The volume's container path.
+        path: String,
+        /// The sub path.
+        sub_path: String,
+        /// Why it cannot be mounted.
+        reason: String,
+    },
     /// A stop signal that names no signal.
     #[error("invalid stop signal {signal:?}")]
     InvalidSignal {
@@ -238,11 +258,14 @@ impl Error {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::NotFound { .. } | Error::ImageNotFound { .. } => ErrorKind::NotFound,
+            Error::NotFound { .. }
+            | Error::ImageNotFound { .. }
+            | Error::ImageVolumeNotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } | Error::NameInUse { .. } => ErrorKind::AlreadyExists,
-            Error::InvalidId { .. } | Error::InvalidExec { .. } | Error::InvalidSignal { .. } => {
-                ErrorKind::InvalidArgument
-            }
+            Error::InvalidId { .. }
+            | Error::InvalidExec { .. }
+            | Error::InvalidSignal { .. }
+            | Error::ImageSubPath { .. } => ErrorKind::InvalidArgument,
             Error::Refused { .. } | Error::UnknownHandler { .. } => ErrorKind::FailedPrecondition,
             Error::ShimSaid { kind, .. } => *kind,
             Error::Create { .. }

@@ -61,7 +61,8 @@ pub(super) fn apply_pod(config: &mut ContainerConfig, pod: &PodContext) {
 pub(super) fn create_missing_sources(id: &str, mounts: &[MountConfig]) -> Result<(), Error> {
     // Each source once: 10,000 mounts of one directory are one lookup.
     let mut seen = std::collections::HashSet::new();
-    for m in mounts {
+    // An image volume's source is made by the container's shim.
+    for m in mounts.iter().filter(|m| m.image.is_none()) {
         if !seen.insert(m.host_path.as_path()) {
             continue;
         }

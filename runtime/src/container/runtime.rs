@@ -39,6 +39,9 @@ pub struct CreateRequest {
     pub runtime: Option<PathBuf>,
     /// That runtime's state directory (`--root`); `None`: inside the bundle.
     pub runtime_root: Option<PathBuf>,
+    /// Image volumes, for the shim to mount (in its mount namespace) where
+    /// the spec's bind mounts take them from.
+    pub image_volumes: Vec<crate::shim::setup::BundleImageVolume>,
     /// Keep the container's stdin open for attach.
     pub stdin: bool,
     /// Close stdin when the first attached client detaches.
@@ -204,6 +207,7 @@ impl ContainerRuntime {
             upper,
             work,
             readonly: req.readonly_rootfs,
+            image_volumes: req.image_volumes.clone(),
         };
         let json = |path: &Path| {
             let (id, path) = (id.clone(), path.to_path_buf());

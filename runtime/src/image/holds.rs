@@ -38,6 +38,14 @@ impl LayerHolds {
         self.map().insert(holder.to_string(), chain_ids);
     }
 
+    /// `holder` keeps `chain_ids` alive too, besides what it holds.
+    pub fn hold_also(&self, holder: &str, chain_ids: Vec<Digest>) {
+        self.map()
+            .entry(holder.to_string())
+            .or_default()
+            .extend(chain_ids);
+    }
+
     /// `holder` needs nothing any more; layers no image uses either are
     /// then collected (in the background).
     pub fn release(&self, holder: &str) {

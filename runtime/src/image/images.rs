@@ -111,6 +111,18 @@ impl Images {
         self.index.hold_image(holder, &record.id).await
     }
 
+    /// [`Self::hold`], keeping what `holder` holds already too.
+    pub async fn hold_also(
+        &self,
+        holder: &str,
+        name_or_id: &str,
+    ) -> Result<Option<ImageRecord>, crate::Error> {
+        let Some(record) = self.index.resolve(name_or_id)? else {
+            return Ok(None);
+        };
+        self.index.hold_image_also(holder, &record.id).await
+    }
+
     /// The snapshot directory of a layer, by chain id.
     pub fn snapshot_path(&self, chain_id: &super::Digest) -> PathBuf {
         self.index.snapshots().path(chain_id)

@@ -242,13 +242,35 @@ impl ImageIndex {
         holder: &str,
         id: &Digest,
     ) -> Result<Option<ImageRecord>, crate::Error> {
+        self.hold_image_as(holder, id, false).await
+    }
+
+    /// [`Self::hold_image`], keeping what `holder` holds already too (the
+    /// images of a container's image volumes, besides its own).
+    pub async fn hold_image_also(
+        &self,
+        holder: &str,
+        id: &Digest,
+    ) -> Result<Option<ImageRecord>, crate::Error> {
+        self.hold_image_as(holder, id, true).await
+    }
+
+    async fn hold_image_as(
+        &self,
+        holder: &str,
+        id: &Digest,
+        also: bool,
+    ) -> Result<Option<ImageRecord>, crate::Error> {
         let _no_gc = self.pull_guard().await;
         let Some(record) = self.inner.records.get(id.as_str()) else {
             return Ok(None);
         };
-        self.inner
-            .holds
-            .hold(holder, record.chain_ids().cloned().collect());
+        let chain_ids = record.chain_ids().cloned().collect();
+        if also {
+            self.inner.holds.hold_also(holder, chain_ids);
+        } else {
+            self.inner.holds.hold(holder, chain_ids);
+        }
         Ok(Some(record))
     }
 

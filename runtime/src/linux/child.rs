@@ -165,7 +165,14 @@ fn setup_and_exec(
     // Id-mapping needs root on the host too: the bind mounts are cloned and
     // mapped now, attached inside the container's mount namespace later.
     let mut mapped = match &plan.userns {
-        Some(userns) => mounts::idmapped_binds(spec, userns)?,
+        Some(userns) => {
+            // The shim id-mapped the image volumes' layers already (their
+            // overlay cannot be id-mapped itself).
+            let premapped = plan
+                .rootfs
+                .with_file_name(crate::shim::protocol::files::IMAGE_VOLUMES_DIR);
+            mounts::idmapped_binds(spec, userns, &premapped)?
+        }
         None => Vec::new(),
     };
     let joined_user = match &plan.userns {

@@ -69,7 +69,7 @@ pub use netns::{connect_in_netns, interfaces_in_netns, InterfaceCounters};
 pub use pin::{check_pin_options, pin, unpin, PinOptions};
 pub use pod_init::spawn_pod_init;
 pub use pty::{open_pty, open_resize_fifo, recv_fd, resize_pty};
-pub use rootfs::{mount_rootfs, RootfsIdmap, RootfsLayers};
+pub use rootfs::{mount_image_volume, mount_rootfs, RootfsIdmap, RootfsLayers};
 pub use shm::{mount_shm, unmount_shm, DEFAULT_SHM_SIZE};
 pub use sysctl::{check_shape as check_sysctl, namespace_of as sysctl_namespace, Namespace};
 pub use userns::{IdMapping, IdMappings};

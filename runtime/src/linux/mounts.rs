@@ -121,10 +121,13 @@ fn flag(word: &str) -> Option<(MsFlags, MsFlags)> {
 /// of each bind mount's source (with `rbind`, of its submounts too), by
 /// the index of the spec's mount; `None` for the other mounts. Made while
 /// the process is still root on the host (id-mapping needs it), attached by
-/// [`mount_one`] inside the container's mount namespace.
+/// [`mount_one`] inside the container's mount namespace. Sources under
+/// `premapped` (the image volumes, whose layers the shim id-mapped) are
+/// bound as they are.
 pub(super) fn idmapped_binds(
     spec: &oci_spec::runtime::Spec,
     userns: &OwnedFd,
+    premapped: &Path,
 ) -> Result<Vec<Option<OwnedFd>>> {
     let mut out = Vec::new();
     for m in spec.mounts().as_deref().unwrap_or_default() {
@@ -133,7 +136,7 @@ pub(super) fn idmapped_binds(
             out.push(None);
             continue;
         }
-        let Some(source) = m.source() else {
+        let Some(source) = m.source().as_ref().filter(|s| !s.starts_with(premapped)) else {
             out.push(None);
             continue;
         };

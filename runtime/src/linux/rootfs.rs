@@ -121,6 +121,65 @@ pub fn mount_rootfs(layers: &RootfsLayers, target: &Path) -> Result<()> {
         .ctx(|| format!("remount {} read-only", target.display()));
     }
 
+    mount_overlay_of(layers, target, flags)
+}
+
+/// In the shim, after [`mount_rootfs`] (so in its mount namespace): mounts
+/// the image layers `lower` (top first) read-only at `target` (made if
+/// missing), an image volume's tree: an overlay without an upper layer, a
+/// single layer bind-mounted. Not `noexec` (its programs may be run);
+/// `nosuid` and `nodev`. With `idmap` (a container in a user namespace)
+/// the layers are id-mapped as the root filesystem's are.
+pub fn mount_image_volume(
+    lower: &[PathBuf],
+    target: &Path,
+    idmap: Option<&RootfsIdmap>,
+) -> Result<()> {
+    if lower.is_empty() {
+        return Err(Error::InvalidSpec(format!(
+            "image volume at {} without layers",
+            target.display()
+        )));
+    }
+    std::fs::create_dir_all(target).ctx(|| format!("create {}", target.display()))?;
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let layers = RootfsLayers {
+        lower: lower.to_vec(),
+        ..RootfsLayers::default()
+    };
+    if let Some(idmap) = idmap {
+        let mapped = idmap_layers(&layers, idmap, target, false)?;
+        if lower.len() == 1 {
+            // The id-mapped layer is on the target already.
+            return mount_api::set_attr_at(target, false, &Attr::remount(flags))
+                .ctx(|| format!("make {} read-only", target.display()));
+        }
+        return mount_overlay_of(&mapped, target, flags);
+    }
+    if let [layer] = lower {
+        mount(
+            Some(layer),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind {} on {}", layer.display(), target.display()))?;
+        return mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            None::<&str>,
+        )
+        .ctx(|| format!("remount {} read-only", target.display()));
+    }
+    mount_overlay_of(&layers, target, flags)
+}
+
+/// The overlay of `layers` at `target`, its options relative to the
+/// layers' common parent when absolute ones exceed a page.
+fn mount_overlay_of(layers: &RootfsLayers, target: &Path, flags: MsFlags) -> Result<()> {
     let absolute = overlay_options(layers, None)?;
     if absolute.len() <= MAX_OPTIONS {
         return mount_overlay(target, flags, &absolute);

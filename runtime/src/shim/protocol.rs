@@ -186,6 +186,10 @@ pub mod files {
     pub const ROOTFS: &str = "rootfs.json";
     /// The mount point of the root filesystem (in the shim's mount namespace).
     pub const ROOTFS_DIR: &str = "rootfs";
+    /// Where the shim mounts the container's image volumes (`<n>` each),
+    /// beside the rootfs: their layers id-mapped already when the
+    /// container has a user namespace.
+    pub const IMAGE_VOLUMES_DIR: &str = "image-volumes";
     /// The control socket.
     pub const SOCKET: &str = "shim.sock";
     /// The shim's own diagnostics.

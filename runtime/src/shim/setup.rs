@@ -29,6 +29,20 @@ pub struct BundleRootfs {
     pub work: PathBuf,
     /// Mount the root filesystem read-only.
     pub readonly: bool,
+    /// Image volumes, mounted read-only in the shim's mount namespace
+    /// (never on the host's: they go with the shim, whatever stops it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_volumes: Vec<BundleImageVolume>,
+}
+
+/// An image volume of `rootfs.json`: an image's layers and where the shim
+/// mounts them (the source of the container's bind mount).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleImageVolume {
+    /// The image's layers, top first.
+    pub lower: Vec<PathBuf>,
+    /// The mount point (absolute, inside the bundle).
+    pub target: PathBuf,
 }
 
 /// The shim's command line.
@@ -173,16 +187,20 @@ fn create(args: &Args) -> Result<Supervisor, Error> {
         path: target.clone(),
         source,
     })?;
+    let idmap = rootfs_idmap(&spec);
     linux::mount_rootfs(
         &RootfsLayers {
             lower: rootfs.lower,
             upper: rootfs.upper,
             work: rootfs.work,
             readonly: rootfs.readonly,
-            idmap: rootfs_idmap(&spec),
+            idmap: idmap.clone(),
         },
         &target,
     )?;
+    for volume in &rootfs.image_volumes {
+        linux::mount_image_volume(&volume.lower, &volume.target, idmap.as_ref())?;
+    }
 
     let log = LogWriter::open(&args.log)?;
     let terminal = spec

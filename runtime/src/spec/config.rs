@@ -105,6 +105,25 @@ pub struct MountConfig {
     /// More mount(8) words for the bind mount, as CDI mounts give them
     /// (`nosuid`, `nodev`, `noexec`, ...; `bind` makes it non-recursive).
     pub options: Vec<String>,
+    /// An image volume: the source is an image's tree (read-only), not a
+    /// host path; the container manager fills `host_path` with where the
+    /// container's shim mounts it.
+    pub image: Option<ImageMount>,
+}
+
+/// The source of an image volume (CRI `Mount.image`, `Mount.image_sub_path`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImageMount {
+    /// The image as asked for (an id, or a name).
+    pub image: String,
+    /// The directory of the image's tree to mount (relative, without `..`);
+    /// empty: its root.
+    pub sub_path: String,
+    /// The image's id, once resolved.
+    pub image_id: String,
+    /// The chain ids of the image's layers (held while the container exists).
+    pub chain_ids: Vec<crate::image::Digest>,
 }
 
 /// Mount propagation of a bind mount.

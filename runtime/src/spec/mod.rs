@@ -17,8 +17,9 @@ mod user;
 mod tests;
 
 pub use config::{
-    ContainerConfig, DeviceConfig, DeviceKind, DeviceNode, HookConfig, MountConfig, Namespaces,
-    NsMode, Propagation, Resources, SeccompProfile, Security, UserNamespace, HOOK_POINTS,
+    ContainerConfig, DeviceConfig, DeviceKind, DeviceNode, HookConfig, ImageMount, MountConfig,
+    Namespaces, NsMode, Propagation, Resources, SeccompProfile, Security, UserNamespace,
+    HOOK_POINTS,
 };
 pub use generate::{generate, linux_resources};
 pub use image::ImageConfig;

@@ -126,6 +126,58 @@ impl LayeredRootfs {
     }
 }
 
+impl LayeredRootfs {
+    /// Checks that `sub` (relative, `/`-separated) names a directory of the
+    /// merged view reached without a symlink or `..` (an image volume's sub
+    /// path, which the kernel then resolves on the mounted tree: confined
+    /// only if nothing on the way can lead elsewhere). Says why not.
+    pub fn plain_directory(&self, sub: &str) -> Result<(), String> {
+        let mut visible: Vec<usize> = (0..self.layers.len()).collect();
+        let mut dir = PathBuf::new();
+        for name in sub.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            if name == ".." {
+                return Err("leaves the image (`..`)".into());
+            }
+            let shown = dir.join(name);
+            let mut shows = Vec::new();
+            let mut opaque = false;
+            for &layer in &visible {
+                if opaque {
+                    break;
+                }
+                let p = self.layers[layer].join(&shown);
+                let meta = match std::fs::symlink_metadata(&p) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(format!("{}: {e}", shown.display())),
+                };
+                let ft = meta.file_type();
+                if shows.is_empty() {
+                    if is_whiteout(&meta) {
+                        break;
+                    }
+                    if ft.is_symlink() {
+                        return Err(format!("{} is a symbolic link", shown.display()));
+                    }
+                    if !ft.is_dir() {
+                        return Err(format!("{} is not a directory", shown.display()));
+                    }
+                } else if !ft.is_dir() {
+                    break; // a whiteout or non-directory hides the rest
+                }
+                shows.push(layer);
+                opaque = is_opaque(&p);
+            }
+            if shows.is_empty() {
+                return Err(format!("{} does not exist in the image", shown.display()));
+            }
+            visible = shows;
+            dir = shown;
+        }
+        Ok(())
+    }
+}
+
 /// Pushes the components of `path` onto `pending` (reversed), dropping
 /// empty and `.` parts.
 fn push_path(pending: &mut Vec<String>, path: &str) {
@@ -174,6 +226,36 @@ mod tests {
 
     fn read(v: &LayeredRootfs, p: &str) -> Option<String> {
         v.read_file(p).map(|b| String::from_utf8(b).expect("utf8"))
+    }
+
+    #[test]
+    fn plain_directories_of_the_merged_view() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (top, low) = (t.path().join("top"), t.path().join("low"));
+        write(&low, "data/sub/f", "x");
+        write(&low, "gone/f", "x");
+        write(&low, "file", "x");
+        write(&top, "data/top-only/f", "x");
+        whiteout(&top, "gone");
+        symlink("data", top.join("link")).expect("symlink");
+        symlink("/", low.join("data/escape")).expect("symlink");
+        let v = LayeredRootfs {
+            layers: vec![top, low],
+        };
+        for ok in ["", ".", "data", "data/", "./data/sub", "data/top-only"] {
+            assert_eq!(v.plain_directory(ok), Ok(()), "{ok:?}");
+        }
+        let why = |sub: &str| v.plain_directory(sub).expect_err(sub);
+        assert!(why("nope").contains("does not exist"), "{}", why("nope"));
+        assert!(why("gone").contains("does not exist"), "whited out");
+        assert!(why("data/nope").contains("data/nope does not exist"));
+        assert!(why("file").contains("not a directory"));
+        assert!(why("data/sub/f").contains("not a directory"));
+        assert!(why("link").contains("symbolic link"));
+        assert!(why("link/sub").contains("symbolic link"));
+        assert!(why("data/escape").contains("symbolic link"));
+        assert!(why("data/..").contains("`..`"));
+        assert!(why("../x").contains("`..`"));
     }
 
     #[test]

@@ -155,6 +155,7 @@ impl Env {
                 log_path: self.log_path(id),
                 runtime: self.oci_runtime.clone(),
                 runtime_root: None,
+                image_volumes: Vec::new(),
                 stdin: config.stdin,
                 stdin_once: config.stdin_once,
             })

@@ -153,3 +153,74 @@ async fn a_stop_signal_that_cannot_be_sent_is_refused_at_create() {
         "the image's"
     );
 }
+
+fn with_volume(name: &str, image: &str, sub_path: &str) -> NewContainer {
+    let mut req = request(name);
+    req.config.mounts.push(crate::spec::MountConfig {
+        container_path: "/vol".into(),
+        readonly: true,
+        image: Some(crate::spec::ImageMount {
+            image: image.into(),
+            sub_path: sub_path.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    req
+}
+
+#[tokio::test]
+async fn an_image_volume_is_resolved_held_and_recorded() {
+    let h = harness();
+    let id = h
+        .containers
+        .create(
+            &h.images,
+            &PodContext::default(),
+            with_volume("v", IMAGE, ""),
+        )
+        .await
+        .expect("create")
+        .to_string();
+    let record = h.record(&id).expect("recorded");
+    let m = &record.mounts[0];
+    let image = m.image.as_ref().expect("the image volume");
+    assert_eq!(image.image_id, image_record().id.to_string());
+    assert_eq!(image.chain_ids.len(), 1);
+    assert!(m.readonly);
+    assert_eq!(
+        m.host_path,
+        std::path::Path::new("/nonexistent/fake-bundles")
+            .join(&id)
+            .join("image-volumes/0"),
+        "the shim mounts it in the bundle"
+    );
+    assert_eq!(h.images.holds().held().len(), 1, "held");
+    h.containers.remove(&id).await.expect("remove");
+    assert!(h.images.holds().held().is_empty(), "released");
+}
+
+#[tokio::test]
+async fn a_bad_image_volume_leaves_nothing() {
+    for (image, sub, kind) in [
+        ("nope", "", ErrorKind::NotFound),
+        (IMAGE, "missing", ErrorKind::InvalidArgument),
+    ] {
+        let h = harness();
+        let e = h
+            .containers
+            .create(
+                &h.images,
+                &PodContext::default(),
+                with_volume("v", image, sub),
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(e.kind(), kind, "{e}");
+        let named = if sub.is_empty() { image } else { sub };
+        assert!(e.to_string().contains(named), "{e}");
+        assert!(h.containers.list(&Default::default()).is_empty());
+        assert!(h.fake.calls_of(CallKind::Create).is_empty());
+        assert!(h.images.holds().held().is_empty(), "nothing held");
+    }
+}
