@@ -88,7 +88,8 @@ pub async fn probe(runtime: &Path) -> anyhow::Result<HandlerFeatures> {
             status = %out.status,
             "the runtime has no `features` command: no optional features assumed"
         );
-        return Ok(HandlerFeatures::default());
+        // Nothing the runtime itself must do (image volumes are the shim's).
+        return Ok(from_document(&serde_json::Value::Null));
     }
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
         .context("`features` printed something other than JSON")?;
@@ -146,7 +147,10 @@ mod tests {
         );
         assert_eq!(
             from_document(&serde_json::json!("x")),
-            HandlerFeatures::default()
+            HandlerFeatures {
+                image_volumes: true,
+                ..HandlerFeatures::default()
+            }
         );
     }
 
@@ -155,7 +159,10 @@ mod tests {
         // `false features` exits 1, as a runtime without the command does.
         assert_eq!(
             probe(Path::new("/bin/false")).await.expect("probe"),
-            HandlerFeatures::default()
+            HandlerFeatures {
+                image_volumes: true,
+                ..HandlerFeatures::default()
+            }
         );
         let dir = tempfile::tempdir().expect("tempdir");
         let err = probe(&dir.path().join("none")).await.expect_err("missing");
